@@ -1,0 +1,57 @@
+# StockPulse: `make demo` runs the workbench, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+export PYTHONPATH := $(CURDIR)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install demo test test-fast lint format bench db-start db-stop db-status clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@echo "==> installing dependencies into $(VENV) (first run takes a few minutes)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+db-start: install
+	@$(PY) -m db.embedded start
+
+db-stop: install
+	@$(PY) -m db.embedded stop
+
+db-status: install
+	@$(PY) -m db.embedded status
+	@$(PY) -m db.migrate status
+
+demo: install
+	@$(PY) -m db.embedded start
+	@$(PY) -m db.migrate up
+	@$(PY) -m db.migrate status
+
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy db ml config
+
+format: install
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+test: lint
+	@$(PY) -m pytest
+
+test-fast: install
+	@$(PY) -m pytest -m "not slow"
+
+bench: install
+	@$(PY) -m benchmarks.run
+
+clean:
+	@$(PY) -m db.embedded stop || true
+	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache

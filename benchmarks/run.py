@@ -1,0 +1,55 @@
+"""`make bench`: run every benchmarks/bench_*.py and write benchmarks/results.json.
+
+    python -m benchmarks.run [name ...]     run only the named modules (e.g. write)
+
+Results of modules not run this time are kept from the previous results.json.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    wanted = set(argv if argv is not None else sys.argv[1:])
+    old: list[dict[str, Any]] = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    by_name = {r["name"]: r for r in old}
+    failed = []
+    for info in sorted(pkgutil.iter_modules([str(HERE)]), key=lambda i: i.name):
+        if not info.name.startswith("bench_"):
+            continue
+        short = info.name.removeprefix("bench_")
+        if wanted and short not in wanted:
+            continue
+        print(f"==> {info.name}", flush=True)
+        try:
+            module = importlib.import_module(f"benchmarks.{info.name}")
+            for rec in module.run():
+                by_name[rec["name"]] = rec
+                print(
+                    f"    {rec['name']}: {rec['value']} {rec['unit']} "
+                    f"(baseline {rec['baseline']}, ratio {rec['ratio']})",
+                    flush=True,
+                )
+        except Exception:
+            traceback.print_exc()
+            failed.append(info.name)
+        RESULTS.write_text(json.dumps(list(by_name.values()), indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+    if failed:
+        print(f"failed: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""All StockPulse settings, typed, from the environment and an optional `.env` file.
+
+Every knob has a type, a default and a one-line description. Secrets are `SecretStr`, never
+printed; `Settings.redacted()` is the only dump of the settings and it masks them.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_UNIVERSE = (
+    "AAPL MSFT GOOGL AMZN META NVDA TSLA JPM V JNJ WMT PG XOM UNH HD MA BAC KO PEP DIS".split()
+)
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "stockpulse", "password", "secret"}
+
+
+class SettingsError(RuntimeError):
+    """Raised when the environment holds an invalid setting; the message names each field."""
+
+
+class Settings(BaseSettings):
+    """The one settings object of StockPulse."""
+
+    model_config = SettingsConfigDict(
+        env_file=PROJECT_ROOT / ".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- where it runs
+    profile: Literal["local", "production"] = Field(
+        "local", description="local (embedded DB, demo secrets allowed) or production"
+    )
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL; unset = start the embedded PostgreSQL"
+    )
+    data_dir: Path = Field(PROJECT_ROOT / "var", description="folder for local state and logs")
+    embedded_pg_port: int = Field(54329, ge=1024, le=65535, description="embedded server port")
+    db_pool_size: int = Field(5, ge=1, le=100, description="SQLAlchemy pool size")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="logging")
+
+    # --- universe and sources
+    universe: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_UNIVERSE), description="tickers, comma/space list"
+    )
+    market_source: Literal["simulated", "replay", "yfinance"] = Field(
+        "simulated", description="where 1-minute bars come from"
+    )
+    replay_path: Path | None = Field(None, description="CSV/Parquet of bars for the replay source")
+    replay_speed: float = Field(60.0, gt=0, description="replay: bar-minutes per real second")
+    sim_seed: int = Field(42, description="simulated market seed")
+    sim_speed: float = Field(
+        1.0, gt=0, description="simulated clock: market seconds per real second (60 = 1 bar/s)"
+    )
+    sim_planted_signal: float = Field(
+        0.0, ge=0, le=1, description="strength of the planted learnable signal (0 = random walk)"
+    )
+    sim_history_days: int = Field(25, ge=1, le=400, description="sessions seeded for the demo")
+    poll_interval_s: float = Field(60.0, gt=0, description="price poll period (real seconds)")
+    yf_min_request_interval_s: float = Field(2.0, ge=0, description="yfinance spacing")
+
+    # --- news and macro
+    news_source: Literal["simulated", "newsapi", "rss"] = Field("simulated", description="news")
+    news_api_key: SecretStr | None = Field(None, description="newsapi.org key (optional)")
+    news_daily_request_budget: int = Field(90, ge=1, description="News API requests per day")
+    news_poll_interval_s: float = Field(300.0, gt=0, description="news poll period")
+    sentiment_model: str = Field(
+        "ProsusAI/finbert", description="transformers model name or local path for sentiment"
+    )
+    sentiment_batch_size: int = Field(16, ge=1, description="articles scored per batch")
+    news_half_life_min: float = Field(240.0, gt=0, description="news sentiment decay half-life")
+    macro_source: Literal["fred", "fred_csv", "simulated"] = Field("fred", description="macro")
+    fred_api_key: SecretStr | None = Field(None, description="FRED key; unset = keyless CSV")
+
+    # --- models
+    models_dir: Path = Field(PROJECT_ROOT / "models", description="model version folders")
+    model_config_path: Path = Field(
+        PROJECT_ROOT / "config" / "model_config.json", description="the model registry"
+    )
+    window_length: int = Field(32, ge=4, le=512, description="bars per model input window")
+    label_horizon_bars: int = Field(15, ge=1, description="triple barrier: vertical barrier")
+    barrier_up_mult: float = Field(1.5, gt=0, description="upper barrier, x recent volatility")
+    barrier_down_mult: float = Field(1.5, gt=0, description="lower barrier, x recent volatility")
+    barrier_vol_lookback: int = Field(30, ge=2, description="bars of volatility for barriers")
+    train_epochs: int = Field(8, ge=1, description="max epochs per model")
+    train_batch_size: int = Field(256, ge=8, description="training batch size")
+    train_max_windows: int = Field(60_000, ge=100, description="cap on training windows")
+    val_fraction: float = Field(0.2, gt=0, lt=0.5, description="chronological validation share")
+    serving_batch: int = Field(20, ge=1, description="fixed batch of the LSTM's TFLite file")
+    buy_threshold: float = Field(0.55, gt=0.33, lt=1, description="both models' P(UP) for BUY")
+    sell_threshold: float = Field(0.55, gt=0.33, lt=1, description="both models' P(DOWN) for SELL")
+    promotion_margin: float = Field(0.01, ge=0, description="macro-F1 gain needed to promote")
+    bootstrap_samples: int = Field(500, ge=50, description="paired block-bootstrap resamples")
+    bootstrap_alpha: float = Field(0.05, gt=0, lt=0.5, description="one-sided bootstrap level")
+    cost_bps: float = Field(2.0, ge=0, description="round-trip cost for equity curves, bps")
+    drift_psi_threshold: float = Field(0.25, gt=0, description="PSI above this is drift")
+    drift_ks_alpha: float = Field(0.001, gt=0, lt=1, description="KS test level")
+    drift_feature_share: float = Field(0.3, gt=0, le=1, description="share of drifted features")
+    drift_confidence_drop: float = Field(0.15, gt=0, description="confidence drop that alarms")
+    drift_persistence: int = Field(3, ge=1, description="consecutive alarming checks to act")
+
+    # --- app
+    app_refresh_s: float = Field(5.0, ge=1, description="live page refresh period")
+    analyst_password: SecretStr = Field(
+        SecretStr("stockpulse-demo"), description="password for retrain/promote/rollback"
+    )
+
+    @field_validator("universe", mode="before")
+    @classmethod
+    def _split_universe(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @field_validator("universe")
+    @classmethod
+    def _check_universe(cls, value: list[str]) -> list[str]:
+        tickers = [t.strip().upper() for t in value]
+        if not tickers:
+            raise ValueError("the universe is empty")
+        bad = [t for t in tickers if not t.replace(".", "").replace("-", "").isalnum()]
+        if bad:
+            raise ValueError(f"not ticker symbols: {bad}")
+        if len(set(tickers)) != len(tickers):
+            raise ValueError("duplicate tickers")
+        return tickers
+
+    @model_validator(mode="after")
+    def _check_secrets(self) -> Settings:
+        if self.profile == "production":
+            pw = self.analyst_password.get_secret_value()
+            if pw.lower() in PLACEHOLDER_SECRETS or pw == "stockpulse-demo":
+                raise ValueError("analyst_password is a placeholder; set ANALYST_PASSWORD")
+        if self.market_source == "replay" and self.replay_path is None:
+            raise ValueError("market_source=replay needs replay_path (REPLAY_PATH)")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no DATABASE_URL is set and the embedded PostgreSQL serves."""
+        return self.database_url is None
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock shared by nightly training, validation and the app's retrain button."""
+        return self.data_dir / "training.lock"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def redacted(self) -> dict[str, Any]:
+        """A dump of every setting with secrets masked."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                out[name] = "**********" if value.get_secret_value() else ""
+            else:
+                out[name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        env = field.upper() if err["loc"] else ""
+        where = f"{field} ({env})" if env else field
+        lines.append(f"invalid setting {where}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment; raise SettingsError naming every bad field."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_format_error(exc)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached). Tests call `get_settings.cache_clear()`."""
+    return load_settings()

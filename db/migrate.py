@@ -1,0 +1,148 @@
+"""Apply or revert the schema migrations in `db/migrations/`.
+
+python -m db.migrate up [--to N]      apply pending migrations (all, or up to N)
+python -m db.migrate down --to N      revert migrations above N (0 = empty schema)
+python -m db.migrate status           list migrations and whether each is applied
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from dataclasses import dataclass
+from types import ModuleType
+
+from db import migrations
+from db.database_manager import create_db_engine
+
+log = logging.getLogger(__name__)
+
+_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)"""
+_LOCK_KEY = 7_301_204  # advisory lock: one migrator at a time
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    module: ModuleType
+
+
+def available() -> list[Migration]:
+    found = []
+    for info in pkgutil.iter_modules(migrations.__path__):
+        if info.name.startswith("m") and info.name[1:5].isdigit():
+            module = importlib.import_module(f"db.migrations.{info.name}")
+            found.append(Migration(int(info.name[1:5]), module.NAME, module))
+    return sorted(found, key=lambda m: m.version)
+
+
+def _raw_connection():  # type: ignore[no-untyped-def]
+    return create_db_engine().raw_connection()
+
+
+def applied_versions() -> set[int]:
+    conn = _raw_connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_LEDGER)
+            cur.execute("SELECT version FROM schema_migrations")
+            rows = cur.fetchall()
+        conn.commit()
+        return {int(r[0]) for r in rows}
+    finally:
+        conn.close()
+
+
+def _run(migration: Migration, direction: str) -> None:
+    conn = _raw_connection()
+    try:
+        autocommit = getattr(migration.module, "NEEDS_AUTOCOMMIT", False)
+        dbapi = conn.dbapi_connection
+        dbapi.autocommit = autocommit
+        with dbapi.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+            try:
+                getattr(migration.module, direction)(cur)
+                if direction == "up":
+                    cur.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (migration.version, migration.name),
+                    )
+                else:
+                    cur.execute(
+                        "DELETE FROM schema_migrations WHERE version = %s", (migration.version,)
+                    )
+                if not autocommit:
+                    dbapi.commit()
+            except Exception:
+                if not autocommit:
+                    dbapi.rollback()
+                raise
+            finally:
+                if not autocommit:
+                    dbapi.autocommit = True
+                cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    finally:
+        dbapi.autocommit = False
+        conn.close()
+
+
+def upgrade(to: int | None = None) -> list[int]:
+    """Apply pending migrations up to `to` (default: all). Returns the versions applied."""
+    done = applied_versions()
+    ran = []
+    for m in available():
+        if m.version in done or (to is not None and m.version > to):
+            continue
+        log.info("applying migration %04d %s", m.version, m.name)
+        _run(m, "up")
+        ran.append(m.version)
+    return ran
+
+
+def downgrade(to: int) -> list[int]:
+    """Revert applied migrations above `to`, newest first. Returns the versions reverted."""
+    done = applied_versions()
+    ran = []
+    for m in reversed(available()):
+        if m.version in done and m.version > to:
+            log.info("reverting migration %04d %s", m.version, m.name)
+            _run(m, "down")
+            ran.append(m.version)
+    return ran
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m db.migrate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("--to", type=int, default=None, help="target version")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.action == "up":
+        ran = upgrade(args.to)
+        print(f"applied: {ran or 'nothing (up to date)'}")
+    elif args.action == "down":
+        if args.to is None:
+            parser.error("down needs --to N")
+        print(f"reverted: {downgrade(args.to) or 'nothing'}")
+    else:
+        done = applied_versions()
+        for m in available():
+            print(f"{m.version:04d} {'applied' if m.version in done else 'pending':8} {m.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

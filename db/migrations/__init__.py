@@ -1,0 +1,1 @@
+"""Numbered schema migrations: each module has NAME, `up(conn)` and `down(conn)`."""

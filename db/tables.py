@@ -1,0 +1,142 @@
+"""What `write_to_db` knows of each table: columns, natural key and per-row rules.
+
+The DDL lives in `db/migrations/`; `tests/db/test_migrations.py` checks these specs against the
+migrated schema so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    finite: tuple[str, ...] = ()
+    non_negative: tuple[str, ...] = ()
+    check: Callable[[pd.DataFrame], None] | None = field(default=None, compare=False)
+
+
+def _check_bars(df: pd.DataFrame) -> None:
+    from db.database_manager import DataValidationError
+
+    if {"high", "low"} <= set(df.columns):
+        bad = df["high"] < df["low"]
+        if bad.any():
+            raise DataValidationError(f"bars_1m: {int(bad.sum())} row(s) with high < low")
+    for col in ("open", "high", "low", "close"):
+        if col in df.columns and (df[col] <= 0).any():
+            raise DataValidationError(f"bars_1m: non-positive '{col}' price")
+
+
+def _check_sentiment(df: pd.DataFrame) -> None:
+    from db.database_manager import DataValidationError
+
+    if "sentiment" in df.columns:
+        s = pd.to_numeric(df["sentiment"], errors="coerce")
+        if ((s < -1) | (s > 1)).any():
+            raise DataValidationError("news_articles: sentiment outside [-1, 1]")
+
+
+BARS = TableSpec(
+    "bars_1m",
+    ("ticker", "ts", "open", "high", "low", "close", "volume", "source", "ingested_at"),
+    ("ticker", "ts"),
+    finite=("open", "high", "low", "close", "volume"),
+    non_negative=("volume",),
+    check=_check_bars,
+)
+NEWS = TableSpec(
+    "news_articles",
+    (
+        "article_key",
+        "ticker",
+        "published_at",
+        "source",
+        "title",
+        "url",
+        "summary",
+        "sentiment",
+        "sentiment_model",
+        "ingested_at",
+    ),
+    ("article_key", "ticker"),
+    finite=("sentiment",),
+    check=_check_sentiment,
+)
+MACRO = TableSpec(
+    "macro_observations",
+    ("series_id", "obs_date", "realtime_start", "value", "source", "ingested_at"),
+    ("series_id", "obs_date", "realtime_start"),
+    finite=("value",),
+)
+CORPORATE_ACTIONS = TableSpec(
+    "corporate_actions",
+    ("ticker", "ex_date", "action_type", "value", "source", "detected_at", "applied_at", "factor"),
+    ("ticker", "ex_date", "action_type"),
+    finite=("value",),
+    non_negative=("value",),
+)
+BACKFILL = TableSpec(
+    "backfill_queue",
+    (
+        "ticker",
+        "gap_start",
+        "gap_end",
+        "status",
+        "attempts",
+        "last_error",
+        "created_at",
+        "updated_at",
+    ),
+    ("ticker", "gap_start"),
+)
+SIGNALS = TableSpec(
+    "signals",
+    (
+        "ticker",
+        "bar_ts",
+        "model_version",
+        "action",
+        "confidence",
+        "lstm_label",
+        "lstm_p_down",
+        "lstm_p_neutral",
+        "lstm_p_up",
+        "transformer_label",
+        "transformer_p_down",
+        "transformer_p_neutral",
+        "transformer_p_up",
+        "close",
+        "reason",
+        "created_at",
+    ),
+    ("ticker", "bar_ts", "model_version"),
+    finite=(
+        "confidence",
+        "lstm_p_down",
+        "lstm_p_neutral",
+        "lstm_p_up",
+        "transformer_p_down",
+        "transformer_p_neutral",
+        "transformer_p_up",
+    ),
+)
+HEARTBEATS = TableSpec(
+    "worker_heartbeats", ("worker", "last_beat", "pid", "status", "details"), ("worker",)
+)
+DRIFT = TableSpec(
+    "drift_metrics",
+    ("checked_at", "model_version", "metric", "feature", "value", "threshold", "alarm"),
+    ("checked_at", "model_version", "metric", "feature"),
+)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (BARS, NEWS, MACRO, CORPORATE_ACTIONS, BACKFILL, SIGNALS, HEARTBEATS, DRIFT)
+}

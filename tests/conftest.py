@@ -1,0 +1,59 @@
+"""Shared fixtures: a real PostgreSQL database for the whole test session.
+
+With DATABASE_URL unset the embedded server is started; with it set, that server is used. Each
+test session migrates a fresh database of its own (`stockpulse_test_<pid>`), exported through
+DATABASE_URL so subprocesses (workers under supervisord, the app) use the same one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+from sqlalchemy.engine import make_url
+
+from config.settings import get_settings
+
+
+def _admin_url() -> str:
+    from db.database_manager import database_url
+
+    return database_url()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_database() -> Iterator[str]:
+    get_settings.cache_clear()
+    base = make_url(_admin_url())
+    name = f"stockpulse_test_{os.getpid()}"
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = base.set(database=name).render_as_string(hide_password=False)
+    os.environ["DATABASE_URL"] = url
+    get_settings.cache_clear()
+    from db import database_manager, migrate
+
+    database_manager.dispose_engine()
+    migrate.upgrade()
+    yield url
+    database_manager.dispose_engine()
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture
+def clean_tables() -> Iterator[None]:
+    """Empty every data table before a test."""
+    from db.database_manager import execute
+    from db.tables import TABLES
+
+    names = ", ".join(list(TABLES) + ["model_events", "model_evaluations", "job_runs"])
+    execute(f"TRUNCATE {names}")
+    yield

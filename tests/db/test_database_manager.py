@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from db.database_manager import (
+    DataValidationError,
+    UnsafeQueryError,
+    create_db_engine,
+    read_from_db,
+    write_to_db,
+)
+
+
+def bars(n: int = 5, ticker: str = "AAPL", start: str = "2024-03-04 14:30", price: float = 100.0):
+    ts = pd.date_range(start, periods=n, freq="min", tz="UTC")
+    close = price + np.arange(n, dtype=float)
+    return pd.DataFrame(
+        {
+            "ticker": ticker,
+            "ts": ts,
+            "open": close,
+            "high": close + 0.5,
+            "low": close - 0.5,
+            "close": close,
+            "volume": np.full(n, 1000.0),
+            "source": "test",
+        }
+    )
+
+
+def count(ticker: str | None = None) -> int:
+    if ticker is None:
+        return int(read_from_db("SELECT count(*) AS n FROM bars_1m")["n"][0])
+    df = read_from_db("SELECT count(*) AS n FROM bars_1m WHERE ticker = :t", {"t": ticker})
+    return int(df["n"][0])
+
+
+def test_engine_is_created_once_per_process():
+    assert create_db_engine() is create_db_engine()
+    assert create_db_engine().pool._pre_ping  # type: ignore[attr-defined]
+
+
+def test_same_bars_twice_leave_one_copy(clean_tables):
+    df = bars(10)
+    assert write_to_db(df, table="bars_1m") == 10
+    write_to_db(df, table="bars_1m")
+    assert count() == 10
+
+
+def test_correction_replaces_the_stored_bar(clean_tables):
+    write_to_db(bars(3), table="bars_1m")
+    fixed = bars(3).iloc[[1]].assign(close=123.25, high=130.0)
+    write_to_db(fixed, table="bars_1m")
+    out = read_from_db("SELECT ts, close FROM bars_1m ORDER BY ts")
+    assert out["close"].tolist() == [100.0, 123.25, 102.0]
+    assert str(out["ts"].dt.tz) == "UTC"
+
+
+def test_on_conflict_nothing_keeps_the_stored_row(clean_tables):
+    write_to_db(bars(2), table="bars_1m")
+    write_to_db(bars(2).assign(close=1.0, low=0.5), table="bars_1m", on_conflict="nothing")
+    assert read_from_db("SELECT close FROM bars_1m ORDER BY ts")["close"].tolist() == [100, 101]
+
+
+def test_duplicates_inside_one_batch_keep_the_last(clean_tables):
+    df = pd.concat([bars(2), bars(2).assign(close=[150.0, 151.0], high=200.0)])
+    write_to_db(df, table="bars_1m")
+    assert read_from_db("SELECT close FROM bars_1m ORDER BY ts")["close"].tolist() == [150, 151]
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.drop(columns=["ts"]), "key column"),
+        (lambda d: d.assign(close=[1.0, np.nan, 2.0, 3.0, 4.0]), "NaN/inf"),
+        (lambda d: d.assign(open=[1.0, np.inf, 2.0, 3.0, 4.0]), "NaN/inf"),
+        (lambda d: d.assign(volume=[1.0, -5.0, 2.0, 3.0, 4.0]), "negative 'volume'"),
+        (lambda d: d.assign(ticker=["AAPL", None, "AAPL", "AAPL", "AAPL"]), "empty keys"),
+        (lambda d: d.assign(surprise=1), "unknown column"),
+        (lambda d: d.assign(high=d["low"] - 1), "high < low"),
+    ],
+)
+def test_bad_batches_are_rejected_and_nothing_is_written(clean_tables, mutate, message):
+    with pytest.raises(DataValidationError, match=message):
+        write_to_db(mutate(bars(5)), table="bars_1m")
+    assert count() == 0
+
+
+def test_unknown_table_is_rejected():
+    with pytest.raises(DataValidationError, match="unknown table"):
+        write_to_db(bars(1), table="nope")
+
+
+def test_a_failing_batch_inside_a_transaction_writes_nothing(clean_tables):
+    from db.database_manager import connect
+
+    with pytest.raises(DataValidationError), connect() as conn:
+        write_to_db(bars(3), table="bars_1m", conn=conn)
+        write_to_db(bars(3, ticker="MSFT").assign(volume=-1.0), table="bars_1m", conn=conn)
+    assert count() == 0
+
+
+def test_reads_are_parameterised(clean_tables):
+    write_to_db(pd.concat([bars(3), bars(4, ticker="MSFT")]), table="bars_1m")
+    assert count("MSFT") == 4
+    with pytest.raises(UnsafeQueryError, match="bound parameters"):
+        read_from_db("SELECT * FROM bars_1m WHERE ticker = 'MSFT'")
+    with pytest.raises(UnsafeQueryError):
+        read_from_db("SELECT * FROM bars_1m WHERE ticker = %(t)s", {"t": "MSFT"})
+    # A hostile value stays a value.
+    assert count("MSFT' OR '1'='1") == 0
+
+
+def test_other_tables_round_trip(clean_tables):
+    news = pd.DataFrame(
+        {
+            "article_key": ["k1", "k1"],
+            "ticker": ["AAPL", "MSFT"],
+            "published_at": pd.to_datetime(["2024-03-04 15:00"] * 2, utc=True),
+            "source": "test",
+            "title": ['Apple, "quoted" headline\nwith newline', "x"],
+            "sentiment": [0.5, -0.2],
+            "sentiment_model": "vader",
+        }
+    )
+    assert write_to_db(news, table="news_articles") == 2
+    got = read_from_db("SELECT title FROM news_articles WHERE ticker = :t", {"t": "AAPL"})
+    assert got["title"][0] == 'Apple, "quoted" headline\nwith newline'
+    with pytest.raises(DataValidationError, match="outside"):
+        write_to_db(news.assign(sentiment=2.0), table="news_articles")
