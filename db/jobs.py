@@ -1,0 +1,123 @@
+"""Job bookkeeping shared by workers, ML jobs and the app: runs, heartbeats, the training lock.
+
+- `job_run(name)`: records a row in `job_runs` (running → ok / failed / skipped).
+- `heartbeat(worker, status, **details)`: upserts `worker_heartbeats` for the data-health page.
+- `training_lock()`: the one lock that nightly training, validation and the app's retrain button
+  share (an `fcntl` lock on `settings.lock_path`), so runs never overlap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import text
+
+from config.settings import get_settings
+from db.database_manager import connect, write_to_db
+
+
+class LockBusyError(RuntimeError):
+    """Another training or validation run holds the lock."""
+
+
+class JobRun:
+    """Handle of a running job; `skip(reason)` marks it skipped, `note(msg)` sets its message."""
+
+    def __init__(self, run_id: int) -> None:
+        self.id = run_id
+        self.status = "ok"
+        self.message: str | None = None
+
+    def skip(self, reason: str) -> None:
+        self.status, self.message = "skipped", reason
+
+    def note(self, message: str) -> None:
+        self.message = message
+
+
+@contextmanager
+def job_run(name: str) -> Iterator[JobRun]:
+    """Record a job run; an exception marks it failed (and propagates)."""
+    with connect() as conn:
+        run_id = conn.execute(
+            text("INSERT INTO job_runs (job) VALUES (:job) RETURNING id"), {"job": name}
+        ).scalar_one()
+    run = JobRun(int(run_id))
+    try:
+        yield run
+    except BaseException as exc:
+        _finish(run.id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    _finish(run.id, run.status, run.message)
+
+
+def _finish(run_id: int, status: str, message: str | None) -> None:
+    with connect() as conn:
+        conn.execute(
+            text(
+                "UPDATE job_runs SET finished_at = now(), status = :s, message = :m WHERE id = :i"
+            ),
+            {"s": status, "m": message, "i": run_id},
+        )
+
+
+def heartbeat(worker: str, status: str = "ok", **details: Any) -> None:
+    """Record that `worker` is alive (upsert)."""
+    frame = pd.DataFrame(
+        [
+            {
+                "worker": worker,
+                "last_beat": pd.Timestamp.now(tz="UTC"),
+                "pid": os.getpid(),
+                "status": status,
+                "details": json.dumps(details, default=str),
+            }
+        ]
+    )
+    write_to_db(frame, table="worker_heartbeats")
+
+
+@contextmanager
+def training_lock(path: Path | None = None, wait: bool = False) -> Iterator[Path]:
+    """Hold the training lock; raise LockBusyError at once if it is taken (unless `wait`)."""
+    path = path or get_settings().lock_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise LockBusyError(f"training is already running ({holder})") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M:%S} UTC")
+        fh.flush()
+        try:
+            yield path
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def lock_holder(path: Path | None = None) -> str | None:
+    """Who holds the training lock, or None when it is free."""
+    path = path or get_settings().lock_path
+    if not path.exists():
+        return None
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            return fh.read().strip() or "another process"
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return None

