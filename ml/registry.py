@@ -1,0 +1,233 @@
+"""The model registry, `config/model_config.json`: the champion and the history of champions.
+
+Every write is atomic (temporary file in the same folder, fsync, `os.replace`), serialised by a
+lock file, and schema-checked; readers never see a half-written file. A malformed file raises
+`RegistryError` naming what is wrong. Events are also appended to the `model_events` table (for
+the app's history page) when the database is reachable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from config.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+MODEL_FILES = ("lstm.tflite", "transformer.tflite", "metadata.json")
+Actor = str  # "validation", "drift_monitor", "analyst:<name>", "cli"
+
+
+class RegistryError(RuntimeError):
+    """The registry file is malformed or asks for something impossible."""
+
+
+class ChampionEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(min_length=1)
+    path: str
+    files: dict[str, str]  # file name -> sha256
+    promoted_at: str
+    promoted_by: Actor
+    reason: str
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    at: str
+    event: Literal["promoted", "rolled_back"]
+    version: str
+    previous: str | None
+    by: Actor
+    reason: str
+
+
+class Registry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[1] = 1
+    champion: ChampionEntry | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+    updated_at: str | None = None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _now() -> str:
+    return pd.Timestamp.now(tz="UTC").isoformat()
+
+
+def read_registry(path: Path | None = None) -> Registry:
+    """The registry; an empty one when the file does not exist yet."""
+    path = path or get_settings().model_config_path
+    if not path.exists():
+        return Registry()
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{path} is not valid JSON: {exc}") from None
+    try:
+        return Registry.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'root'}: {e['msg']}" for e in exc.errors()
+        )
+        raise RegistryError(f"{path} is malformed: {problems}") from None
+
+
+def write_registry(registry: Registry, path: Path | None = None) -> None:
+    """Atomically replace the registry file."""
+    path = path or get_settings().model_config_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    registry.updated_at = _now()
+    payload = json.dumps(registry.model_dump(), indent=2) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".model_config.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def version_dir(version: str, settings: Settings | None = None) -> Path:
+    settings = settings or get_settings()
+    if not version or "/" in version or version.startswith("."):
+        raise RegistryError(f"invalid model version name {version!r}")
+    return settings.models_dir / version
+
+
+def list_versions(settings: Settings | None = None) -> list[str]:
+    """Complete model versions (with metadata.json), oldest first."""
+    settings = settings or get_settings()
+    if not settings.models_dir.exists():
+        return []
+    return sorted(p.name for p in settings.models_dir.iterdir() if (p / "metadata.json").is_file())
+
+
+def file_checksums(version: str, settings: Settings | None = None) -> dict[str, str]:
+    folder = version_dir(version, settings)
+    missing = [f for f in MODEL_FILES if not (folder / f).is_file()]
+    if missing:
+        raise RegistryError(f"model version {version} lacks {missing} in {folder}")
+    return {name: sha256_file(folder / name) for name in MODEL_FILES}
+
+
+def promote(
+    version: str,
+    *,
+    by: Actor,
+    reason: str,
+    settings: Settings | None = None,
+    event: Literal["promoted", "rolled_back"] = "promoted",
+) -> Registry:
+    """Make `version` the champion (recording the previous one in the history)."""
+    settings = settings or get_settings()
+    path = settings.model_config_path
+    if not reason.strip():
+        raise RegistryError("a promotion or rollback needs a reason")
+    with _locked(path):
+        registry = read_registry(path)
+        checksums = file_checksums(version, settings)
+        previous = registry.champion.version if registry.champion else None
+        registry.champion = ChampionEntry(
+            version=version,
+            path=str(version_dir(version, settings)),
+            files=checksums,
+            promoted_at=_now(),
+            promoted_by=by,
+            reason=reason,
+        )
+        registry.history.append(
+            HistoryEntry(
+                at=_now(),
+                event=event,
+                version=version,
+                previous=previous,
+                by=by,
+                reason=reason,
+            )
+        )
+        write_registry(registry, path)
+    _record_event(event, version, previous, by, reason)
+    log.info("%s %s (previous %s) by %s: %s", event, version, previous, by, reason)
+    return registry
+
+
+def previous_champion(registry: Registry) -> str | None:
+    """The champion before the current one that was not itself rolled back from."""
+    current = registry.champion.version if registry.champion else None
+    rolled_back_from = {h.previous for h in registry.history if h.event == "rolled_back"}
+    for entry in reversed(registry.history):
+        candidate = entry.previous
+        if candidate and candidate != current and candidate not in rolled_back_from:
+            return candidate
+    return None
+
+
+def rollback(
+    *, by: Actor, reason: str, to: str | None = None, settings: Settings | None = None
+) -> Registry:
+    """Roll the champion back to `to` (default: the previous stable champion)."""
+    settings = settings or get_settings()
+    registry = read_registry(settings.model_config_path)
+    if registry.champion is None:
+        raise RegistryError("there is no champion to roll back")
+    target = to or previous_champion(registry)
+    if target is None:
+        raise RegistryError("no earlier champion to roll back to")
+    return promote(target, by=by, reason=reason, settings=settings, event="rolled_back")
+
+
+def _record_event(event: str, version: str, previous: str | None, by: str, reason: str) -> None:
+    try:
+        from db.database_manager import execute
+
+        execute(
+            "INSERT INTO model_events (event, version, previous_version, actor, reason) "
+            "VALUES (:e, :v, :p, :a, :r)",
+            {"e": event, "v": version, "p": previous, "a": by, "r": reason},
+        )
+    except Exception as exc:  # the registry file is the source of truth
+        log.warning("could not record %s of %s in model_events: %s", event, version, exc)
+
+
+def read_metadata(version: str, settings: Settings | None = None) -> dict[str, Any]:
+    path = version_dir(version, settings) / "metadata.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise RegistryError(f"model version {version} has no metadata.json") from None
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{path} is not valid JSON: {exc}") from None

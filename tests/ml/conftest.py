@@ -1,0 +1,88 @@
+"""Tiny real `.tflite` model versions for serving tests (built and converted with TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from config.settings import get_settings
+
+WINDOW, FEATURES, BATCH = 8, 4, 4
+
+
+def build_version(
+    folder: Path,
+    seed: int,
+    bias: tuple[float, float, float] | None = None,
+    window: int = WINDOW,
+    features: int = FEATURES,
+    batch: int = BATCH,
+) -> Path:
+    """Write a model version folder with two tiny real TFLite models and metadata."""
+    import tensorflow as tf
+
+    from ml.registry import sha256_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tf.keras.utils.set_random_seed(seed)
+    for name, layer in (
+        ("lstm", tf.keras.layers.LSTM(6)),
+        ("transformer", tf.keras.layers.GlobalAveragePooling1D()),
+    ):
+        inp = tf.keras.Input(shape=(window, features), batch_size=batch)
+        dense = tf.keras.layers.Dense(3, activation="softmax")
+        model = tf.keras.Model(inp, dense(layer(inp)))
+        if bias is not None:
+            w, _ = dense.get_weights()
+            dense.set_weights([w * 0.01, np.log(np.asarray(bias, dtype="float32"))])
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        (folder / f"{name}.tflite").write_bytes(conv.convert())
+    meta: dict[str, Any] = {
+        "version": folder.name,
+        "features": [f"f{i}" for i in range(features)],
+        "window_length": window,
+        "classes": ["DOWN", "NEUTRAL", "UP"],
+        "tflite_batch": batch,
+        "files": {f: sha256_file(folder / f) for f in ("lstm.tflite", "transformer.tflite")},
+    }
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.fixture
+def model_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Settings pointing models_dir and the registry at a temporary folder."""
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("MODEL_CONFIG_PATH", str(tmp_path / "model_config.json"))
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "var"))
+    # the embedded server's data folder comes from DATA_DIR: keep the URL the session exported
+    assert os.environ.get("DATABASE_URL")
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three tiny versions built once per session: v1 (balanced), v2, v3 (biased to UP)."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    build_version(root / "20260101T000000Z", seed=1)
+    build_version(root / "20260102T000000Z", seed=2)
+    build_version(root / "20260103T000000Z", seed=3, bias=(0.05, 0.05, 0.9))
+    return root
+
+
+@pytest.fixture
+def tiny_versions(model_env: Path, tiny_model_cache: Path) -> Callable[[], list[str]]:
+    """Copy the tiny versions into the test's models_dir; returns their names."""
+    import shutil
+
+    target = model_env / "models"
+    shutil.copytree(tiny_model_cache, target)
+    return lambda: sorted(p.name for p in target.iterdir())

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from config.settings import get_settings
+from ml.model_loader import ModelLoadError, ModelManager, load_active_models, load_version
+from ml.predict import PredictionInputError, make_prediction, predict_batch
+from ml.registry import promote
+
+from .conftest import BATCH, FEATURES, WINDOW
+
+
+def test_no_champion_means_no_models(model_env):
+    assert load_active_models() is None
+
+
+def test_load_and_predict_single_and_batched(tiny_versions):
+    v1, *_ = tiny_versions()
+    promote(v1, by="cli", reason="test")
+    models = load_active_models()
+    assert models is not None and models.version == v1
+    rng = np.random.default_rng(0)
+    windows = rng.random((11, WINDOW, FEATURES), dtype=np.float32)  # > batch: padded chunks
+    batch = predict_batch(models.lstm, windows)
+    assert len(batch) == 11
+    one = make_prediction(models.lstm, windows[5])
+    assert one.label == batch[5].label
+    assert one.probabilities == pytest.approx(batch[5].probabilities, abs=1e-6)
+    assert sum(one.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert models.lstm.invocations == 3 + 1  # ceil(11 / BATCH) + 1
+    assert BATCH == 4
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((WINDOW + 1, FEATURES)), "shape"),
+        (np.zeros((2, WINDOW, FEATURES - 1)), "shape"),
+        (np.zeros((0, WINDOW, FEATURES)), "shape"),
+        (np.full((WINDOW, FEATURES), np.nan), "NaN/inf"),
+        (np.where(np.eye(WINDOW, FEATURES) > 0, np.inf, 0.0), "NaN/inf"),
+    ],
+)
+def test_bad_inputs_are_rejected(tiny_versions, bad, message):
+    v1, *_ = tiny_versions()
+    models = load_version(v1)
+    with pytest.raises(PredictionInputError, match=message):
+        make_prediction(models.transformer, bad)
+
+
+def test_checksum_mismatch_keeps_the_old_models_serving(tiny_versions):
+    v1, v2, _ = tiny_versions()
+    promote(v1, by="cli", reason="first")
+    manager = ModelManager()
+    assert manager.current().version == v1
+    (get_settings().models_dir / v2 / "transformer.tflite").write_bytes(b"corrupted")
+    with pytest.raises(Exception, match="lacks|checksum|cannot"):
+        load_version(v2)
+    # promote records the checksum of the corrupted file; the loader must still refuse the
+    # model because the bytes do not match the version's own metadata either
+    promote(v2, by="cli", reason="second")
+    served = manager.current()
+    assert served is not None and served.version == v1
+    assert manager.last_error and "checksum" in manager.last_error
+
+
+def test_reload_on_registry_change(tiny_versions):
+    v1, v2, v3 = tiny_versions()
+    promote(v1, by="cli", reason="first")
+    manager = ModelManager()
+    first = manager.current()
+    assert manager.current() is first  # no change, no reload
+    promote(v2, by="cli", reason="second")
+    second = manager.current()
+    assert second is not None and second.version == v2 and second is not first
+    assert manager.reloads == 2
+
+
+def test_missing_file_is_a_clear_error(tiny_versions):
+    v1, *_ = tiny_versions()
+    (get_settings().models_dir / v1 / "lstm.tflite").unlink()
+    with pytest.raises(ModelLoadError, match="lstm.tflite is missing"):
+        load_version(v1)
