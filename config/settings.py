@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     buy_threshold: float = Field(0.55, gt=0.33, lt=1, description="both models' P(UP) for BUY")
     sell_threshold: float = Field(0.55, gt=0.33, lt=1, description="both models' P(DOWN) for SELL")
     promotion_margin: float = Field(0.01, ge=0, description="macro-F1 gain needed to promote")
+    holdout_sessions: int = Field(
+        3, ge=1, description="latest sessions kept out of training for the champion gate"
+    )
+    baseline_train_sessions: int = Field(
+        5, ge=1, description="sessions before the hold-out the baseline models are fitted on"
+    )
     bootstrap_samples: int = Field(500, ge=50, description="paired block-bootstrap resamples")
     bootstrap_alpha: float = Field(0.05, gt=0, lt=0.5, description="one-sided bootstrap level")
     cost_bps: float = Field(2.0, ge=0, description="round-trip cost for equity curves, bps")
