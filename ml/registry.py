@@ -231,3 +231,42 @@ def read_metadata(version: str, settings: Settings | None = None) -> dict[str, A
         raise RegistryError(f"model version {version} has no metadata.json") from None
     except json.JSONDecodeError as exc:
         raise RegistryError(f"{path} is not valid JSON: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ml.registry status | promote VERSION --reason R | rollback --reason R`."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ml.registry", description="Show or change the champion model."
+    )
+    parser.add_argument("action", choices=["status", "promote", "rollback"])
+    parser.add_argument("version", nargs="?", help="version to promote (or roll back to)")
+    parser.add_argument("--reason", default="", help="why (recorded in the history)")
+    parser.add_argument("--by", default="cli", help="who or what acts (recorded)")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "promote":
+            if not args.version:
+                parser.error("promote needs a VERSION")
+            promote(args.version, by=args.by, reason=args.reason)
+        elif args.action == "rollback":
+            rollback(by=args.by, reason=args.reason, to=args.version)
+        registry = read_registry()
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    champ = registry.champion
+    print(
+        f"champion: {champ.version if champ else 'none'}"
+        + (f" (by {champ.promoted_by}: {champ.reason})" if champ else "")
+    )
+    print(f"versions on disk: {', '.join(list_versions()) or 'none'}")
+    for h in registry.history[-10:]:
+        print(f"  {h.at}  {h.event:11} {h.version}  by {h.by}: {h.reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
