@@ -1,0 +1,213 @@
+"""The guard every crontab line runs through: holiday skip, no overlap, run bookkeeping.
+
+    python -m workers.cron_job --name <job> [--session-day] [--today YYYY-MM-DD] -- <command...>
+
+- `--session-day`: when today's New York date is not an XNYS session (weekend or market
+  holiday) the run is recorded as 'skipped' in `job_runs` and the command is not started. For a
+  job after the close this is the session of that same New York date.
+- One run per job name at a time: an `fcntl` lock on `<data_dir>/locks/cron-<job>.lock`. A
+  second run while the first holds it records 'skipped' and exits with EXIT_BUSY.
+- The command runs as a subprocess; its output is streamed line by line to this process's log
+  (supervisord's cron log in the container); the run is recorded 'ok' or 'failed' with the exit
+  code and the last lines of output. A leading `python` / `python3` means this interpreter.
+
+Training's own lock (`db.jobs.training_lock`, shared with the app's retrain button) is taken by
+`ml.pipeline` itself, not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from config.market_calendar import is_session_day
+from config.settings import get_settings
+from db.jobs import job_run
+from workers.common import setup_logging
+
+NEW_YORK = ZoneInfo("America/New_York")
+EXIT_BUSY = 75  # EX_TEMPFAIL: the previous run of this job is still going
+EXIT_NO_DATABASE = 69  # EX_UNAVAILABLE: runs cannot be recorded, so none is started
+EXIT_CANNOT_START = 127
+TAIL_LINES = 20
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+log = logging.getLogger("workers.cron_job")
+
+
+class JobBusyError(RuntimeError):
+    """The previous run of the same job still holds its lock."""
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Split `argv` at the first `--`: guard options before it, the command after it."""
+    argv = list(argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    options, command = argv[:cut], argv[cut + 1 :]
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.cron_job",
+        usage="%(prog)s --name JOB [--session-day] [--today YYYY-MM-DD] -- COMMAND...",
+        description="Run one scheduled job: skip market holidays, never overlap, record the run.",
+        epilog="Everything after -- is the command, e.g. -- python -m workers.backfill",
+    )
+    parser.add_argument("--name", required=True, help="job name (job_runs.job and lock name)")
+    parser.add_argument(
+        "--session-day",
+        action="store_true",
+        help="run only when the New York date is an XNYS session; else record 'skipped'",
+    )
+    parser.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        default=None,
+        help="the New York date to judge (default: today in New York); for re-runs and tests",
+    )
+    args = parser.parse_args(options)
+    if not JOB_NAME.match(args.name):
+        parser.error(f"job name {args.name!r} must be letters, digits, '_', '.', '-' (max 64)")
+    if not command:
+        parser.error("no command after --")
+    return args, command
+
+
+def new_york_today() -> date:
+    return datetime.now(NEW_YORK).date()
+
+
+def resolve_command(command: list[str]) -> list[str]:
+    """Run a leading `python` / `python3` with this interpreter (the project's venv)."""
+    if command and command[0] in {"python", "python3"}:
+        return [sys.executable, *command[1:]]
+    return command
+
+
+@contextmanager
+def job_lock(name: str, lock_dir: Path) -> Iterator[Path]:
+    """Hold the per-job lock; raise JobBusyError naming the holder if it is taken."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_dir / f"cron-{name}.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise JobBusyError(f"job {name!r} is already running ({holder})") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {datetime.now(NEW_YORK):%Y-%m-%d %H:%M:%S %Z}")
+        fh.flush()
+        try:
+            yield path
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _forward_signals(proc: subprocess.Popen[str]) -> None:
+    """Pass SIGTERM / SIGINT on to the command so it can stop cleanly (cron shutting down)."""
+
+    def _handler(signum: int, _frame: Any) -> None:
+        log.warning("received %s, passing it to the command", signal.Signals(signum).name)
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _handler)
+
+
+def run_command(name: str, command: list[str]) -> tuple[int, list[str]]:
+    """Run `command`, log each output line as it comes; return (exit code, last lines)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        bufsize=1,
+        env=env,
+    )
+    _forward_signals(proc)
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    stream: IO[str] | None = proc.stdout
+    assert stream is not None
+    for raw in stream:
+        line = raw.rstrip("\n")
+        tail.append(line)
+        log.info("[%s] %s", name, line)
+    returncode = proc.wait()
+    return returncode, list(tail)
+
+
+def _describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit code {returncode}"
+
+
+def guarded_run(name: str, command: list[str], *, session_day: bool, today: date) -> int:
+    """Apply the guard to one run of `command`; return the process exit code."""
+    with job_run(name) as run:
+        if session_day and not is_session_day(today):
+            run.skip(f"{today} is not an XNYS session (weekend or market holiday)")
+            log.info("%s: skipped, %s is not an XNYS session", name, today)
+            return 0
+        try:
+            with job_lock(name, get_settings().data_dir / "locks"):
+                log.info("%s: starting %s", name, " ".join(command))
+                returncode, tail = run_command(name, resolve_command(command))
+        except JobBusyError as exc:
+            run.skip(f"overlap: {exc}")
+            log.error("%s: not started, %s", name, exc)
+            return EXIT_BUSY
+        outcome = _describe_exit(returncode)
+        if returncode != 0:
+            run.status = "failed"
+            run.note(f"{outcome}; last output:\n" + "\n".join(tail)[-1500:])
+            log.error("%s: failed, %s", name, outcome)
+            return returncode if returncode > 0 else 128 - returncode
+        run.note(outcome)
+        log.info("%s: finished, %s", name, outcome)
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    setup_logging("workers.cron_job")
+    args, command = parse_args(sys.argv[1:] if argv is None else argv)
+    today = args.today or new_york_today()
+    try:
+        return guarded_run(args.name, command, session_day=args.session_day, today=today)
+    except FileNotFoundError as exc:
+        log.error("%s: cannot start %r: %s", args.name, command[0], exc)
+        return EXIT_CANNOT_START
+    except SQLAlchemyError as exc:
+        reason = str(exc).splitlines()[0]
+        log.error(
+            "%s: not started, cannot record the run in job_runs (%s); check DATABASE_URL "
+            "and run `python -m db.migrate up`",
+            args.name,
+            reason,
+        )
+        return EXIT_NO_DATABASE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
