@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from config.market_calendar import (  # noqa: F401 - re-exported for sources
@@ -30,6 +31,10 @@ class SourceError(RuntimeError):
 
 class RateLimitError(SourceError):
     """The source refused the request because of its rate limit; back off with jitter."""
+
+
+class HistoryOutOfReachError(ValueError):
+    """The requested range is older than the source's 1-minute history reaches (not retried)."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,16 @@ class MarketDataSource(ABC):
 
     name: str = "base"
     limits: SourceLimits = SourceLimits(500, None, None, 0.0)
+    settle_s: float = 0.0  # real seconds to wait after a minute closes before asking for its bar
 
     @abstractmethod
-    def latest_bars(self, tickers: list[str], now: pd.Timestamp) -> pd.DataFrame:
-        """Final bars (minute closed before `now`) of the current session so far."""
+    def latest_bars(
+        self, tickers: list[str], now: pd.Timestamp, since: pd.Timestamp | None = None
+    ) -> pd.DataFrame:
+        """Final bars (minute closed by `now`) of the current session so far.
+
+        `since` is a hint: a source may leave out bars with ts <= since.
+        """
 
     @abstractmethod
     def history(self, tickers: list[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -74,9 +85,59 @@ class MarketDataSource(ABC):
         """The source's clock (wall clock for live sources; simulated/replay clocks differ)."""
         return pd.Timestamp.now(tz="UTC")
 
+    @property
+    def clock_speed(self) -> float:
+        """Market seconds per real second of the source's clock (1 for live sources)."""
+        return 1.0
+
+    @property
+    def skips_closed_hours(self) -> bool:
+        """True when the clock jumps over nights and holidays (nothing to idle through)."""
+        return False
+
 
 def final_only(bars: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
     """Drop bars whose minute has not closed yet (ts + 1 min > now): they are still forming."""
     if bars.empty:
         return bars
     return bars[bars["ts"] + pd.Timedelta(minutes=1) <= now].reset_index(drop=True)
+
+
+def current_session(now: pd.Timestamp) -> pd.Timestamp | None:
+    """The session whose bars `latest_bars` serves at `now`, or None outside sessions.
+
+    That is the session of the last closed minute, so at the open of a session the previous
+    session's last bar is still served.
+    """
+    cal = xnys()
+    minute = now.floor("min")
+    if not cal.is_trading_minute(minute) and not cal.is_trading_minute(
+        minute - pd.Timedelta(minutes=1)
+    ):
+        return None
+    return cal.minute_to_session(minute - pd.Timedelta(minutes=1), direction="previous")
+
+
+def clean_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Keep only bars the database accepts: finite positive prices, high >= low, volume >= 0.
+
+    Returns the kept bars (ts as UTC nanoseconds) and how many rows were dropped.
+    """
+    if bars.empty:
+        return empty_bars(), 0
+    frame = bars[BAR_COLUMNS].copy()
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True).dt.as_unit("ns")
+    prices = frame[["open", "high", "low", "close"]].apply(pd.to_numeric, errors="coerce")
+    volume = pd.to_numeric(frame["volume"], errors="coerce").fillna(0.0)
+    ok = (
+        np.isfinite(prices.to_numpy(dtype="float64")).all(axis=1)
+        & (prices > 0).all(axis=1)
+        & (prices["high"] >= prices["low"])
+        & np.isfinite(volume.to_numpy(dtype="float64"))
+        & (volume >= 0)
+        & frame["ts"].notna()
+    )
+    frame[["open", "high", "low", "close"]] = prices.astype("float64")
+    frame["volume"] = volume.astype("float64")
+    kept = frame[ok].reset_index(drop=True)
+    return kept, int((~ok).sum())

@@ -19,7 +19,9 @@ order and the same bars come back. What it models:
 from __future__ import annotations
 
 import functools
+import time
 import zlib
+from collections.abc import Callable
 from datetime import date
 
 import numpy as np
@@ -31,8 +33,8 @@ from workers.sources.base import (
     BAR_COLUMNS,
     MarketDataSource,
     SourceLimits,
+    current_session,
     empty_bars,
-    final_only,
     session_minutes,
     sessions_between,
     xnys,
@@ -234,16 +236,35 @@ class SimulatedMarket(MarketDataSource):
     def now(self) -> pd.Timestamp:
         return self.clock.now() if self.clock is not None else pd.Timestamp.now(tz="UTC")
 
-    def latest_bars(self, tickers: list[str], now: pd.Timestamp) -> pd.DataFrame:
-        cal = xnys()
-        minute = now.floor("min")
-        if not cal.is_trading_minute(minute) and not cal.is_trading_minute(
-            minute - pd.Timedelta(minutes=1)
-        ):
+    @property
+    def clock_speed(self) -> float:
+        return float(self.clock.speed) if self.clock is not None else 1.0
+
+    @property
+    def skips_closed_hours(self) -> bool:
+        return self.clock is not None
+
+    def latest_bars(
+        self, tickers: list[str], now: pd.Timestamp, since: pd.Timestamp | None = None
+    ) -> pd.DataFrame:
+        session = current_session(now)
+        if session is None:
             return empty_bars()
-        session = cal.minute_to_session(minute - pd.Timedelta(minutes=1), direction="previous")
+        block, ts_ns = self._session_block(tuple(tickers), session)
+        hi = int(np.searchsorted(ts_ns, (now - pd.Timedelta(minutes=1)).value, side="right"))
+        lo = 0 if since is None else int(np.searchsorted(ts_ns, since.value, side="right"))
+        return block.iloc[lo : max(lo, hi)].reset_index(drop=True)
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019
+    def _session_block(
+        self, tickers: tuple[str, ...], session: pd.Timestamp
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """All tickers' bars of a session ordered by time, with their open times in ns."""
         frames = [self._session_bars(t, session) for t in tickers]
-        return final_only(pd.concat(frames, ignore_index=True), now)
+        block = pd.concat(frames, ignore_index=True) if frames else empty_bars()
+        block["ts"] = block["ts"].dt.as_unit("ns")
+        block = block.sort_values(["ts", "ticker"], kind="stable").reset_index(drop=True)
+        return block, pd.DatetimeIndex(block["ts"]).asi8
 
     def history(self, tickers: list[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         sessions = sessions_between(
@@ -277,27 +298,32 @@ class SessionClock:
     """A clock on trading time: real seconds advance it through session minutes only.
 
     `speed` market seconds pass per real second (60 = one bar per second), and closed hours are
-    skipped, so an accelerated demo always has a market to watch.
+    skipped, so an accelerated demo always has a market to watch. `time_fn` supplies real time
+    (tests pass a manual one).
     """
 
     def __init__(
-        self, start: pd.Timestamp, speed: float = 1.0, real_start: float | None = None
+        self,
+        start: pd.Timestamp,
+        speed: float = 1.0,
+        real_start: float | None = None,
+        time_fn: Callable[[], float] = time.time,
     ) -> None:
-        import time
-
+        if speed <= 0:
+            raise ValueError("clock speed must be positive")
         self.speed = speed
-        self.real_start = time.time() if real_start is None else real_start
+        self.time_fn = time_fn
+        self.real_start = time_fn() if real_start is None else real_start
         cal = xnys()
         start = pd.Timestamp(start).tz_convert("UTC").floor("min")
         first = cal.minute_to_session(start, direction="next")
         sessions = cal.sessions_in_range(first, first + pd.Timedelta(days=400))
         minutes = cal.sessions_minutes(sessions[0], sessions[-1])
         self._minutes = minutes[minutes >= start] if len(minutes) else minutes
+        self.start: pd.Timestamp = self._minutes[0]
 
     def now(self) -> pd.Timestamp:
-        import time
-
-        elapsed_market_s = max(0.0, (time.time() - self.real_start) * self.speed)
+        elapsed_market_s = max(0.0, (self.time_fn() - self.real_start) * self.speed)
         idx = int(elapsed_market_s // 60)
         idx = min(idx, len(self._minutes) - 1)
         frac = elapsed_market_s - idx * 60
