@@ -86,3 +86,27 @@ def tiny_versions(model_env: Path, tiny_model_cache: Path) -> Callable[[], list[
     target = model_env / "models"
     shutil.copytree(tiny_model_cache, target)
     return lambda: sorted(p.name for p in target.iterdir())
+
+
+def build_feature_version(
+    folder: Path, bars: Any, seed: int = 1, window: int = 8, batch: int = 4
+) -> Path:
+    """A tiny real version whose metadata carries the real feature pipeline (features, scaler,
+    feature and label parameters), so it can score real bars."""
+    from ml.feature_engineering import FEATURE_COLUMNS, FeatureParams, create_features
+    from ml.labels import LabelParams
+    from ml.windows import FeatureScaler
+
+    features = list(FEATURE_COLUMNS)
+    params = FeatureParams()
+    scaler = FeatureScaler.fit(create_features(bars, None, None, params=params), features)
+    build_version(folder, seed=seed, window=window, features=len(features), batch=batch)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta.update(
+        features=features,
+        scaler=scaler.to_dict(),
+        feature_params=params.to_dict(),
+        label_params=LabelParams(1.5, 1.5, 15, 30).to_dict(),
+    )
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return folder
