@@ -1,0 +1,190 @@
+"""The news ingestor: a continuous service that stores scored, de-duplicated, ticker-tagged news.
+
+    python -m workers.news_ingestor [--source simulated|newsapi|rss] [--once]
+
+Each cycle asks the source for articles published since the last cycle, drops those already
+stored (by article key and ticker), scores the new ones in batches with the sentiment model
+loaded once at start-up, and writes them in one transaction. Source errors are retried with
+jittered back-off; any other error is logged and the next cycle tries again; SIGTERM / SIGINT
+stop it between cycles. A heartbeat row (`news_ingestor`) records every cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import pandas as pd
+
+from config.settings import get_settings
+from db.database_manager import read_from_db, write_to_db
+from db.jobs import heartbeat
+from workers.common import Shutdown, setup_logging, with_retries
+from workers.news_sources import NewsSource, make_news_source
+from workers.sentiment import SentimentModel, article_texts, load_sentiment_model
+from workers.sources.base import SourceError
+
+log = logging.getLogger("workers.news_ingestor")
+
+WORKER = "news_ingestor"
+FIRST_LOOKBACK = pd.Timedelta(days=4)  # first cycle on an empty table: a few sessions back
+MAX_CATCH_UP = pd.Timedelta(days=30)  # never ask for more than this after a long stop
+
+
+def existing_pairs(keys: Sequence[str]) -> set[tuple[str, str]]:
+    """The (article_key, ticker) pairs of `keys` already stored."""
+    if not keys:
+        return set()
+    found = read_from_db(
+        "SELECT article_key, ticker FROM news_articles WHERE article_key = ANY(:keys)",
+        {"keys": list(keys)},
+    )
+    return set(zip(found["article_key"], found["ticker"], strict=True))
+
+
+def score_articles(articles: pd.DataFrame, model: SentimentModel) -> pd.DataFrame:
+    """Add `sentiment` and `sentiment_model`; each distinct article is scored once."""
+    out = articles.copy()
+    unique = out.drop_duplicates("article_key")
+    scores = model.score(article_texts(unique["title"].tolist(), unique["summary"].tolist()))
+    by_key = dict(zip(unique["article_key"], scores, strict=True))
+    out["sentiment"] = out["article_key"].map(by_key).astype("float64")
+    out["sentiment_model"] = model.name
+    return out
+
+
+def store_articles(articles: pd.DataFrame, model: SentimentModel) -> int:
+    """Score and write the articles not stored yet; returns rows written."""
+    if articles.empty:
+        return 0
+    seen = existing_pairs(articles["article_key"].unique().tolist())
+    pairs = zip(articles["article_key"], articles["ticker"], strict=True)
+    fresh = articles[[p not in seen for p in pairs]]
+    if fresh.empty:
+        return 0
+    scored = score_articles(fresh, model)
+    scored["ingested_at"] = pd.Timestamp.now(tz="UTC")
+    return write_to_db(scored, table="news_articles", on_conflict="nothing")
+
+
+class NewsIngestor:
+    """One source, one model, one watermark; `poll_once` is a full fetch-score-store cycle."""
+
+    def __init__(
+        self,
+        source: NewsSource,
+        model: SentimentModel,
+        *,
+        retry_attempts: int = 4,
+        max_wait_s: float = 30.0,
+    ) -> None:
+        self.source = source
+        self.model = model
+        self.since: pd.Timestamp | None = None
+        self._fetch = with_retries((SourceError,), retry_attempts, max_wait_s, log)(source.fetch)
+
+    def _initial_since(self, now: pd.Timestamp) -> pd.Timestamp:
+        last = read_from_db(
+            "SELECT max(published_at) AS last FROM news_articles "
+            "WHERE source = :name OR source LIKE :prefix",
+            {"name": self.source.name, "prefix": f"{self.source.name}:%"},
+        )["last"].iloc[0]
+        if last is None or pd.isna(last):
+            return now - FIRST_LOOKBACK
+        return max(pd.Timestamp(last).tz_convert("UTC"), now - MAX_CATCH_UP)
+
+    def poll_once(self) -> int:
+        """Fetch, de-duplicate, score and store; the watermark moves only after a good write."""
+        now = self.source.now()
+        since = self.since if self.since is not None else self._initial_since(now)
+        articles = self._fetch(since, now)
+        written = store_articles(articles, self.model)
+        self.since = now
+        log.info(
+            "%s: %d article row(s) fetched, %d new stored (up to %s)",
+            self.source.name,
+            len(articles),
+            written,
+            now.strftime("%Y-%m-%d %H:%M"),
+        )
+        return written
+
+    def run(
+        self,
+        shutdown: Shutdown,
+        interval_s: float,
+        *,
+        max_cycles: int | None = None,
+    ) -> bool:
+        """Cycle until shutdown (or `max_cycles`); True when the last cycle succeeded."""
+        self.source.sleep = shutdown.wait
+        cycles, ok = 0, True
+        while not shutdown.requested:
+            try:
+                written = self.poll_once()
+                ok, status, details = True, "ok", {"stored": written}
+            except Exception as exc:  # the service must outlive any single failure
+                log.exception("news cycle failed (%s); the next cycle retries", self.source.name)
+                ok, status, details = False, "error", {"error": f"{type(exc).__name__}: {exc}"}
+            self._beat(status, **details)
+            cycles += 1
+            if (max_cycles is not None and cycles >= max_cycles) or shutdown.wait(interval_s):
+                break
+        if shutdown.signal_name:
+            log.info("news ingestor stopping on %s", shutdown.signal_name)
+        return ok
+
+    def _beat(self, status: str, **details: object) -> None:
+        try:
+            heartbeat(
+                WORKER,
+                status,
+                source=self.source.name,
+                model=self.model.name,
+                since=None if self.since is None else self.since.isoformat(),
+                **details,
+            )
+        except Exception:
+            log.exception("could not record the heartbeat")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.news_ingestor",
+        description="Continuously ingest news, score sentiment and store it (UTC, per ticker).",
+    )
+    parser.add_argument(
+        "--source",
+        choices=["simulated", "newsapi", "rss"],
+        help="news source (default: settings.news_source / NEWS_SOURCE)",
+    )
+    parser.add_argument("--once", action="store_true", help="run one cycle and exit")
+    parser.add_argument(
+        "--interval", type=float, help="seconds between cycles (default: NEWS_POLL_INTERVAL_S)"
+    )
+    parser.add_argument("--max-cycles", type=int, help="stop after this many cycles")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging("workers.news_ingestor")
+    settings = get_settings()
+    shutdown = Shutdown().install()
+    model = load_sentiment_model(settings)  # once per process, before the loop
+    try:
+        source = make_news_source(args.source, settings)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("news ingestor: source %s, model %s", source.name, model.name)
+    ingestor = NewsIngestor(source, model)
+    interval = args.interval if args.interval is not None else settings.news_poll_interval_s
+    ok = ingestor.run(shutdown, interval, max_cycles=1 if args.once else args.max_cycles)
+    return 0 if ok or not args.once else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""News sources: one base class, a thin subclass per provider.
+
+Every source returns articles as a DataFrame with `ARTICLE_COLUMNS`, one row per (article,
+ticker), publication times in UTC. Errors: `SourceError` / `RateLimitError` (worth retrying with
+back-off) and `PayloadError` (the provider answered with something unusable; nothing of that
+answer is kept).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pandas as pd
+import requests
+
+from config.settings import Settings, get_settings
+from workers.http_fetch import PayloadError, http_get, new_session
+from workers.news_text import (
+    ARTICLE_COLUMNS,
+    TickerTagger,
+    article_key,
+    batch_queries,
+    empty_articles,
+    to_utc,
+)
+from workers.sources.base import RateLimitError, SourceError
+from workers.sources.simulated import SessionClock, SimulatedMarket
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewsLimits:
+    """What a provider allows: tickers per request, requests per day, spacing of requests."""
+
+    max_tickers_per_request: int
+    daily_request_budget: int | None
+    min_request_interval_s: float
+
+
+def frame_of(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Article rows as a frame with `ARTICLE_COLUMNS`, de-duplicated on (article_key, ticker)."""
+    if not rows:
+        return empty_articles()
+    frame = pd.DataFrame(rows, columns=ARTICLE_COLUMNS)
+    frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
+    return frame.drop_duplicates(["article_key", "ticker"]).reset_index(drop=True)
+
+
+class NewsSource(ABC):
+    """One kind of news feed for a ticker universe."""
+
+    name: str = "base"
+    limits = NewsLimits(500, None, 0.0)
+
+    def __init__(self, tickers: Sequence[str]) -> None:
+        self.tickers = list(tickers)
+        self.sleep: Callable[[float], object] = time.sleep  # the service swaps in Shutdown.wait
+
+    @abstractmethod
+    def fetch(self, since: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
+        """Articles published after `since` (as far as the provider allows) up to `now`."""
+
+    def now(self) -> pd.Timestamp:
+        """The source's clock (wall clock; the simulated source runs on the session clock)."""
+        return pd.Timestamp.now(tz="UTC")
+
+
+class HttpNewsSource(NewsSource):
+    """A provider reached over HTTP with `requests` (status codes mapped by `http_get`)."""
+
+    timeout_s = 20.0
+
+    def __init__(self, tickers: Sequence[str], session: requests.Session | None = None) -> None:
+        super().__init__(tickers)
+        self.session = session or new_session()
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        return http_get(self.session, url, who=self.name, timeout_s=self.timeout_s, **kwargs)
+
+
+class RequestBudget:
+    """A daily request allowance spread evenly over the day (UTC), kept across restarts.
+
+    It runs on the wall clock (`clock`), whatever clock the news itself runs on.
+    """
+
+    def __init__(
+        self,
+        per_day: int,
+        state_path: Path | None = None,
+        clock: Callable[[], pd.Timestamp] = lambda: pd.Timestamp.now(tz="UTC"),
+    ) -> None:
+        self.per_day = per_day
+        self.spacing_s = 86_400.0 / per_day
+        self.state_path = state_path
+        self.clock = clock
+        self.day, self.used, self.last_at, self._previous_at = "", 0, 0.0, 0.0
+        if state_path is not None and state_path.exists():
+            try:
+                state = json.loads(state_path.read_text())
+                self.day, self.used, self.last_at = state["day"], state["used"], state["last_at"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring unreadable request budget state %s", state_path)
+
+    def _roll(self, now: pd.Timestamp) -> None:
+        day = now.strftime("%Y-%m-%d")
+        if day != self.day:
+            self.day, self.used = day, 0
+
+    def seconds_until_next(self) -> float:
+        now = self.clock()
+        self._roll(now)
+        if self.used >= self.per_day:
+            return float((now.normalize() + pd.Timedelta(days=1) - now).total_seconds())
+        return max(0.0, self.last_at + self.spacing_s - now.timestamp())
+
+    def acquire(self) -> bool:
+        """Take one request if the budget allows it now."""
+        if self.seconds_until_next() > 0:
+            return False
+        self.used += 1
+        self._previous_at, self.last_at = self.last_at, self.clock().timestamp()
+        self._save()
+        return True
+
+    def failed(self) -> None:
+        """The last request failed in transit: it counts, but a retry need not wait."""
+        self.last_at = self._previous_at
+        self._save()
+
+    def exhaust(self) -> None:
+        """The provider said the quota is spent: no more requests today."""
+        self._roll(self.clock())
+        self.used = self.per_day
+        self._save()
+
+    def _save(self) -> None:
+        if self.state_path is not None:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            state = {"day": self.day, "used": self.used, "last_at": self.last_at}
+            self.state_path.write_text(json.dumps(state))
+
+
+class NewsApiSource(HttpNewsSource):
+    """newsapi.org /v2/everything: the universe in a few OR-queries, within a daily budget."""
+
+    name = "newsapi"
+    base_url = "https://newsapi.org/v2/everything"
+    max_query_chars = 500  # the provider's limit on `q`
+    limits = NewsLimits(20, 100, 0.0)
+
+    def __init__(
+        self,
+        tickers: Sequence[str],
+        api_key: str,
+        budget: RequestBudget,
+        session: requests.Session | None = None,
+    ) -> None:
+        super().__init__(tickers, session)
+        if not api_key:
+            raise ValueError("the News API source needs NEWS_API_KEY (settings.news_api_key)")
+        self.session.headers["X-Api-Key"] = api_key
+        self.budget = budget
+        self.batches = batch_queries(self.tickers, self.max_query_chars)
+        self.tagger = TickerTagger(self.tickers)
+        self._cursor = 0
+        self._since: dict[int, pd.Timestamp] = {}
+
+    def fetch(self, since: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
+        frames = []
+        for _ in range(len(self.batches)):
+            if not self.budget.acquire():
+                break
+            i = self._cursor
+            frames.append(self._fetch_batch(i, self._since.get(i, since)))
+            self._since[i] = now - pd.Timedelta(minutes=30)  # overlap; duplicates are dropped
+            self._cursor = (i + 1) % len(self.batches)
+        if not frames:
+            return empty_articles()
+        return frame_of([r for f in frames for r in f.to_dict("records")])
+
+    def _fetch_batch(self, i: int, since: pd.Timestamp) -> pd.DataFrame:
+        _, query = self.batches[i]
+        params = {
+            "q": query,
+            "searchIn": "title,description",
+            "from": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "sortBy": "publishedAt",
+            "language": "en",
+            "pageSize": 100,
+        }
+        try:
+            resp = self.get(self.base_url, params=params)
+        except RateLimitError:
+            self.budget.exhaust()
+            raise
+        except SourceError:
+            self.budget.failed()
+            raise
+        return self.parse(resp.content)
+
+    def parse(self, content: bytes) -> pd.DataFrame:
+        """Rows from an /everything response; the whole answer is refused if malformed."""
+        try:
+            body = json.loads(content)
+        except ValueError as exc:
+            raise PayloadError(f"newsapi: malformed JSON: {exc}") from None
+        if not isinstance(body, dict) or body.get("status") != "ok":
+            msg = body.get("message") if isinstance(body, dict) else None
+            raise PayloadError(f"newsapi: error response: {msg or str(body)[:200]}")
+        articles = body.get("articles")
+        if not isinstance(articles, list):
+            raise PayloadError("newsapi: response has no 'articles' list")
+        rows, dropped = [], 0
+        for item in articles:
+            if isinstance(item, dict) and item.get("title") == "[Removed]":
+                continue  # the provider's placeholder for a withdrawn article
+            new = self._rows(item) if isinstance(item, dict) else None
+            if new is None:
+                dropped += 1
+            else:
+                rows.extend(new)
+        if dropped:
+            log.error("newsapi: dropped %d article(s) missing title, url or publishedAt", dropped)
+        return frame_of(rows)
+
+    def _rows(self, item: dict[str, Any]) -> list[dict[str, Any]] | None:
+        title, url = item.get("title"), item.get("url")
+        published = to_utc(item.get("publishedAt"))
+        if not isinstance(title, str) or not title.strip() or not isinstance(url, str):
+            return None
+        if published is None:
+            return None
+        summary = item.get("description") if isinstance(item.get("description"), str) else None
+        outlet = (
+            (item.get("source") or {}).get("name") if isinstance(item.get("source"), dict) else None
+        )
+        source = f"newsapi:{outlet}" if outlet else "newsapi"
+        key = article_key(url, source, title, published)
+        return [
+            {
+                "article_key": key,
+                "ticker": t,
+                "published_at": published,
+                "source": source,
+                "title": title.strip(),
+                "url": url,
+                "summary": summary,
+            }
+            for t in self.tagger.tags(title, summary)
+        ]
+
+
+class RssSource(HttpNewsSource):
+    """Keyless per-ticker headline feeds (Yahoo Finance RSS), parsed with feedparser."""
+
+    name = "rss"
+    url_template = (
+        "https://feeds.finance.yahoo.com/rss/2.0/headline?s={ticker}&region=US&lang=en-US"
+    )
+    limits = NewsLimits(1, None, 1.0)
+
+    def fetch(self, since: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
+        rows: list[dict[str, Any]] = []
+        failures: list[str] = []
+        for n, ticker in enumerate(self.tickers):
+            if n:
+                self.sleep(self.limits.min_request_interval_s)
+            try:
+                resp = self.get(self.url_template.format(ticker=ticker))
+                rows.extend(self.parse(ticker, resp.content))
+            except (SourceError, PayloadError) as exc:
+                log.error("rss %s: %s", ticker, exc)
+                failures.append(ticker)
+        if failures and len(failures) == len(self.tickers):
+            raise SourceError(f"rss: every feed failed ({', '.join(failures)})")
+        return frame_of(rows)
+
+    def parse(self, ticker: str, content: bytes) -> list[dict[str, Any]]:
+        """Rows of one ticker's feed; a malformed or empty feed raises PayloadError."""
+        feed = feedparser.parse(content)
+        if feed.bozo and not feed.entries:
+            raise PayloadError(f"malformed feed: {feed.get('bozo_exception')}")
+        if not feed.entries:
+            raise PayloadError("empty feed (no items)")
+        rows, dropped = [], 0
+        for entry in feed.entries:
+            title, url = entry.get("title"), entry.get("link")
+            published = to_utc(entry.get("published"))
+            if not title or not url or published is None:
+                dropped += 1
+                continue
+            rows.append(
+                {
+                    "article_key": article_key(url, "rss", title, published),
+                    "ticker": ticker,
+                    "published_at": published,
+                    "source": "rss",
+                    "title": title.strip(),
+                    "url": url,
+                    "summary": entry.get("summary") or None,
+                }
+            )
+        if dropped:
+            log.error("rss %s: dropped %d item(s) missing title, link or pubDate", ticker, dropped)
+        return rows
+
+
+class SimulatedNewsSource(NewsSource):
+    """Headlines of the simulated market's news events, published up to the source's clock."""
+
+    name = "simulated"
+
+    def __init__(
+        self, tickers: Sequence[str], market: SimulatedMarket, clock: SessionClock | None = None
+    ) -> None:
+        super().__init__(tickers)
+        self.market = market
+        self.clock = clock
+
+    def now(self) -> pd.Timestamp:
+        return self.clock.now() if self.clock is not None else super().now()
+
+    def fetch(self, since: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
+        from config.market_calendar import sessions_between
+
+        sessions = sessions_between(
+            since.tz_convert(None).normalize(), now.tz_convert(None).normalize()
+        )
+        rows = []
+        for session in sessions:
+            for ticker in self.tickers:
+                events = self.market.news_events(ticker, session)
+                for ev in events.itertuples(index=False):
+                    if not since < ev.published_at <= now:
+                        continue
+                    rows.append(
+                        {
+                            "article_key": article_key(
+                                None, self.name, ev.headline, ev.published_at
+                            ),
+                            "ticker": ticker,
+                            "published_at": ev.published_at,
+                            "source": self.name,
+                            "title": ev.headline,
+                            "url": None,
+                            "summary": None,
+                        }
+                    )
+        return frame_of(rows)
+
+
+def simulated_market(settings: Settings) -> SimulatedMarket:
+    return SimulatedMarket(seed=settings.sim_seed, planted_signal=settings.sim_planted_signal)
+
+
+def simulated_clock(settings: Settings) -> SessionClock:
+    """The simulated session clock, starting now (or at the next open) at `sim_speed`."""
+    return SessionClock(pd.Timestamp.now(tz="UTC"), speed=settings.sim_speed)
+
+
+def make_news_source(name: str | None = None, settings: Settings | None = None) -> NewsSource:
+    """The configured news source (`settings.news_source` unless `name` is given)."""
+    settings = settings or get_settings()
+    name = name or settings.news_source
+    if name == "simulated":
+        market = simulated_market(settings)
+        return SimulatedNewsSource(settings.universe, market, simulated_clock(settings))
+    if name == "newsapi":
+        key = settings.news_api_key.get_secret_value() if settings.news_api_key else ""
+        budget = RequestBudget(
+            settings.news_daily_request_budget, settings.data_dir / "news_api_budget.json"
+        )
+        return NewsApiSource(settings.universe, key, budget)
+    if name == "rss":
+        return RssSource(settings.universe)
+    raise ValueError(f"unknown news source '{name}'; choose simulated, newsapi or rss")
