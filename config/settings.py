@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     train_batch_size: int = Field(256, ge=8, description="training batch size")
     train_max_windows: int = Field(60_000, ge=100, description="cap on training windows")
     val_fraction: float = Field(0.2, gt=0, lt=0.5, description="chronological validation share")
+    train_lookback_days: int = Field(60, ge=1, description="calendar days of bars to train on")
+    train_seed: int = Field(7, description="seed of weights, shuffling and window sampling")
     serving_batch: int = Field(20, ge=1, description="fixed batch of the LSTM's TFLite file")
     buy_threshold: float = Field(0.55, gt=0.33, lt=1, description="both models' P(UP) for BUY")
     sell_threshold: float = Field(0.55, gt=0.33, lt=1, description="both models' P(DOWN) for SELL")
