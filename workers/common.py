@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import sys
 import threading
@@ -56,6 +57,12 @@ def with_retries(
         before_sleep=before_sleep_log(logger or log, logging.WARNING),
         reraise=True,
     )
+
+
+def backoff_s(attempt: int, base_s: float, cap_s: float) -> float:
+    """Jittered exponential back-off for loop-level waits: 50-100% of min(cap, base * 2^(n-1))."""
+    ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
+    return ceiling * random.uniform(0.5, 1.0)
 
 
 class Shutdown:

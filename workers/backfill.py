@@ -1,0 +1,230 @@
+"""Post-market backfill: fill the gaps in `backfill_queue`, or refetch a date range.
+
+    python -m workers.backfill                         drain the queue (cron, after the close)
+    python -m workers.backfill --start 2024-06-03 --end 2024-06-07   refetch those sessions
+
+Gaps are fetched per session with one history request for all tickers concerned. A gap the
+source has bars for becomes `filled`; a gap the source has nothing for is a minute without
+trades: `empty`, never retried. Errors count an attempt and keep the gap `pending`; after
+`--max-attempts`, or when the gap is older than the source's history reaches, it is `failed`.
+The price ingestor also drains the queue itself whenever a session closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+
+import pandas as pd
+from sqlalchemy import text
+
+from config.market_calendar import sessions_between, xnys
+from config.settings import get_settings
+from db.database_manager import connect, read_from_db
+from workers.bar_store import write_bars
+from workers.common import setup_logging
+from workers.sources import SOURCE_KINDS, make_source
+from workers.sources.base import HistoryOutOfReachError, MarketDataSource, clean_bars, final_only
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+MINUTE = pd.Timedelta(minutes=1)
+
+
+@dataclass
+class BackfillReport:
+    filled: int = 0
+    empty: int = 0
+    failed: int = 0
+    retry: int = 0
+    bars_written: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"gaps filled {self.filled}, confirmed empty {self.empty}, failed {self.failed}, "
+            f"to retry {self.retry}; bars written {self.bars_written}"
+        )
+
+
+def _utc_ns(col: pd.Series) -> pd.Series:
+    return pd.to_datetime(col, utc=True).dt.as_unit("ns")
+
+
+def pending_gaps(
+    before: pd.Timestamp | None = None,
+    start: pd.Timestamp | None = None,
+    tickers: list[str] | None = None,
+    limit: int = 20_000,
+) -> pd.DataFrame:
+    """Gaps still to fill (oldest first), optionally only those ending before `before`."""
+    far = pd.Timestamp("2262-01-01", tz="UTC")
+    gaps = read_from_db(
+        "SELECT ticker, gap_start, gap_end, attempts FROM backfill_queue "
+        "WHERE status = :pending AND gap_end < :before AND gap_start >= :start "
+        "AND (CAST(:all_tickers AS boolean) OR ticker = ANY(CAST(:tickers AS text[]))) "
+        "ORDER BY gap_start, ticker LIMIT :limit",
+        {
+            "pending": "pending",
+            "before": before if before is not None else far,
+            "start": start if start is not None else pd.Timestamp("1970-01-01", tz="UTC"),
+            "all_tickers": tickers is None,
+            "tickers": list(tickers or []),
+            "limit": limit,
+        },
+    )
+    gaps["gap_start"], gaps["gap_end"] = _utc_ns(gaps["gap_start"]), _utc_ns(gaps["gap_end"])
+    return gaps
+
+
+def _session_of(ts: pd.Series) -> pd.Series:
+    minutes = pd.DatetimeIndex(ts).as_unit("ns")
+    return pd.Series(xnys().minutes_to_sessions(minutes), index=ts.index)
+
+
+def resolve(gaps: pd.DataFrame, bars: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    """Status of each gap given the source's bars for its span, and the bars inside gaps."""
+    statuses, inside = [], []
+    by_ticker = dict(list(bars.groupby("ticker"))) if not bars.empty else {}
+    for gap in gaps.itertuples(index=False):
+        mine = by_ticker.get(gap.ticker)
+        hit = (
+            mine[(mine["ts"] >= gap.gap_start) & (mine["ts"] <= gap.gap_end)]
+            if mine is not None
+            else None
+        )
+        if hit is not None and not hit.empty:
+            statuses.append("filled")
+            inside.append(hit)
+        else:
+            statuses.append("empty")
+    found = pd.concat(inside, ignore_index=True) if inside else bars.iloc[0:0]
+    return statuses, found
+
+
+def mark(gaps: pd.DataFrame, statuses: list[str], error: str | None = None) -> None:
+    """Record one attempt for each gap with its new status."""
+    if gaps.empty:
+        return
+    with connect() as conn:
+        conn.execute(
+            text(
+                "UPDATE backfill_queue q SET status = u.status, attempts = q.attempts + 1, "
+                "last_error = :error, updated_at = now() "
+                "FROM unnest(CAST(:tickers AS text[]), CAST(:starts AS timestamptz[]), "
+                "CAST(:statuses AS text[])) AS u(ticker, gap_start, status) "
+                "WHERE q.ticker = u.ticker AND q.gap_start = u.gap_start"
+            ),
+            {
+                "tickers": [str(t) for t in gaps["ticker"]],
+                "starts": [pd.Timestamp(t).to_pydatetime() for t in gaps["gap_start"]],
+                "statuses": statuses,
+                "error": error,
+            },
+        )
+
+
+def _fill_session(
+    source: MarketDataSource, gaps: pd.DataFrame, report: BackfillReport, max_attempts: int
+) -> None:
+    tickers = sorted(set(gaps["ticker"]))
+    start, end = gaps["gap_start"].min(), gaps["gap_end"].max() + MINUTE
+    try:
+        bars, _ = clean_bars(final_only(source.history(tickers, start, end), source.now()))
+    except HistoryOutOfReachError as exc:
+        mark(gaps, ["failed"] * len(gaps), str(exc))
+        report.failed += len(gaps)
+        return
+    except Exception as exc:  # a source failure: count the attempt, retry on a later run
+        log.warning("backfill of %d gap(s) %s..%s failed: %s", len(gaps), start, end, exc)
+        give_up = gaps["attempts"] + 1 >= max_attempts
+        mark(gaps, ["failed" if g else "pending" for g in give_up], f"{type(exc).__name__}: {exc}")
+        report.failed += int(give_up.sum())
+        report.retry += int((~give_up).sum())
+        report.errors.append(str(exc))
+        return
+    statuses, inside = resolve(gaps, bars)
+    report.bars_written += write_bars(inside, source=source.name, on_conflict="nothing")
+    mark(gaps, statuses)
+    report.filled += statuses.count("filled")
+    report.empty += statuses.count("empty")
+
+
+def drain_queue(
+    source: MarketDataSource,
+    *,
+    before: pd.Timestamp | None = None,
+    tickers: list[str] | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> BackfillReport:
+    """Fill pending gaps (ending before `before`), one history request per session."""
+    report = BackfillReport()
+    gaps = pending_gaps(before=before, tickers=tickers)
+    if gaps.empty:
+        return report
+    for _, group in gaps.groupby(_session_of(gaps["gap_start"])):
+        _fill_session(source, group.reset_index(drop=True), report, max_attempts)
+    log.info("backfill: %s", report)
+    return report
+
+
+def backfill_range(
+    source: MarketDataSource, tickers: list[str], start: date, end: date
+) -> BackfillReport:
+    """Refetch every session from `start` to `end` and store the bars that are missing."""
+    report = BackfillReport()
+    sessions = sessions_between(start, end)
+    step = source.limits.max_days_per_request or len(sessions) or 1
+    cal = xnys()
+    now = source.now()
+    for i in range(0, len(sessions), step):
+        chunk = sessions[i : i + step]
+        lo = pd.Timestamp(cal.session_open(chunk[0]))
+        hi = min(pd.Timestamp(cal.session_close(chunk[-1])), now.floor("min"))
+        if hi <= lo:
+            break
+        bars, _ = clean_bars(final_only(source.history(tickers, lo, hi), now))
+        report.bars_written += write_bars(bars, source=source.name, on_conflict="nothing")
+        gaps = pending_gaps(before=hi, start=lo, tickers=tickers)
+        statuses, _ = resolve(gaps, bars)
+        mark(gaps, statuses)
+        report.filled += statuses.count("filled")
+        report.empty += statuses.count("empty")
+        log.info("backfill %s..%s: %d bar(s) added", chunk[0].date(), chunk[-1].date(), len(bars))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.backfill",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--source", choices=SOURCE_KINDS, help="default: settings.market_source")
+    parser.add_argument("--start", type=date.fromisoformat, help="first session (YYYY-MM-DD)")
+    parser.add_argument("--end", type=date.fromisoformat, help="last session (YYYY-MM-DD)")
+    parser.add_argument("--max-attempts", type=int, default=MAX_ATTEMPTS)
+    args = parser.parse_args(argv)
+    if (args.start is None) != (args.end is None):
+        parser.error("--start and --end go together")
+    setup_logging("workers.backfill")
+    from db.jobs import job_run
+
+    settings = get_settings()
+    source = make_source(settings, args.source)
+    with job_run("backfill") as run:
+        if args.start is not None:
+            report = backfill_range(source, settings.universe, args.start, args.end)
+        else:
+            report = drain_queue(source, max_attempts=args.max_attempts)
+        run.note(str(report))
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""The 24/7 price ingestor: 1-minute bars of the universe into `bars_1m`.
+
+    python -m workers.price_ingestor [--source simulated|replay|yfinance] [--once] [--max-polls N]
+
+One poll per bar boundary of the source's clock (`poll_interval_s` of that clock: real seconds
+for yfinance, 60 / sim_speed real seconds per bar for the simulated market), never more often
+than the source's request spacing allows, idling on the XNYS calendar outside sessions. Each
+poll: the session's final bars newer than the last bar seen per ticker (an in-memory dict,
+seeded from the database at start); missing session minutes in between go to
+`backfill_queue` in the same transaction as the bars; when a session has closed, its trailing
+minutes are checked too and the queue is drained (`workers.backfill`).
+
+Every iteration is guarded: errors are logged with context and retried with jittered back-off
+(longer for rate limits). When the database is unreachable, bars stay buffered in memory and are
+written, once, when it returns (upserts: nothing lost, nothing twice). SIGTERM / SIGINT flush
+the buffer and exit. A heartbeat (`worker_heartbeats`, worker `price_ingestor`) is written at
+most once per real second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from config.market_calendar import xnys
+from config.settings import get_settings
+from db.database_manager import DataValidationError
+from db.jobs import heartbeat
+from workers.backfill import drain_queue
+from workers.bar_store import DB_ERRORS, last_bar_times, write_bars
+from workers.common import Shutdown, backoff_s, setup_logging
+from workers.gaps import empty_gaps, find_gaps
+from workers.sources import SOURCE_KINDS, make_source
+from workers.sources.base import (
+    MarketDataSource,
+    RateLimitError,
+    clean_bars,
+    current_session,
+    final_only,
+)
+
+log = logging.getLogger("workers.price_ingestor")
+WORKER = "price_ingestor"
+
+
+@dataclass
+class Stats:
+    polls: int = 0
+    bars_received: int = 0
+    bars_written: int = 0
+    gaps_found: int = 0
+    errors: int = 0
+    rate_limited: int = 0
+
+
+def last_closed_minute(now: pd.Timestamp) -> pd.Timestamp | None:
+    """The last minute of the latest session that has closed by `now`."""
+    cal = xnys()
+    day = now.tz_convert(None).normalize()
+    closes = cal.closes.loc[cal.sessions_in_range(day - pd.Timedelta(days=10), day)]
+    closed = closes[closes <= now]
+    return None if closed.empty else pd.Timestamp(closed.iloc[-1]) - pd.Timedelta(minutes=1)
+
+
+class PriceIngestor:
+    """Polls a source and stores its final bars; see the module docstring."""
+
+    def __init__(
+        self,
+        source: MarketDataSource,
+        tickers: list[str],
+        *,
+        poll_interval_s: float = 60.0,
+        sleep: Callable[[float], bool] | None = None,
+        shutdown: Shutdown | None = None,
+        drain_backfill: bool = True,
+    ) -> None:
+        self.source = source
+        self.tickers = list(tickers)
+        self.poll_interval_s = poll_interval_s
+        self.shutdown = shutdown or Shutdown()
+        self.sleep = sleep or self.shutdown.wait
+        self.drain_backfill = drain_backfill
+        self.last_ts: dict[str, pd.Timestamp] = {}
+        self.pending_bars: list[pd.DataFrame] = []
+        self.pending_gaps: list[pd.DataFrame] = []
+        self.closed_through: pd.Timestamp | None = None
+        self.state_loaded = False
+        self.backfill_due = True
+        self.failures = 0
+        self.rate_limits = 0
+        self.db_down_since: float | None = None
+        self.stats = Stats()
+        self._last_beat = float("-inf")
+        self._last_summary = time.monotonic()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def buffered(self) -> int:
+        return sum(len(b) for b in self.pending_bars)
+
+    def load_state(self) -> None:
+        """Seed the last-bar dict from the database (raises while it is unreachable)."""
+        stored = last_bar_times(self.tickers)
+        for ticker, ts in stored.items():
+            if ticker not in self.last_ts or ts > self.last_ts[ticker]:
+                self.last_ts[ticker] = ts
+        self.state_loaded = True
+        log.info(
+            "state: last bars of %d/%d tickers from the database", len(stored), len(self.tickers)
+        )
+
+    # ------------------------------------------------------------------ one poll
+    def poll(self, now: pd.Timestamp) -> int:
+        """Fetch, gap-check and buffer the new final bars at `now`; returns how many."""
+        since = None
+        if self.last_ts and all(t in self.last_ts for t in self.tickers):
+            since = min(self.last_ts[t] for t in self.tickers)
+        raw = self.source.latest_bars(self.tickers, now, since=since)
+        bars, dropped = clean_bars(final_only(raw, now))
+        if dropped:
+            log.warning(
+                "poll at %s: dropped %d malformed bar(s) from %s", now, dropped, self.source.name
+            )
+        bars = bars[bars["ticker"].isin(self.tickers)]
+        if self.last_ts and not bars.empty:
+            known = bars["ticker"].map(self.last_ts)
+            bars = bars[known.isna() | (bars["ts"] > known)]
+        bars = bars.drop_duplicates(["ticker", "ts"], keep="last").reset_index(drop=True)
+        closed = last_closed_minute(now)
+        through = (
+            closed
+            if closed is not None and (self.closed_through is None or closed > self.closed_through)
+            else None
+        )
+        gaps = find_gaps(self.last_ts, bars, through=through)
+        if not bars.empty:
+            self.last_ts.update(bars.groupby("ticker")["ts"].max().to_dict())
+            self.pending_bars.append(bars)
+        if not gaps.empty:
+            self.pending_gaps.append(gaps)
+            self.stats.gaps_found += len(gaps)
+            log.info("poll at %s: %d gap(s) queued for backfill", now, len(gaps))
+        if through is not None:
+            self.closed_through = through
+            self.backfill_due = True
+        self.stats.bars_received += len(bars)
+        return len(bars)
+
+    def flush(self) -> bool:
+        """Write buffered bars and gaps in one transaction; keep them if the database is down."""
+        if not self.pending_bars and not self.pending_gaps:
+            return True
+        bars = pd.concat(self.pending_bars, ignore_index=True) if self.pending_bars else None
+        gaps = (
+            pd.concat(self.pending_gaps, ignore_index=True) if self.pending_gaps else empty_gaps()
+        )
+        if bars is not None:
+            bars = bars.drop_duplicates(["ticker", "ts"], keep="last")
+        self.pending_bars = [] if bars is None else [bars]
+        self.pending_gaps = [gaps.drop_duplicates(["ticker", "gap_start"])]
+        try:
+            written = write_bars(
+                bars if bars is not None else pd.DataFrame(), source=self.source.name, gaps=gaps
+            )
+        except DataValidationError as exc:  # clean_bars makes this unreachable; never loop on it
+            log.error("dropping %d buffered bar(s) the database refuses: %s", self.buffered, exc)
+            self.pending_bars, self.pending_gaps = [], []
+            self.stats.errors += 1
+            return False
+        except DB_ERRORS as exc:
+            if self.db_down_since is None:
+                self.db_down_since = time.monotonic()
+            log.warning(
+                "database unavailable (%s); %d bar(s) buffered in memory",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                self.buffered,
+            )
+            return False
+        if self.db_down_since is not None:
+            log.info(
+                "database back after %.1f s; wrote %d buffered bar(s)",
+                time.monotonic() - self.db_down_since,
+                written,
+            )
+            self.db_down_since = None
+        self.stats.bars_written += written
+        self.pending_bars, self.pending_gaps = [], []
+        return True
+
+    # ------------------------------------------------------------------ loop
+    def step(self) -> float:
+        """One guarded iteration; returns the real seconds to wait before the next."""
+        started = time.monotonic()
+        now = self.source.now()
+        status = "ok"
+        try:
+            if not self.state_loaded:
+                self.load_state()
+            if current_session(now) is None and not self.source.skips_closed_hours:
+                status = "idle"
+            else:
+                self.poll(now)
+                self.stats.polls += 1
+            self.failures = self.rate_limits = 0
+        except RateLimitError as exc:
+            self.rate_limits += 1
+            self.stats.rate_limited += 1
+            status = "rate_limited"
+            log.warning("poll at %s: %s (%d in a row); backing off", now, exc, self.rate_limits)
+        except Exception as exc:
+            self.failures += 1
+            self.stats.errors += 1
+            status = "error"
+            log.exception(
+                "poll at %s from %s failed (%d in a row): %s",
+                now,
+                self.source.name,
+                self.failures,
+                exc,
+            )
+        flushed = self.flush()
+        if flushed and self.backfill_due and self.drain_backfill and self.state_loaded:
+            self._drain(now)
+        self._beat("degraded" if not flushed else status, now)
+        self._summary(now)
+        return self._wait_s(now, status, time.monotonic() - started)
+
+    def _drain(self, now: pd.Timestamp) -> None:
+        """Post-market backfill: fill the queued gaps of every closed session."""
+        closed = last_closed_minute(now)
+        if closed is None:
+            return
+        try:
+            drain_queue(self.source, before=closed + pd.Timedelta(minutes=1), tickers=self.tickers)
+            self.backfill_due = False
+        except Exception:
+            log.exception("post-market backfill failed; retried after the next poll")
+
+    def _wait_s(self, now: pd.Timestamp, status: str, spent_s: float) -> float:
+        speed = self.source.clock_speed
+        limits = self.source.limits
+        if status == "idle":
+            to_open = (xnys().next_open(now) - now).total_seconds()
+            return max(1.0, min(60.0, to_open + self.source.settle_s))
+        period = pd.Timedelta(seconds=self.poll_interval_s)
+        boundary = now.floor(period) + period
+        wait = (boundary - now).total_seconds() / speed + self.source.settle_s / max(1.0, speed)
+        wait = max(wait, limits.min_request_interval_s - spent_s)
+        if status == "rate_limited":
+            base = max(5.0, limits.min_request_interval_s)
+            wait = max(wait, backoff_s(self.rate_limits, base, 300.0))
+        elif status == "error":
+            wait = max(wait, backoff_s(self.failures, 0.5, 60.0))
+        return max(0.0, wait)
+
+    def _beat(self, status: str, now: pd.Timestamp) -> None:
+        if time.monotonic() - self._last_beat < 1.0 and status == "ok":
+            return
+        newest = max(self.last_ts.values()) if self.last_ts else None
+        try:
+            heartbeat(
+                WORKER,
+                status,
+                source=self.source.name,
+                market_time=now.isoformat(),
+                last_bar=None if newest is None else newest.isoformat(),
+                buffered_bars=self.buffered,
+                **vars(self.stats),
+            )
+            self._last_beat = time.monotonic()
+        except DB_ERRORS as exc:
+            log.debug("heartbeat not written: %s", exc)
+
+    def _summary(self, now: pd.Timestamp) -> None:
+        if time.monotonic() - self._last_summary < 30.0:
+            return
+        self._last_summary = time.monotonic()
+        s = self.stats
+        log.info(
+            "market %s: %d poll(s), %d bar(s) received, %d written, %d buffered, %d gap(s), "
+            "%d error(s), %d rate limit(s)",
+            now.strftime("%Y-%m-%d %H:%M"),
+            s.polls,
+            s.bars_received,
+            s.bars_written,
+            self.buffered,
+            s.gaps_found,
+            s.errors,
+            s.rate_limited,
+        )
+
+    def run(self, max_polls: int | None = None) -> Stats:
+        """Poll until shutdown (or `max_polls` iterations), then flush and return the stats."""
+        iterations = 0
+        while not self.shutdown.requested:
+            wait = self.step()
+            iterations += 1
+            if max_polls is not None and iterations >= max_polls:
+                break
+            if self.sleep(wait):
+                break
+        self.close()
+        return self.stats
+
+    def close(self, deadline_s: float = 10.0) -> None:
+        """Final flush, retried for up to `deadline_s` real seconds."""
+        end = time.monotonic() + deadline_s
+        while not self.flush() and time.monotonic() < end:
+            time.sleep(0.5)
+        if self.buffered:
+            log.error(
+                "exiting with %d bar(s) unwritten (database unreachable); the source serves "
+                "them again after a restart, or the backfill fetches them",
+                self.buffered,
+            )
+        self._last_beat = float("-inf")
+        self._beat("stopped", self.source.now())
+        log.info("stopped (%s): %s", self.shutdown.signal_name or "done", self.stats)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.price_ingestor",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--source", choices=SOURCE_KINDS, help="default: settings.market_source")
+    parser.add_argument("--once", action="store_true", help="one poll, flush, exit")
+    parser.add_argument("--max-polls", type=int, metavar="N", help="stop after N iterations")
+    args = parser.parse_args(argv)
+    setup_logging(WORKER)
+    settings = get_settings()
+    source = make_source(settings, args.source)
+    shutdown = Shutdown().install()
+    ingestor = PriceIngestor(
+        source, settings.universe, poll_interval_s=settings.poll_interval_s, shutdown=shutdown
+    )
+    log.info(
+        "price ingestor: %d tickers from %s (clock %sx, market now %s)",
+        len(settings.universe),
+        source.name,
+        source.clock_speed,
+        source.now(),
+    )
+    ingestor.run(max_polls=1 if args.once else args.max_polls)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
