@@ -325,7 +325,7 @@ class SimulatedNewsSource(NewsSource):
     ) -> None:
         super().__init__(tickers)
         self.market = market
-        self.clock = clock
+        self.clock = clock if clock is not None else market.clock
 
     def now(self) -> pd.Timestamp:
         return self.clock.now() if self.clock is not None else super().now()
@@ -360,12 +360,12 @@ class SimulatedNewsSource(NewsSource):
 
 
 def simulated_market(settings: Settings) -> SimulatedMarket:
-    return SimulatedMarket(seed=settings.sim_seed, planted_signal=settings.sim_planted_signal)
+    """The simulated market on the clock every process shares (`workers.sources.make_source`)."""
+    from workers.sources import make_source
 
-
-def simulated_clock(settings: Settings) -> SessionClock:
-    """The simulated session clock, starting now (or at the next open) at `sim_speed`."""
-    return SessionClock(pd.Timestamp.now(tz="UTC"), speed=settings.sim_speed)
+    market = make_source(settings, "simulated")
+    assert isinstance(market, SimulatedMarket)
+    return market
 
 
 def make_news_source(name: str | None = None, settings: Settings | None = None) -> NewsSource:
@@ -374,7 +374,7 @@ def make_news_source(name: str | None = None, settings: Settings | None = None) 
     name = name or settings.news_source
     if name == "simulated":
         market = simulated_market(settings)
-        return SimulatedNewsSource(settings.universe, market, simulated_clock(settings))
+        return SimulatedNewsSource(settings.universe, market, market.clock)
     if name == "newsapi":
         key = settings.news_api_key.get_secret_value() if settings.news_api_key else ""
         budget = RequestBudget(

@@ -42,26 +42,48 @@ class RecordedServer:
         body: bytes | str,
         status: int = 200,
         content_type: str = "application/json",
+        when: dict[str, str] | None = None,
     ) -> None:
+        """Answer GET `path` (with query parameters `when`, if given) with `body`."""
         data = body.encode() if isinstance(body, str) else body
-        self.routes.setdefault(path, []).append(Answer(status, data, content_type))
+        key = path + "?" + "&".join(f"{k}={v}" for k, v in sorted((when or {}).items()))
+        self.routes.setdefault(key, []).append(Answer(status, data, content_type))
 
-    def add_file(self, path: str, name: str, status: int = 200, content_type: str = "") -> None:
+    def add_file(
+        self,
+        path: str,
+        name: str,
+        status: int = 200,
+        content_type: str = "",
+        when: dict[str, str] | None = None,
+    ) -> None:
         kind = content_type or {
             ".json": "application/json",
             ".xml": "text/xml; charset=utf-8",
             ".csv": "text/csv",
         }.get(Path(name).suffix, "application/octet-stream")
-        self.add(path, (DATA / name).read_bytes(), status, kind)
+        self.add(path, (DATA / name).read_bytes(), status, kind, when)
 
-    def answer(self, path: str) -> Answer:
-        queue = self.routes.get(path)
-        if not queue:
+    def answer(self, path: str, query: dict[str, list[str]]) -> Answer:
+        """The most specific route whose conditions the request meets."""
+        best: tuple[int, str] | None = None
+        for key in self.routes:
+            route_path, _, cond = key.partition("?")
+            pairs = [c.split("=", 1) for c in cond.split("&") if c]
+            if route_path == path and all(query.get(k) == [v] for k, v in pairs):
+                if best is None or len(pairs) > best[0]:
+                    best = (len(pairs), key)
+        if best is None:
             return Answer(404, b"<error code='404' message='Not Found'/>", "text/xml")
+        queue = self.routes[best[1]]
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
-    def hits(self, path: str) -> int:
-        return sum(1 for p, _, _ in self.requests if p == path)
+    def hits(self, path: str, **query: str) -> int:
+        return sum(
+            1
+            for p, q, _ in self.requests
+            if p == path and all(q.get(k) == [v] for k, v in query.items())
+        )
 
 
 def _handler(server_state: RecordedServer) -> type[BaseHTTPRequestHandler]:
@@ -71,7 +93,7 @@ def _handler(server_state: RecordedServer) -> type[BaseHTTPRequestHandler]:
             server_state.requests.append(
                 (parts.path, parse_qs(parts.query), dict(self.headers.items()))
             )
-            ans = server_state.answer(parts.path)
+            ans = server_state.answer(parts.path, parse_qs(parts.query))
             self.send_response(ans.status)
             self.send_header("Content-Type", ans.content_type)
             self.send_header("Content-Length", str(len(ans.body)))
@@ -90,7 +112,7 @@ def recorded_server_fixture() -> Iterator[RecordedServer]:
     state = RecordedServer()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield state
     httpd.shutdown()

@@ -176,7 +176,8 @@ def test_main_loads_the_model_once_for_many_cycles(
 ) -> None:
     folder = build_tiny_classifier(tmp_path / "tiny-finbert")
     settings_env(SENTIMENT_MODEL=str(folder), SENTIMENT_BATCH_SIZE="4", DATA_DIR=str(tmp_path))
-    monkeypatch.setattr(news_sources, "simulated_clock", lambda _s: SessionClock(CLOCK_START))
+    market = SimulatedMarket(seed=42, clock=SessionClock(CLOCK_START))
+    monkeypatch.setattr(news_sources, "simulated_market", lambda _s: market)
     from transformers import AutoModelForSequenceClassification
 
     real = AutoModelForSequenceClassification.from_pretrained.__func__  # type: ignore[attr-defined]
