@@ -6,14 +6,18 @@ order and the same bars come back. What it models:
 - session minutes from the XNYS calendar (holidays, early closes);
 - a daily random walk of closes per ticker, an overnight gap to each open, and an intraday path
   from open to close (a Brownian bridge) whose volatility is U-shaped over the session;
-- volume following the same U-shape; minutes without trades (no bar) at `missing_rate`;
+- volume following the same U-shape, with persistent high- and low-activity regimes (a Markov
+  switch, about 30 minutes each); minutes without trades (no bar) at `missing_rate`;
 - news events (a few per ticker per week): a headline with a sign, and a price jump in that
   direction at the event minute;
 - splits (NVDA, TSLA) and quarterly dividends (the payers), raw prices reflecting them;
 - the **planted signal** (`planted_signal` in [0, 1]): 1-minute log returns follow
-  x_t = e_t + 0.15 * s * (x_{t-1} + ... + x_{t-5}), a short-horizon momentum a model can learn
-  from past returns. s = 0 is a pure random walk: no feature predicts the future, so honest
-  models must score at chance on it.
+  x_t = e_t + 0.15 * s * r_t * (x_{t-1} + ... + x_{t-5}), where r_t = +1 in a high-activity
+  regime (momentum) and -1 in a low-activity one (mean reversion). The regime shows in the
+  volume, so a model that reads recent returns *together with* relative volume can learn it,
+  while a linear model of the newest bar's features cannot (the sign flips with the regime).
+  s = 0 is a pure random walk: no feature predicts the future, so honest models must score at
+  chance on it.
 """
 
 from __future__ import annotations
@@ -80,6 +84,14 @@ NEGATIVE = [
 
 def _tick_hash(ticker: str) -> int:
     return zlib.crc32(ticker.encode())
+
+
+def _planted(e: np.ndarray, regime: np.ndarray, coef: float) -> np.ndarray:
+    """x_t = e_t + coef * regime_t * (x_{t-1} + ... + x_{t-MOMENTUM_LAGS})."""
+    x = np.empty_like(e)
+    for t in range(len(e)):
+        x[t] = e[t] + coef * regime[t] * x[max(0, t - MOMENTUM_LAGS) : t].sum()
+    return x
 
 
 def _u_shape(n: int) -> np.ndarray:
@@ -178,10 +190,9 @@ class SimulatedMarket(MarketDataSource):
         prof = _u_shape(n)
         sigma = 0.8 * vol / np.sqrt(390) * prof
         e = rng.normal(0.0, 1.0, n) * sigma
-        s = self.planted_signal
-        if s > 0:
-            a = np.concatenate([[1.0], -MOMENTUM_COEF * s * np.ones(MOMENTUM_LAGS)])
-            e = lfilter([1.0], a, e)
+        regime = self._activity_regime(ticker, int(i), n)
+        if self.planted_signal > 0:
+            e = _planted(e, regime, MOMENTUM_COEF * self.planted_signal)
         for minute_idx, sign in self._event_minutes(ticker, session, n):
             e[minute_idx] += sign * abs(rng.normal(6.0, 2.0)) * sigma[minute_idx]
         path = log_open[i] + np.cumsum(e)
@@ -198,7 +209,9 @@ class SimulatedMarket(MarketDataSource):
                 "high": np.round(np.maximum(opens, closes) * wick[0] * factor, 2),
                 "low": np.round(np.minimum(opens, closes) / wick[1] * factor, 2),
                 "close": np.round(closes * factor, 2),
-                "volume": np.round(base_volume * prof**2 * rng.lognormal(0, 0.4, n)),
+                "volume": np.round(
+                    base_volume * prof**2 * rng.lognormal(0, 0.4, n) * np.exp(0.6 * regime)
+                ),
             }
         )
         frame["high"] = frame[["open", "high", "close"]].max(axis=1)
@@ -206,6 +219,13 @@ class SimulatedMarket(MarketDataSource):
         keep = rng.random(n) >= self.missing_rate
         keep[0] = True
         return frame[keep].reset_index(drop=True)[BAR_COLUMNS]
+
+    def _activity_regime(self, ticker: str, i: int, n: int) -> np.ndarray:
+        """+1 (high activity) / -1 (low) per minute: a Markov switch, ~30 minutes per spell."""
+        rng = np.random.default_rng([self.seed, _tick_hash(ticker), i, 4])
+        flips = rng.random(n) < 1.0 / 30.0
+        start = 1 if rng.random() < 0.5 else 0
+        return np.where((np.cumsum(flips) + start) % 2 == 0, -1.0, 1.0)
 
     def _event_minutes(self, ticker: str, session: pd.Timestamp, n: int) -> list[tuple[int, int]]:
         i = self._index[session]

@@ -1,0 +1,87 @@
+"""Nightly training followed by validation, under one lock: `python -m ml.pipeline [--quick]`.
+
+This is what cron and the app's retrain button run. The newest `HOLDOUT_SESSIONS` sessions are
+kept out of training so the champion/challenger gate has a held-out window; the lock shared
+with the app (db.jobs.training_lock) is held across both steps, so runs never overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+import pandas as pd
+
+from config.market_calendar import sessions_between
+from config.settings import Settings, get_settings
+from db.database_manager import read_from_db
+from db.jobs import LockBusyError, job_run, training_lock
+
+log = logging.getLogger(__name__)
+
+
+def training_cutoff(settings: Settings) -> pd.Timestamp:
+    """The open of the first hold-out session: training uses bars before it."""
+    df = read_from_db("SELECT max(ts) AS ts FROM bars_1m")
+    if df.empty or pd.isna(df["ts"][0]):
+        raise RuntimeError("no bars in the database: run the price worker or seed history first")
+    latest = pd.Timestamp(df["ts"][0])
+    day = latest.tz_convert("America/New_York").normalize().tz_localize(None)
+    days = sessions_between(day - pd.Timedelta(days=10 + 2 * settings.holdout_sessions), day)
+    first = days[-settings.holdout_sessions]
+    from config.market_calendar import xnys
+
+    return pd.Timestamp(xnys().session_open(first))
+
+
+def run_pipeline(
+    *, quick: bool = False, epochs: int | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Train a challenger and put it through the gate; returns the gate report."""
+    from ml.train_model import train
+    from ml.validate_model import validate
+
+    settings = settings or get_settings()
+    with training_lock(settings.lock_path), job_run("pipeline") as run:
+        cutoff = training_cutoff(settings)
+        log.info(
+            "training on bars before %s (the last %d sessions are held out)",
+            cutoff,
+            settings.holdout_sessions,
+        )
+        folder = train(settings, end=cutoff, quick=quick, epochs=epochs, take_lock=False)
+        report = validate(folder.name, settings=settings)
+        run.note(f"{folder.name}: {report['gate']['decision']} ({report['gate']['reason']})")
+        return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ml.pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="short training run (demo)")
+    parser.add_argument("--epochs", type=int, default=None, help="max epochs per model")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from ml.validate_model import ValidationRefused, summary
+
+    try:
+        report = run_pipeline(quick=args.quick, epochs=args.epochs)
+    except LockBusyError as exc:
+        print(f"not started: {exc}", file=sys.stderr)
+        return 3
+    except ValidationRefused as exc:
+        print(f"trained, but validation refused: {exc}", file=sys.stderr)
+        return 4
+    print(summary(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
