@@ -1,0 +1,206 @@
+"""Corporate actions: the adjustment formulas, idempotence (table checksum), a crash halfway,
+and late bars landing on the adjusted scale."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from db.database_manager import read_from_db
+from tests.workers.price_support import stored_bars
+from workers import corporate_action_handler as handler
+from workers.backfill import drain_queue
+from workers.bar_store import write_bars
+from workers.sources.base import ACTION_COLUMNS, BAR_COLUMNS, MarketDataSource, empty_bars
+
+SESSIONS = ["2024-06-05", "2024-06-06", "2024-06-07", "2024-06-10"]
+TODAY = date(2024, 6, 11)  # before Tuesday's open
+TICKERS = ["SPL", "DIV", "BOTH", "NONE"]
+ACTIONS = [
+    ("SPL", date(2024, 6, 10), "split", 4.0),
+    ("DIV", date(2024, 6, 10), "dividend", 0.5),
+    ("BOTH", date(2024, 6, 7), "dividend", 1.0),
+    ("BOTH", date(2024, 6, 11), "split", 2.0),
+    ("DIV", date(2024, 7, 9), "dividend", 0.5),  # upcoming: recorded, not applied
+]
+
+
+def raw_bars(minutes: tuple[str, ...] = ("13:30", "13:31", "19:59")) -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    rows = []
+    for i, ticker in enumerate(TICKERS):
+        for day in SESSIONS:
+            for hhmm in minutes:
+                close = round(50.0 + 10 * i + rng.normal(0, 1), 2)
+                rows.append(
+                    (
+                        ticker,
+                        pd.Timestamp(f"{day} {hhmm}", tz="UTC"),
+                        close - 0.1,
+                        close + 0.3,
+                        close - 0.4,
+                        close,
+                        float(rng.integers(100, 10_000)),
+                    )
+                )
+    frame = pd.DataFrame(rows, columns=BAR_COLUMNS)
+    frame["ts"] = frame["ts"].dt.as_unit("ns")
+    return frame
+
+
+class StubSource(MarketDataSource):
+    name = "stub"
+
+    def __init__(self, bars: pd.DataFrame, actions: list[tuple[object, ...]]) -> None:
+        self.bars = bars
+        self.actions = pd.DataFrame(actions, columns=ACTION_COLUMNS)
+
+    def now(self) -> pd.Timestamp:
+        return pd.Timestamp("2024-06-11 12:00", tz="UTC")
+
+    def latest_bars(self, tickers, now, since=None):  # type: ignore[no-untyped-def]
+        return empty_bars()
+
+    def history(self, tickers, start, end):  # type: ignore[no-untyped-def]
+        b = self.bars
+        return b[b["ticker"].isin(tickers) & (b["ts"] >= start) & (b["ts"] < end)]
+
+    def corporate_actions(self, tickers, start, end):  # type: ignore[no-untyped-def]
+        a = self.actions
+        return a[a["ticker"].isin(tickers) & (a["ex_date"] >= start) & (a["ex_date"] <= end)]
+
+
+def checksum() -> str:
+    """md5 over every row of bars_1m in key order (full float text of each value)."""
+    return str(
+        read_from_db(
+            "SELECT md5(string_agg(concat_ws(:comma, ticker, ts, open, high, low, close, volume), "
+            ":semi ORDER BY ticker, ts)) AS h FROM bars_1m",
+            {"comma": ",", "semi": ";"},
+        )["h"].iloc[0]
+    )
+
+
+def expected_after(raw: pd.DataFrame) -> pd.DataFrame:
+    """The formulas, applied by hand in ex-date order."""
+    out = raw.copy()
+    prices = ["open", "high", "low", "close"]
+
+    def before(ticker: str, day: str) -> pd.Series:
+        return (out["ticker"] == ticker) & (out["ts"] < pd.Timestamp(day, tz="America/New_York"))
+
+    def prev_close(ticker: str, day: str) -> float:
+        return float(raw[before(ticker, day) & (raw["ticker"] == ticker)]["close"].iloc[-1])
+
+    for ticker, day, kind, value in sorted(ACTIONS[:4], key=lambda a: a[1]):
+        mask = before(ticker, str(day))
+        if kind == "split":
+            out.loc[mask, prices] = out.loc[mask, prices] * (1.0 / value)
+            out.loc[mask, "volume"] = out.loc[mask, "volume"] * value
+        else:
+            out.loc[mask, prices] = out.loc[mask, prices] * (
+                1.0 - value / prev_close(ticker, str(day))
+            )
+    return out.sort_values(["ticker", "ts"], ignore_index=True)
+
+
+def test_split_and_dividend_adjust_history_by_the_formulas_once(clean_tables: None) -> None:
+    raw = raw_bars()
+    write_bars(raw, source="stub")
+    source = StubSource(raw, ACTIONS)
+    before = checksum()
+    report = handler.run_daily_adjustment(source, tickers=TICKERS, today=TODAY)
+    assert len(report.applied) == 4 and report.detected == 5 and not report.waiting
+    once = checksum()
+    assert once != before
+    pd.testing.assert_frame_equal(
+        stored_bars(), expected_after(raw), check_dtype=False, check_exact=True
+    )
+    again = handler.run_daily_adjustment(source, tickers=TICKERS, today=TODAY)
+    assert again.applied == [] and again.detected == 0
+    assert checksum() == once  # the second run leaves the table unchanged
+    ledger = read_from_db("SELECT ticker, ex_date, factor, applied_at FROM corporate_actions")
+    upcoming = ledger[ledger["ex_date"] == date(2024, 7, 9)]
+    assert upcoming["applied_at"].isna().all() and ledger["applied_at"].notna().sum() == 4
+    spl = ledger[ledger["ticker"] == "SPL"]["factor"].iloc[0]
+    assert spl == 0.25
+
+
+def test_a_dividend_found_after_a_later_split_uses_the_raw_close(clean_tables: None) -> None:
+    raw = raw_bars()
+    write_bars(raw, source="stub")
+    only_split = StubSource(raw, [a for a in ACTIONS if a[0] == "BOTH" and a[2] == "split"])
+    handler.run_daily_adjustment(only_split, tickers=["BOTH"], today=TODAY)
+    handler.run_daily_adjustment(StubSource(raw, ACTIONS), tickers=["BOTH"], today=TODAY)
+    got = stored_bars()
+    want = expected_after(raw)
+    both = got["ticker"] == "BOTH"
+    np.testing.assert_allclose(
+        got.loc[both, "close"], want.loc[want["ticker"] == "BOTH", "close"], rtol=1e-12
+    )
+
+
+def test_a_crash_halfway_applies_nothing_and_the_rerun_applies_once(clean_tables: None) -> None:
+    raw = raw_bars()
+    write_bars(raw, source="stub")
+    handler.record_actions(pd.DataFrame([ACTIONS[0]], columns=ACTION_COLUMNS), "stub")
+    before = checksum()
+    script = (
+        "import os, signal\n"
+        "from datetime import date\n"
+        "from types import SimpleNamespace\n"
+        "from workers import corporate_action_handler as h\n"
+        "h._mark_applied = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "h.apply_action(SimpleNamespace(ticker='SPL', ex_date=date(2024, 6, 10),\n"
+        "               action_type='split', value=4.0), source=None)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": "."}, timeout=120
+    )
+    assert proc.returncode == -9  # killed after rescaling the bars, before the ledger stamp
+    assert checksum() == before
+    assert read_from_db("SELECT applied_at FROM corporate_actions")["applied_at"].isna().all()
+    report = handler.run_daily_adjustment(
+        StubSource(raw, [ACTIONS[0]]), tickers=["SPL"], today=TODAY
+    )
+    assert report.applied == ["SPL split 4 ex 2024-06-10"]
+    spl = stored_bars().query("ticker == 'SPL'")
+    raw_spl = raw[raw["ticker"] == "SPL"].reset_index(drop=True)
+    old = spl["ts"] < pd.Timestamp("2024-06-10", tz="America/New_York")
+    np.testing.assert_array_equal(
+        spl.loc[old, "close"], raw_spl.loc[old.to_numpy(), "close"] * 0.25
+    )
+    np.testing.assert_array_equal(spl.loc[~old, "close"], raw_spl.loc[~old.to_numpy(), "close"])
+
+
+def test_bars_arriving_late_land_on_the_adjusted_scale(clean_tables: None) -> None:
+    full = raw_bars()
+    minute = full["ts"].dt.strftime("%H:%M")
+    write_bars(full[minute != "13:31"], source="stub")  # 13:31 arrives after the adjustment
+    source = StubSource(full, ACTIONS)
+    handler.run_daily_adjustment(source, tickers=TICKERS, today=TODAY)
+    late = full[minute == "13:31"]
+    write_bars(late[late["ticker"] != "DIV"], source="stub")  # e.g. a replayed batch
+    gap = pd.DataFrame(
+        {"ticker": ["DIV"] * 4, "gap_start": late[late["ticker"] == "DIV"]["ts"].to_list()}
+    ).assign(gap_end=lambda d: d["gap_start"])
+    write_bars(empty_bars(), source="stub", gaps=gap)
+    report = drain_queue(source)  # and the backfill path
+    assert report.filled == 4
+    got = stored_bars()
+    want = expected_after(full)
+    # the dividend factor came from the close stored at the time (19:59 of the day before)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, check_exact=True)
+
+
+@pytest.mark.parametrize("argv", [["--help"]])
+def test_cli_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        handler.main(argv)
+    assert info.value.code == 0 and "--lookback-days" in capsys.readouterr().out

@@ -1,0 +1,226 @@
+"""Corporate actions: record splits and dividends, rescale stored history (cron, before the open).
+
+    python -m workers.corporate_action_handler [--source S] [--lookback-days N] [--lookahead-days N]
+
+`run_daily_adjustment()` asks the source for the universe's splits and dividends from
+`lookback_days` ago to `lookahead_days` ahead, records new ones in the `corporate_actions`
+ledger, and applies every recorded action whose ex-date has come, with the standard backward
+adjustment of all stored bars before the ex-date:
+
+- split of ratio r (4 for 4-for-1): prices / r, volume * r;
+- cash dividend D: prices * (1 - D / C), C the raw close before the ex-date.
+
+Each action is applied in one transaction that rescales the bars and stamps `applied_at` and
+`factor` in the ledger, under the bar writers' advisory lock: a second run, or a crash halfway,
+never applies an action twice, and no bar is written on the old scale meanwhile. Bars that arrive
+later for dates before an applied action are put on the adjusted scale by `write_bars`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, text
+
+from config.settings import get_settings
+from db.database_manager import connect, read_from_db, write_to_db
+from workers.bar_store import ex_date_start, lock_bars
+from workers.common import setup_logging
+from workers.sources import SOURCE_KINDS, make_source
+from workers.sources.base import ACTION_COLUMNS, MarketDataSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AdjustmentReport:
+    detected: int = 0
+    applied: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # could not be applied yet (logged why)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.detected} new action(s) recorded; applied {len(self.applied)}: "
+            f"{', '.join(self.applied) or '-'}; waiting {len(self.waiting)}"
+        )
+
+
+def record_actions(actions: pd.DataFrame, source: str) -> int:
+    """Add actions to the ledger (known ones are left as they are). Returns how many are new."""
+    if actions.empty:
+        return 0
+    frame = actions[ACTION_COLUMNS].assign(source=source)
+    frame = frame[frame["value"] > 0]
+    return write_to_db(frame, table="corporate_actions", on_conflict="nothing")
+
+
+def due_actions(today: date, tickers: list[str]) -> pd.DataFrame:
+    """Recorded, not yet applied actions with ex-date on or before `today`, oldest first."""
+    return read_from_db(
+        "SELECT ticker, ex_date, action_type, value FROM corporate_actions "
+        "WHERE applied_at IS NULL AND ex_date <= :today AND ticker = ANY(CAST(:t AS text[])) "
+        "ORDER BY ex_date, ticker, action_type",
+        {"today": today, "t": list(tickers)},
+    )
+
+
+def _previous_close(
+    conn: Connection, ticker: str, ex_date: date, source: MarketDataSource
+) -> float | None:
+    """The raw close before the ex-date: stored (undoing actions applied since), or sourced."""
+    ex = ex_date_start(ex_date)
+    row = conn.execute(
+        text(
+            "SELECT ts, close FROM bars_1m WHERE ticker = :t AND ts < :ex ORDER BY ts DESC LIMIT 1"
+        ),
+        {"t": ticker, "ex": ex.to_pydatetime()},
+    ).first()
+    if row is not None:
+        later = conn.execute(
+            text(
+                "SELECT ex_date, factor FROM corporate_actions WHERE ticker = :t "
+                "AND applied_at IS NOT NULL AND ex_date > :d"
+            ),
+            {"t": ticker, "d": pd.Timestamp(row.ts).tz_convert("America/New_York").date()},
+        ).fetchall()
+        scale = 1.0
+        for action in later:
+            scale *= float(action.factor)
+        return float(row.close) / scale
+    bars = source.history([ticker], ex - pd.Timedelta(days=10), ex)
+    return None if bars.empty else float(bars.sort_values("ts")["close"].iloc[-1])
+
+
+def action_factor(
+    conn: Connection, action: Any, source: MarketDataSource
+) -> tuple[float, float] | None:
+    """(price factor, volume factor) of an action, or None when it cannot be computed yet."""
+    value = float(action.value)
+    if action.action_type == "split":
+        return 1.0 / value, value
+    close = _previous_close(conn, action.ticker, action.ex_date, source)
+    if close is None:
+        log.warning(
+            "%s dividend %s on %s: no close before the ex-date yet",
+            action.ticker,
+            value,
+            action.ex_date,
+        )
+        return None
+    if not 0 < value < close:
+        log.error(
+            "%s dividend %s on %s is not below the previous close %s; not applied",
+            action.ticker,
+            value,
+            action.ex_date,
+            close,
+        )
+        return None
+    return 1.0 - value / close, 1.0
+
+
+def _rescale(conn: Connection, ticker: str, ex_date: date, price_f: float, volume_f: float) -> int:
+    return conn.execute(
+        text(
+            "UPDATE bars_1m SET open = open * :f, high = high * :f, low = low * :f, "
+            "close = close * :f, volume = volume * :v WHERE ticker = :t AND ts < :ex"
+        ),
+        {"f": price_f, "v": volume_f, "t": ticker, "ex": ex_date_start(ex_date).to_pydatetime()},
+    ).rowcount
+
+
+def _mark_applied(conn: Connection, action: Any, price_f: float) -> None:
+    conn.execute(
+        text(
+            "UPDATE corporate_actions SET applied_at = now(), factor = :f "
+            "WHERE ticker = :t AND ex_date = :d AND action_type = :k"
+        ),
+        {"f": price_f, "t": action.ticker, "d": action.ex_date, "k": action.action_type},
+    )
+
+
+def apply_action(action: Any, source: MarketDataSource) -> bool:
+    """Apply one ledger action exactly once; False if already applied or not computable."""
+    with connect() as conn:
+        lock_bars(conn, exclusive=True)
+        row = conn.execute(
+            text(
+                "SELECT applied_at FROM corporate_actions "
+                "WHERE ticker = :t AND ex_date = :d AND action_type = :k FOR UPDATE"
+            ),
+            {"t": action.ticker, "d": action.ex_date, "k": action.action_type},
+        ).first()
+        if row is None or row.applied_at is not None:
+            return False
+        factors = action_factor(conn, action, source)
+        if factors is None:
+            return False
+        rows = _rescale(conn, action.ticker, action.ex_date, *factors)
+        _mark_applied(conn, action, factors[0])
+    log.info(
+        "applied %s %s %s (ex %s): %d bar(s) rescaled by %.6f",
+        action.ticker,
+        action.action_type,
+        action.value,
+        action.ex_date,
+        rows,
+        factors[0],
+    )
+    return True
+
+
+def run_daily_adjustment(
+    source: MarketDataSource | None = None,
+    tickers: list[str] | None = None,
+    today: date | None = None,
+    lookback_days: int = 30,
+    lookahead_days: int = 30,
+) -> AdjustmentReport:
+    """Fetch recent and upcoming actions, record them, apply those whose ex-date has come."""
+    settings = get_settings()
+    source = source or make_source(settings)
+    tickers = tickers or settings.universe
+    today = today or source.now().tz_convert("America/New_York").date()
+    report = AdjustmentReport()
+    actions = source.corporate_actions(
+        tickers, today - timedelta(days=lookback_days), today + timedelta(days=lookahead_days)
+    )
+    report.detected = record_actions(actions, source.name)
+    for action in due_actions(today, tickers).itertuples(index=False):
+        label = f"{action.ticker} {action.action_type} {action.value:g} ex {action.ex_date}"
+        (report.applied if apply_action(action, source) else report.waiting).append(label)
+    log.info("corporate actions: %s", report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.corporate_action_handler",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--source", choices=SOURCE_KINDS, help="default: settings.market_source")
+    parser.add_argument("--lookback-days", type=int, default=30)
+    parser.add_argument("--lookahead-days", type=int, default=30)
+    args = parser.parse_args(argv)
+    setup_logging("workers.corporate_action_handler")
+    from db.jobs import job_run
+
+    source = make_source(get_settings(), args.source)
+    with job_run("corporate_action_handler") as run:
+        report = run_daily_adjustment(
+            source, lookback_days=args.lookback_days, lookahead_days=args.lookahead_days
+        )
+        run.note(str(report))
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
