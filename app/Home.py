@@ -1,0 +1,121 @@
+"""Live signals: the universe's last prices and the newest dual-model signal, auto-refreshing.
+
+Run the workbench with `streamlit run app/Home.py`.
+"""
+
+import _stockpulse_path  # noqa: F401
+import pandas as pd
+import streamlit as st
+
+from app import data, live, ui
+
+ACTION_BADGE = {"BUY": "🟢 BUY", "SELL": "🔴 SELL", "HOLD": "⚪ HOLD"}
+COLUMNS = {
+    "ticker": st.column_config.TextColumn("Ticker", width="small"),
+    "detail": st.column_config.LinkColumn("Chart", display_text="open", width="small"),
+    "last": st.column_config.NumberColumn("Last", format="%.2f"),
+    "change_pct": st.column_config.NumberColumn("Change", format="%+.2f%%"),
+    "spark": st.column_config.LineChartColumn("Last 90 min", width="medium"),
+    "signal": st.column_config.TextColumn("Signal"),
+    "confidence": st.column_config.ProgressColumn(
+        "Confidence", min_value=0.0, max_value=1.0, format="%.2f"
+    ),
+    "agree": st.column_config.CheckboxColumn("Models agree"),
+    "lstm": st.column_config.TextColumn("LSTM P(down/flat/up)"),
+    "transformer": st.column_config.TextColumn("Transformer P(down/flat/up)"),
+    "bar": st.column_config.TextColumn("Signal for bar"),
+}
+
+
+def _probs(frame: pd.DataFrame, model: str) -> pd.Series:
+    cols = [f"{model}_p_down", f"{model}_p_neutral", f"{model}_p_up"]
+    return frame[cols].apply(
+        lambda r: "—" if r.isna().any() else " / ".join(f"{v:.2f}" for v in r), axis=1
+    )
+
+
+def board_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """The live table as shown: one row per ticker."""
+    return pd.DataFrame(
+        {
+            "ticker": frame["ticker"],
+            "detail": "/Stock_detail?ticker=" + frame["ticker"],
+            "last": frame["last"],
+            "change_pct": frame["change_pct"],
+            "spark": frame["spark"],
+            "signal": frame["action"].map(ACTION_BADGE).fillna("—"),
+            "confidence": frame["confidence"],
+            "agree": frame["models_agree"],
+            "lstm": _probs(frame, "lstm"),
+            "transformer": _probs(frame, "transformer"),
+            "bar": frame["signal_ts"].map(lambda v: ui.fmt_ts(v, "%m-%d %H:%M")),
+        }
+    )
+
+
+def model_notice(version: str | None) -> None:
+    problem = live.model_problem()
+    if version is None:
+        st.info(
+            "No model is trained yet, so there are no signals: prices below still update live. "
+            "Train one with **Retrain** in the Model lab (or `python -m ml.pipeline`); "
+            "signals appear here by themselves once a model is promoted.",
+            icon=":material/model_training:",
+        )
+    if problem:
+        st.warning(f"The newest registry entry could not be loaded: {problem}")
+
+
+def summary(frame: pd.DataFrame, stamp: data.LiveStamp, version: str | None) -> None:
+    actions = frame["action"].value_counts()
+    cols = st.columns([2, 2, 1, 1, 1, 3])
+    cols[0].metric("Newest bar", ui.fmt_ts(stamp.bars_ts, "%m-%d %H:%M"))
+    cols[1].metric("Newest signal", ui.fmt_ts(stamp.signal_ts, "%m-%d %H:%M"))
+    cols[2].metric("BUY", int(actions.get("BUY", 0)))
+    cols[3].metric("SELL", int(actions.get("SELL", 0)))
+    cols[4].metric("HOLD", int(actions.get("HOLD", 0)))
+    cols[5].metric("Serving model", version or "none")
+
+
+@st.fragment(run_every=data.get_settings().app_refresh_s)
+def live_board() -> None:
+    """Redrawn every refresh period without reloading the page or the models."""
+    settings = data.get_settings()
+    with ui.guard(retry=False):
+        models = live.serving_models()
+        version = models.version if models else None
+        model_notice(version)
+        scorer = live.live_scorer()
+        stamp = data.live_stamp(version)
+        if scorer.catch_up(stamp.bars_ts):
+            stamp = data.live_stamp(version)
+        frame = data.live_table(stamp, version, tuple(settings.universe))
+        if frame["bar_ts"].isna().all():
+            st.info(
+                "No bars in the database yet: start the price ingestor "
+                "(`python -m workers.price_ingestor`). This page updates by itself."
+            )
+            return
+        summary(frame, stamp, version)
+        st.dataframe(
+            board_view(frame),
+            column_config=COLUMNS,
+            hide_index=True,
+            width="stretch",
+            height=36 * (len(frame) + 1) + 4,
+            key="live_table",
+        )
+        status = scorer.status
+        if status.last_error:
+            st.warning(f"Scoring paused: {status.last_error}. Retrying by itself.")
+        st.caption(
+            f"Refreshed {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC, every "
+            f"{settings.app_refresh_s:g} s · {status.bars_scored} bars scored by this server "
+            f"({status.invocations} model invocations) · each signal: {ui.DISCLAIMER_SHORT}"
+        )
+
+
+ui.setup("Live signals")
+st.title("Live signals")
+ui.disclaimer()
+live_board()

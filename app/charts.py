@@ -1,0 +1,292 @@
+"""Every plotly figure of the workbench, built from plain frames and dicts.
+
+Builders are cached (`st.cache_data`, bounded) so reruns with the same inputs reuse the figure
+instead of building a new one; pages draw them with stable keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from app.indicators import overlay_lines, rsi
+
+CLASSES = ("DOWN", "NEUTRAL", "UP")
+ACTION_STYLE = {
+    "BUY": ("triangle-up", "#16a34a"),
+    "SELL": ("triangle-down", "#dc2626"),
+}
+PALETTE = ("#2563eb", "#f59e0b", "#10b981", "#8b5cf6", "#ef4444", "#14b8a6", "#64748b")
+LAYOUT: dict[str, Any] = {
+    "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
+    "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 1, "xanchor": "right"},
+    "hovermode": "x unified",
+}
+MAX_BREAKS = 400
+
+
+def closed_hours(ts: pd.Series, step: pd.Timedelta) -> list[dict[str, Any]]:
+    """Plotly rangebreaks hiding nights, weekends and holidays (gaps longer than 3 bars)."""
+    stamps = pd.DatetimeIndex(ts.sort_values())
+    if len(stamps) < 2:
+        return []
+    gap = stamps[1:] - stamps[:-1]
+    at = (gap > 3 * step).nonzero()[0][-MAX_BREAKS:]
+    return [{"bounds": [(stamps[i] + step).isoformat(), stamps[i + 1].isoformat()]} for i in at]
+
+
+def _news_y(bars: pd.DataFrame, when: pd.Series) -> pd.Series:
+    """Place headlines just above the highest high of the bar they fall in."""
+    top = bars.set_index("ts")["high"].sort_index()
+    idx = top.index.searchsorted(pd.DatetimeIndex(when), side="right") - 1
+    idx = idx.clip(0, len(top) - 1)
+    return pd.Series(top.to_numpy()[idx] * 1.004, index=when.index)
+
+
+@st.cache_data(ttl=300, max_entries=16, show_spinner=False)
+def price_figure(
+    bars: pd.DataFrame,
+    signals: pd.DataFrame,
+    news: pd.DataFrame,
+    overlays: tuple[str, ...],
+    show_rsi: bool,
+    title: str,
+    step_s: int = 60,
+) -> go.Figure:
+    """Candlesticks, volume, chosen overlays, BUY/SELL markers and news on one timeline."""
+    rows = 3 if show_rsi else 2
+    heights = [0.62, 0.18, 0.2] if show_rsi else [0.75, 0.25]
+    fig = make_subplots(
+        rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.03, row_heights=heights
+    )
+    fig.add_trace(
+        go.Candlestick(
+            x=bars["ts"],
+            open=bars["open"],
+            high=bars["high"],
+            low=bars["low"],
+            close=bars["close"],
+            name="price",
+        ),
+        row=1,
+        col=1,
+    )
+    for i, (name, line) in enumerate(overlay_lines(bars, list(overlays)).items()):
+        fig.add_trace(
+            go.Scatter(
+                x=bars["ts"],
+                y=line,
+                name=name,
+                mode="lines",
+                line={"width": 1.2, "color": PALETTE[i % len(PALETTE)]},
+            ),
+            row=1,
+            col=1,
+        )
+    _add_signals(fig, signals)
+    _add_news(fig, bars, news)
+    fig.add_trace(
+        go.Bar(x=bars["ts"], y=bars["volume"], name="volume", marker_color="#94a3b8"),
+        row=2,
+        col=1,
+    )
+    if show_rsi:
+        fig.add_trace(go.Scatter(x=bars["ts"], y=rsi(bars["close"]), name="RSI 14"), row=3, col=1)
+        for level in (30, 70):
+            fig.add_hline(y=level, line_dash="dot", line_color="#94a3b8", row=3, col=1)
+    fig.update_layout(title=title, height=640 if show_rsi else 560, **LAYOUT)
+    fig.update_layout(xaxis_rangeslider_visible=False)
+    fig.update_xaxes(rangebreaks=closed_hours(bars["ts"], pd.Timedelta(seconds=step_s)))
+    return fig
+
+
+def _add_signals(fig: go.Figure, signals: pd.DataFrame) -> None:
+    for action, (symbol, color) in ACTION_STYLE.items():
+        rows = signals[signals["action"] == action]
+        if rows.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=rows["bar_ts"],
+                y=rows["close"],
+                mode="markers",
+                name=action,
+                marker={"symbol": symbol, "size": 11, "color": color, "line": {"width": 1}},
+                customdata=rows[["confidence", "model_version"]].to_numpy(),
+                hovertemplate=action + " %{y:.2f}<br>confidence %{customdata[0]:.2f}"
+                "<br>model %{customdata[1]}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+
+
+def _add_news(fig: go.Figure, bars: pd.DataFrame, news: pd.DataFrame) -> None:
+    if news.empty or bars.empty:
+        return
+    sentiment = pd.to_numeric(news["sentiment"], errors="coerce").fillna(0.0)
+    fig.add_trace(
+        go.Scatter(
+            x=news["published_at"],
+            y=_news_y(bars, pd.to_datetime(news["published_at"], utc=True)),
+            mode="markers",
+            name="news",
+            marker={
+                "symbol": "circle",
+                "size": 9,
+                "color": sentiment,
+                "colorscale": "RdYlGn",
+                "cmin": -1,
+                "cmax": 1,
+                "line": {"width": 1, "color": "#334155"},
+            },
+            text=news["title"],
+            customdata=sentiment,
+            hovertemplate="%{text}<br>sentiment %{customdata:.2f}<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def confusion_figure(matrix: list[list[float]], title: str) -> go.Figure:
+    """A 3x3 confusion matrix (rows: true class, columns: predicted)."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=[f"pred {c}" for c in CLASSES],
+            y=[f"true {c}" for c in CLASSES],
+            colorscale="Blues",
+            text=matrix,
+            texttemplate="%{text}",
+            showscale=False,
+        )
+    )
+    fig.update_layout(title=title, height=300, margin=LAYOUT["margin"])
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+@st.cache_data(ttl=600, max_entries=16, show_spinner=False)
+def calibration_figure(curves: dict[str, dict[str, list[float]]], title: str) -> go.Figure:
+    """Reliability diagram: accuracy against confidence per curve, with the diagonal."""
+    fig = go.Figure(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dot", "color": "#999"}
+        )
+    )
+    for i, (name, calib) in enumerate(curves.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=calib.get("confidence", []),
+                y=calib.get("accuracy", []),
+                mode="lines+markers",
+                name=name,
+                line={"color": PALETTE[i % len(PALETTE)]},
+                customdata=calib.get("count", []),
+                hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>n %{customdata}",
+            )
+        )
+    fig.update_layout(title=title, height=360, xaxis_title="confidence", **LAYOUT)
+    fig.update_layout(yaxis_title="accuracy", hovermode="closest")
+    return fig
+
+
+@st.cache_data(ttl=600, max_entries=16, show_spinner=False)
+def equity_figure(curves: dict[str, list[list[Any]]], title: str) -> go.Figure:
+    """Cost-adjusted equity of following each model's dual signals."""
+    fig = go.Figure()
+    for i, (name, points) in enumerate(curves.items()):
+        if not points:
+            continue
+        ts, equity = zip(*points, strict=True)
+        fig.add_trace(
+            go.Scatter(
+                x=pd.to_datetime(list(ts), utc=True),
+                y=list(equity),
+                mode="lines",
+                name=name,
+                line={"color": PALETTE[i % len(PALETTE)]},
+            )
+        )
+    fig.add_hline(y=1.0, line_dash="dot", line_color="#94a3b8")
+    fig.update_layout(title=title, height=360, yaxis_title="equity (start = 1)", **LAYOUT)
+    return fig
+
+
+@st.cache_data(ttl=120, max_entries=16, show_spinner=False)
+def drift_figure(
+    frame: pd.DataFrame, metric: str, top: int = 6, low_is_bad: bool = False
+) -> go.Figure:
+    """One drift metric over time (a line per feature, the worst `top`), threshold dashed."""
+    rows = frame[frame["metric"] == metric]
+    by_feature = rows.groupby("feature")["value"]
+    extreme = by_feature.min() if low_is_bad else by_feature.max()
+    worst = extreme.sort_values(ascending=low_is_bad).index[:top]
+    fig = go.Figure()
+    for i, feature in enumerate(worst):
+        part = rows[rows["feature"] == feature]
+        fig.add_trace(
+            go.Scatter(
+                x=part["checked_at"],
+                y=part["value"],
+                mode="lines+markers",
+                name=feature or metric,
+                line={"color": PALETTE[i % len(PALETTE)]},
+            )
+        )
+    alarms = rows[rows["alarm"].astype(bool)]
+    if not alarms.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=alarms["checked_at"],
+                y=alarms["value"],
+                mode="markers",
+                name="alarm",
+                marker={"color": "#dc2626", "size": 10, "symbol": "x"},
+            )
+        )
+    threshold = rows["threshold"].dropna()
+    if not threshold.empty:
+        fig.add_hline(
+            y=float(threshold.iloc[-1]),
+            line_dash="dash",
+            line_color="#dc2626",
+            annotation_text=f"threshold {float(threshold.iloc[-1]):.3g}",
+        )
+    fig.update_layout(title=metric, height=340, **LAYOUT)
+    return fig
+
+
+@st.cache_data(ttl=120, max_entries=8, show_spinner=False)
+def confidence_figure(frame: pd.DataFrame, accuracy: pd.DataFrame, title: str) -> go.Figure:
+    """Live mean confidence of both models (from signals) and realised accuracy over time."""
+    fig = go.Figure()
+    for i, col in enumerate(("lstm", "transformer", "agreement")):
+        if col in frame:
+            fig.add_trace(
+                go.Scatter(
+                    x=frame["ts"],
+                    y=frame[col],
+                    mode="lines",
+                    name=f"{col} confidence" if col != "agreement" else "models agree",
+                    line={"color": PALETTE[i]},
+                )
+            )
+    if not accuracy.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=accuracy["checked_at"],
+                y=accuracy["value"],
+                mode="lines+markers",
+                name="realised accuracy",
+                line={"color": PALETTE[4], "dash": "dash"},
+            )
+        )
+    fig.update_layout(title=title, height=340, yaxis_range=[0, 1], **LAYOUT)
+    return fig

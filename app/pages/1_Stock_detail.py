@@ -1,0 +1,138 @@
+"""Stock detail: candlesticks and volume at 1m/5m/1h/1d, signals, indicators, news and macro."""
+
+import _stockpulse_path  # noqa: F401
+import pandas as pd
+import streamlit as st
+
+from app import charts, data, live, ui
+from app.indicators import OVERLAYS
+
+STEP_S = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
+LOOKBACKS = {
+    "1m": {"1 day": 1, "3 days": 3, "5 days": 5},
+    "5m": {"5 days": 5, "1 month": 31},
+    "1h": {"1 month": 31, "3 months": 92, "1 year": 366},
+    "1d": {"3 months": 92, "1 year": 366, "All": None},
+}
+CUSTOM = "Custom dates"
+
+
+def choose_ticker(universe: list[str]) -> str:
+    wanted = str(st.query_params.get("ticker", universe[0])).strip().upper()
+    if wanted not in universe:
+        st.warning(
+            f"Ticker '{wanted}' is not in the universe (settings.universe): "
+            f"showing {universe[0]} instead. Known tickers: {', '.join(universe)}."
+        )
+        wanted = universe[0]
+    ticker = st.sidebar.selectbox("Ticker", universe, index=universe.index(wanted))
+    st.query_params["ticker"] = ticker
+    return str(ticker)
+
+
+def choose_range(ticker: str, interval: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    first, last = data.bar_extent(ticker)
+    if last is None or first is None:
+        st.info(f"No bars stored for {ticker} yet: the price ingestor has not delivered any.")
+        return None
+    options = [*LOOKBACKS[interval], CUSTOM]
+    span = st.sidebar.selectbox("Range", options, key=f"range_{interval}")
+    end = last + pd.Timedelta(minutes=1)
+    if span != CUSTOM:
+        days = LOOKBACKS[interval][span]
+        return (first if days is None else end - pd.Timedelta(days=days)), end
+    picked = st.sidebar.date_input(
+        "From / to (UTC)", value=(last.date() - pd.Timedelta(days=3), last.date())
+    )
+    if not isinstance(picked, tuple) or len(picked) != 2:
+        st.info("Pick both a start and an end date.")
+        return None
+    start = pd.Timestamp(picked[0], tz="UTC")
+    return start, pd.Timestamp(picked[1], tz="UTC") + pd.Timedelta(days=1)
+
+
+def signal_card(ticker: str, version: str | None) -> None:
+    signal = data.latest_signal(ticker, version) if version else None
+    if signal is None:
+        st.caption("No signal for this ticker yet.")
+        return
+    st.metric(
+        "Latest signal",
+        signal["action"],
+        f"confidence {signal['confidence']:.2f}",
+        delta_color="off",
+    )
+    st.caption(f"Bar {ui.fmt_ts(signal['bar_ts'])} · {signal['reason']} · model {version}")
+    ui.disclaimer()
+
+
+def news_and_macro(ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
+    left, right = st.columns([3, 2])
+    headlines = data.news(ticker, start, end)
+    left.subheader("News")
+    if headlines.empty:
+        left.caption("No headlines in this range.")
+    else:
+        left.dataframe(
+            headlines.iloc[::-1][["published_at", "title", "sentiment", "source"]],
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "published_at": st.column_config.DatetimeColumn("Published (UTC)"),
+                "sentiment": st.column_config.NumberColumn("Sentiment", format="%+.2f"),
+            },
+            key="news_table",
+        )
+    right.subheader("Macro context")
+    macro = data.macro_context(end.floor("h"))
+    if macro.empty:
+        right.caption("No macro observations released before this range ends.")
+    for row in macro.itertuples():
+        delta = None if pd.isna(row.previous) else f"{row.value - row.previous:+.3g}"
+        right.metric(f"{row.series_id} ({row.obs_date})", f"{row.value:.4g}", delta)
+
+
+def page() -> None:
+    settings = ui.setup("Stock detail")
+    st.title("Stock detail")
+    ticker = choose_ticker(list(settings.universe))
+    interval = st.sidebar.radio("Interval", list(LOOKBACKS), index=1, horizontal=True)
+    overlays = st.sidebar.multiselect("Overlays", OVERLAYS, default=["SMA 20"])
+    show_rsi = st.sidebar.checkbox("RSI panel")
+    all_versions = st.sidebar.checkbox("Signals of every model version")
+    with ui.guard():
+        models = live.serving_models()
+        version = models.version if models else None
+        picked = choose_range(ticker, interval)
+        if picked is None:
+            return
+        start, end = picked
+        bars = data.bars(ticker, interval, start, end)
+        if bars.empty:
+            st.info(
+                f"No {interval} bars for {ticker} between {ui.fmt_ts(start)} and "
+                f"{ui.fmt_ts(end)}: pick another range."
+            )
+            return
+        signals = data.signal_markers(ticker, start, end, None if all_versions else version)
+        headlines = data.news(ticker, start, end)
+        fig = charts.price_figure(
+            bars,
+            signals,
+            headlines,
+            tuple(overlays),
+            show_rsi,
+            f"{ticker} · {interval}",
+            STEP_S[interval],
+        )
+        chart, card = st.columns([4, 1])
+        chart.plotly_chart(fig, key="price_chart", width="stretch")
+        with card:
+            signal_card(ticker, version)
+            st.caption(
+                f"{len(bars)} bars, {len(signals)} BUY/SELL markers, {len(headlines)} headlines"
+            )
+        news_and_macro(ticker, start, end)
+
+
+page()

@@ -1,0 +1,113 @@
+"""Data health: freshness and gaps per ticker, the backfill queue, workers and cron jobs."""
+
+import _stockpulse_path  # noqa: F401
+import pandas as pd
+import streamlit as st
+
+from app import health_data, ui
+
+STALE_BEAT_S = 300.0
+
+
+def tickers_section(universe: list[str], now: pd.Timestamp) -> None:
+    frame = health_data.ticker_health(tuple(universe), now.floor("min"))
+    st.header(f"Bars per ticker · session {frame.attrs.get('session', '?')}")
+    if frame["latest_bar"].isna().all():
+        st.info(
+            "No bars stored yet: start the price ingestor (`python -m workers.price_ingestor`)."
+        )
+    view = frame.assign(
+        latest_bar=frame["latest_bar"].map(ui.fmt_ts),
+        age=(frame["age_min"] * 60).map(ui.fmt_age),
+    )[
+        [
+            "ticker",
+            "latest_bar",
+            "age",
+            "bars_in_session",
+            "missing_in_session",
+            "gaps_pending",
+            "gaps_failed",
+            "gaps_filled",
+        ]
+    ]
+    st.caption(f"{frame.attrs.get('expected', 0)} session minutes so far.")
+    st.dataframe(
+        view,
+        hide_index=True,
+        width="stretch",
+        height=36 * (len(view) + 1) + 4,
+        key="ticker_health",
+        column_config={
+            "ticker": "Ticker",
+            "latest_bar": "Latest bar",
+            "age": "Age",
+            "bars_in_session": st.column_config.NumberColumn("Bars in session"),
+            "missing_in_session": st.column_config.NumberColumn("Missing minutes"),
+            "gaps_pending": st.column_config.NumberColumn("Gaps pending"),
+            "gaps_failed": st.column_config.NumberColumn("Gaps failed"),
+            "gaps_filled": st.column_config.NumberColumn("Gaps filled"),
+        },
+    )
+
+
+def backfill_section() -> None:
+    st.header("Backfill queue")
+    queue = health_data.backfill_queue()
+    if queue.empty:
+        st.success("No pending or failed gaps.")
+    else:
+        st.dataframe(queue, hide_index=True, width="stretch", key="backfill_table")
+
+
+def workers_section(now: pd.Timestamp) -> None:
+    st.header("Workers")
+    beats = health_data.heartbeats(now.floor("s"))
+    if beats.empty:
+        st.info("No worker has reported a heartbeat yet.")
+        return
+    beats = beats.assign(
+        state=beats["age_s"].map(lambda s: "stale" if s > STALE_BEAT_S else "alive"),
+        age=beats["age_s"].map(ui.fmt_age),
+    )
+    stale = beats[beats["state"] == "stale"]
+    if not stale.empty:
+        st.warning(f"No heartbeat for over {STALE_BEAT_S:.0f} s: {', '.join(stale['worker'])}")
+    cols = ["worker", "state", "age", "status", "pid", "details", "last_beat"]
+    st.dataframe(beats[cols], hide_index=True, width="stretch", key="workers_table")
+
+
+def jobs_section(now: pd.Timestamp) -> None:
+    st.header("Scheduled jobs")
+    runs = health_data.job_runs((now - pd.Timedelta(days=7)).floor("h"))
+    if runs.empty:
+        st.info("No job has run yet.")
+        return
+    failed = runs[runs["status"] == "failed"]
+    if not failed.empty:
+        st.error(f"Last run failed: {', '.join(failed['job'])}")
+    st.dataframe(
+        runs,
+        hide_index=True,
+        width="stretch",
+        key="jobs_table",
+        column_config={
+            "runs_recent": st.column_config.NumberColumn("Runs (7 d)"),
+            "failed_recent": st.column_config.NumberColumn("Failed (7 d)"),
+            "duration_s": st.column_config.NumberColumn("Duration (s)", format="%.1f"),
+        },
+    )
+
+
+def page() -> None:
+    settings = ui.setup("Data health")
+    st.title("Data health")
+    now = pd.Timestamp.now(tz="UTC")
+    with ui.guard():
+        tickers_section(list(settings.universe), now)
+        backfill_section()
+        workers_section(now)
+        jobs_section(now)
+
+
+page()

@@ -1,0 +1,100 @@
+"""Shared pieces of the app tests: simulated bars fed to the database, pages under AppTest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from config.market_calendar import sessions_between
+from db.database_manager import write_to_db
+from workers.sources.simulated import SimulatedMarket
+
+APP_DIR = Path(__file__).resolve().parents[2] / "app"
+PAGES = {
+    "home": "Home.py",
+    "detail": "pages/1_Stock_detail.py",
+    "lab": "pages/2_Model_lab.py",
+    "drift": "pages/3_Drift_and_history.py",
+    "health": "pages/4_Data_health.py",
+}
+
+
+def past_sessions(n: int) -> list[pd.Timestamp]:
+    """The last `n` XNYS sessions that ended before today (UTC dates, naive)."""
+    today = pd.Timestamp.now(tz="UTC").normalize().tz_localize(None)
+    return list(sessions_between(today - pd.Timedelta(days=10 + 2 * n), today))[-n - 1 : -1]
+
+
+class MarketFeed:
+    """Simulated bars for the whole universe: a history first, then one minute at a time."""
+
+    def __init__(self, tickers: Iterable[str], sessions: int = 2, seed: int = 11) -> None:
+        market = SimulatedMarket(seed=seed, planted_signal=0.6)
+        frames = [market.session_bars(t, s) for s in past_sessions(sessions) for t in tickers]
+        bars = pd.concat(frames, ignore_index=True)
+        bars["source"] = "simulated"
+        self.bars = bars.sort_values(["ts", "ticker"]).reset_index(drop=True)
+        self.minutes = sorted(self.bars["ts"].unique())
+        self.written = 0  # minutes written so far
+
+    def seed(self, hold_back: int = 0) -> pd.Timestamp:
+        """Write every minute but the last `hold_back`; returns the newest bar time written."""
+        upto = len(self.minutes) - hold_back
+        cutoff = self.minutes[upto - 1]
+        write_to_db(self.bars[self.bars["ts"] <= cutoff], table="bars_1m")
+        self.written = upto
+        return pd.Timestamp(cutoff)
+
+    def next_minute(self) -> tuple[pd.Timestamp, int]:
+        """Write the next minute's bars; returns its time and how many bars it had."""
+        ts = self.minutes[self.written]
+        rows = self.bars[self.bars["ts"] == ts]
+        write_to_db(rows, table="bars_1m")
+        self.written += 1
+        return pd.Timestamp(ts), len(rows)
+
+
+def open_page(name: str, query: dict[str, str] | None = None, timeout: float = 90) -> AppTest:
+    """Run one page of the app (a fresh session) and return it."""
+    at = AppTest.from_file(str(APP_DIR / PAGES[name]), default_timeout=timeout)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def texts(at: AppTest) -> list[str]:
+    """Every visible text of a run: markdown, captions, alerts, metrics, titles."""
+    out: list[str] = []
+    for kind in ("title", "header", "subheader", "markdown", "caption"):
+        out += [str(e.value) for e in getattr(at, kind)]
+    for kind in ("error", "warning", "info", "success", "exception"):
+        out += [str(e.value) for e in getattr(at, kind)]
+    out += [f"{m.label}: {m.value}" for m in at.metric]
+    return out
+
+
+def alerts(at: AppTest, kind: str) -> list[str]:
+    return [str(e.value) for e in getattr(at, kind)]
+
+
+def figures(at: AppTest) -> dict[str, dict[str, Any]]:
+    """The plotly figures of a run as dicts, by element key."""
+    import json
+
+    out = {}
+    for i, el in enumerate(at.get("plotly_chart")):
+        out[el.key or f"chart_{i}"] = json.loads(el.proto.spec)
+    return out
+
+
+def table_with(at: AppTest, *columns: str) -> pd.DataFrame:
+    """The first st.dataframe of the run that has all `columns`."""
+    shown = [frame.value for frame in at.dataframe]
+    for frame in shown:
+        if set(columns) <= set(frame.columns):
+            return frame
+    raise AssertionError(f"no table with {columns}; tables: {[list(f.columns) for f in shown]}")

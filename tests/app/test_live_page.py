@@ -1,0 +1,123 @@
+"""The live signals page under AppTest, against the real database and a real trained model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from app import data, live
+from config.settings import get_settings
+from db.database_manager import dispose_engine, read_from_db
+from ml.generate_recommendation import DISCLAIMER
+from tests.app.support import alerts, open_page, table_with, texts
+
+
+def signal_rows() -> int:
+    return int(read_from_db("SELECT count(*) AS n FROM signals").iloc[0]["n"])
+
+
+def test_live_page_shows_the_universe_with_signals_and_the_disclaimer(app_env):
+    feed = app_env.feed()
+    newest = feed.seed()
+    app_env.promote()
+    at = open_page("home")
+    assert not at.exception
+    assert DISCLAIMER in alerts(at, "warning")
+    table = table_with(at, "ticker", "signal")
+    assert list(table["ticker"]) == get_settings().universe
+    assert table["last"].notna().all() and table["change_pct"].notna().all()
+    assert set(table["signal"].str.split().str[-1]) <= {"BUY", "SELL", "HOLD"}
+    assert table["confidence"].between(0, 1).all()
+    assert all(p.count("/") == 2 for p in table["lstm"]) and all(
+        p.count("/") == 2 for p in table["transformer"]
+    )
+    assert all(len(s) > 10 for s in table["spark"])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Serving model"] == app_env.version
+    assert metrics["Newest bar"] == f"{newest:%m-%d %H:%M} UTC"
+    # the first sight of each ticker scores its newest bar only: one signal per ticker
+    assert signal_rows() == len(get_settings().universe)
+
+
+def test_each_new_bar_is_scored_once_however_many_sessions_refresh(app_env):
+    feed = app_env.feed()
+    feed.seed(hold_back=3)
+    app_env.promote()
+    sessions = [open_page("home") for _ in range(3)]
+    scorer = live.live_scorer()
+    base_rows, base_status = signal_rows(), scorer.status
+    batch = live.serving_models().lstm.batch
+    for _ in range(2):
+        ts, n_bars = feed.next_minute()
+        for at in sessions:
+            at.run()
+            assert not at.exception
+            assert {m.label: m.value for m in at.metric}["Newest signal"] == f"{ts:%m-%d %H:%M} UTC"
+        status = scorer.status
+        assert signal_rows() - base_rows == n_bars
+        assert status.bars_scored - base_status.bars_scored == n_bars
+        # both models run once per batch of new bars: not once per session
+        assert status.invocations - base_status.invocations == 2 * math.ceil(n_bars / batch)
+        base_rows, base_status = signal_rows(), status
+    stored = read_from_db(
+        "SELECT ticker, bar_ts, count(*) AS n FROM signals GROUP BY ticker, bar_ts"
+    )
+    assert (stored["n"] == 1).all()
+
+
+def test_without_a_model_prices_show_and_signals_appear_once_one_is_promoted(app_env):
+    app_env.feed().seed()
+    at = open_page("home")
+    assert not at.exception
+    assert any("No model is trained yet" in m for m in alerts(at, "info"))
+    table = table_with(at, "ticker", "signal")
+    assert table["last"].notna().all()
+    assert (table["signal"] == "—").all()
+    app_env.promote()
+    at.run()
+    assert not any("No model is trained yet" in m for m in alerts(at, "info"))
+    assert (table_with(at, "ticker", "signal")["signal"] != "—").all()
+
+
+def test_empty_database_says_so(app_env):
+    app_env.promote()
+    at = open_page("home")
+    assert not at.exception
+    assert any("No bars in the database yet" in m for m in alerts(at, "info"))
+    assert DISCLAIMER in alerts(at, "warning")
+
+
+def test_database_down_shows_a_plain_message_without_secrets_and_recovers(
+    app_env, monkeypatch: pytest.MonkeyPatch
+):
+    app_env.feed().seed()
+    app_env.promote()
+    good_url = get_settings().database_url.get_secret_value()
+    monkeypatch.setenv("DATABASE_URL", "postgresql://analyst:s3cr3t-pw-42@127.0.0.1:9/nowhere")
+    get_settings.cache_clear()
+    dispose_engine()
+    at = open_page("home")
+    assert not at.exception
+    errors = alerts(at, "error")
+    assert any("database is not reachable" in e for e in errors)
+    assert DISCLAIMER in alerts(at, "warning")
+    assert not any("s3cr3t-pw-42" in t for t in texts(at))
+    monkeypatch.setenv("DATABASE_URL", good_url)
+    get_settings.cache_clear()
+    dispose_engine()
+    at.run()
+    assert not alerts(at, "error")
+    assert len(table_with(at, "ticker", "signal")) == len(get_settings().universe)
+
+
+def test_warm_rerun_reuses_the_cached_table(app_env, monkeypatch: pytest.MonkeyPatch):
+    app_env.feed().seed()
+    app_env.promote()
+    at = open_page("home")
+    calls = []
+    original = data._live_frame
+    monkeypatch.setattr(data, "_live_frame", lambda *a: calls.append(a) or original(*a))
+    at.run()
+    open_page("home")
+    assert calls == []  # same newest bar and signals: both sessions reused the cached table
