@@ -1,0 +1,110 @@
+"""The champion/challenger gate on the simulated market, with real trained models."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from config.settings import get_settings
+from db.database_manager import read_from_db, write_to_db
+from ml.dataset import RawData
+from ml.registry import promote, read_registry
+from workers.sources.simulated import SimulatedMarket
+
+TICKERS = ["AAPL", "MSFT", "JPM", "KO", "XOM", "DIS"]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Planted-signal bars in the database, a model trained on them ("better") and one trained
+    on a pure random walk of the same dates ("worse")."""
+    import os
+
+    from ml.pipeline import training_cutoff
+    from ml.train_model import train, train_from_raw
+
+    root = tmp_path_factory.mktemp("gate")
+    env = {
+        "MODELS_DIR": str(root / "models"),
+        "MODEL_CONFIG_PATH": str(root / "registry.json"),
+        "DATA_DIR": str(root / "var"),
+        "UNIVERSE": ",".join(TICKERS),
+        "TRAIN_EPOCHS": "3",
+        "BOOTSTRAP_SAMPLES": "200",
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    from db.database_manager import execute
+
+    execute("TRUNCATE bars_1m, signals, model_evaluations, model_events")
+    start, end = pd.Timestamp("2026-10-19", tz="UTC"), pd.Timestamp("2026-11-07", tz="UTC")
+    bars = SimulatedMarket(seed=11, planted_signal=1.0).history(TICKERS, start, end)
+    write_to_db(bars.assign(source="simulated"), table="bars_1m")
+    settings = get_settings()
+    cutoff = training_cutoff(settings)
+    better = train(settings, end=cutoff, quick=True).name
+    noise = SimulatedMarket(seed=12, planted_signal=0.0).history(TICKERS, start, cutoff)
+    worse = train_from_raw(RawData(noise), settings, quick=True).name
+    yield {"better": better, "worse": worse, "cutoff": cutoff, "root": root}
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    get_settings.cache_clear()
+
+
+def _reset_registry():
+    get_settings().model_config_path.unlink(missing_ok=True)
+
+
+def test_a_truly_better_challenger_is_promoted(trained):
+    from ml.validate_model import validate
+
+    _reset_registry()
+    promote(trained["worse"], by="cli", reason="start from the weak model")
+    report = validate(trained["better"])
+    gate = report["gate"]
+    assert gate["decision"] == "promote", gate["reason"]
+    assert gate["delta_f1"] >= get_settings().promotion_margin and gate["ci_low"] > 0
+    assert read_registry().champion.version == trained["better"]
+    assert set(report["baselines"]) == {"majority", "logistic", "gbt"}
+    stored = json.loads(
+        (get_settings().models_dir / trained["better"] / "evaluation.json").read_text()
+    )
+    assert stored["gate"]["decision"] == "promote"
+    row = read_from_db(
+        "SELECT promoted FROM model_evaluations WHERE challenger = :c", {"c": trained["better"]}
+    )
+    assert row["promoted"].tolist() == [True]
+
+
+def test_a_worse_challenger_is_rejected(trained):
+    from ml.validate_model import validate
+
+    _reset_registry()
+    promote(trained["better"], by="cli", reason="the good model serves")
+    report = validate(trained["worse"])
+    assert report["gate"]["decision"] == "reject"
+    assert "not demonstrably better" in report["gate"]["reason"]
+    assert read_registry().champion.version == trained["better"]
+    window = report["window"]
+    assert pd.Timestamp(window["start"]) > trained["cutoff"] - pd.Timedelta(days=1)
+
+
+def test_overlapping_window_is_refused(trained):
+    from ml.model_loader import load_version
+    from ml.validate_model import ValidationRefused, check_no_overlap, evaluate
+
+    _reset_registry()
+    meta = load_version(trained["better"]).metadata
+    train_start, train_end = (pd.Timestamp(t) for t in meta["train_range"])
+    inside = (train_end - pd.Timedelta(hours=1), train_end + pd.Timedelta(days=3))
+    with pytest.raises(ValidationRefused, match="overlaps the training data"):
+        check_no_overlap(inside, meta)
+    with pytest.raises(ValidationRefused, match="overlaps"):
+        evaluate(trained["better"], window=inside)
