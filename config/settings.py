@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     drift_feature_share: float = Field(0.3, gt=0, le=1, description="share of drifted features")
     drift_confidence_drop: float = Field(0.15, gt=0, description="confidence drop that alarms")
     drift_persistence: int = Field(3, ge=1, description="consecutive alarming checks to act")
+    drift_window_bars: int = Field(390, ge=30, description="recent bars per ticker drift checks")
 
     # --- app
     app_refresh_s: float = Field(5.0, ge=1, description="live page refresh period")
