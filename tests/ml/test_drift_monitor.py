@@ -1,0 +1,113 @@
+"""Drift checks on the simulated market: ordinary volatility raises nothing; an injected shift
+rolls the champion back within a bounded number of checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from config.market_calendar import sessions_between
+from config.settings import get_settings
+from db.database_manager import read_from_db, write_to_db
+from ml.registry import promote, read_registry
+from workers.sources.simulated import SimulatedMarket
+
+from .conftest import build_feature_version
+
+TICKERS = ["AAPL", "MSFT", "KO"]
+pytestmark = pytest.mark.slow
+
+
+def _reference(version_dir, bars):
+    from ml.feature_engineering import FEATURE_COLUMNS, FeatureParams, create_features
+    from ml.training_report import reference_stats
+
+    feats = create_features(bars, None, None, params=FeatureParams())
+    meta = json.loads((version_dir / "metadata.json").read_text())
+    meta["reference_stats"] = reference_stats(feats, list(FEATURE_COLUMNS))
+    meta["train_range"] = [bars["ts"].min().isoformat(), bars["ts"].max().isoformat()]
+    (version_dir / "metadata.json").write_text(json.dumps(meta))
+
+
+def shifted(bars: pd.DataFrame, scale: float = 4.0) -> pd.DataFrame:
+    """The same minutes with moves `scale` times larger and ten times the volume."""
+    out = []
+    for _, g in bars.groupby("ticker"):
+        base = g["open"].iloc[0]
+        o, c, h, lo = (
+            base * np.exp(scale * np.log(g[col] / base)) for col in ("open", "close", "high", "low")
+        )
+        out.append(
+            g.assign(
+                open=o,
+                close=c,
+                high=np.maximum(h, np.maximum(o, c)),
+                low=np.minimum(lo, np.minimum(o, c)),
+                volume=g["volume"] * 10,
+            )
+        )
+    return pd.concat(out, ignore_index=True)
+
+
+def feed_and_check(market_bars: pd.DataFrame, chunks: int, checks: list) -> None:
+    from ml.drift_monitor import check
+
+    minutes = np.sort(market_bars["ts"].unique())
+    for part in np.array_split(minutes, chunks):
+        batch = market_bars[market_bars["ts"].isin(part)]
+        write_to_db(batch.assign(source="simulated"), table="bars_1m")
+        checks.append(check(checked_at=pd.Timestamp.now(tz="UTC")))
+
+
+def test_drift_monitor_false_alarms_and_rollback(model_env, clean_tables, monkeypatch):
+    monkeypatch.setenv("UNIVERSE", ",".join(TICKERS))
+    get_settings.cache_clear()
+    market = SimulatedMarket(seed=5)
+    train_bars = market.history(
+        TICKERS, pd.Timestamp("2026-09-01", tz="UTC"), pd.Timestamp("2026-10-01", tz="UTC")
+    )
+    models_dir = get_settings().models_dir
+    for name, seed in (("20261001T000000Z", 1), ("20261002T000000Z", 2)):
+        build_feature_version(models_dir / name, train_bars, seed=seed)
+        _reference(models_dir / name, train_bars)
+        promote(name, by="cli", reason="test")
+    write_to_db(train_bars.assign(source="simulated"), table="bars_1m")
+
+    checks: list = []
+    month = sessions_between("2026-10-01", "2026-10-30")
+    for day in month:
+        feed_and_check(
+            market.history(
+                TICKERS, day.tz_localize("UTC"), day.tz_localize("UTC") + pd.Timedelta(days=1)
+            ),
+            3,
+            checks,
+        )
+    false_alarms = sum(any(s.raised for s in c.alarms.values()) for c in checks)
+    print(
+        f"ordinary month: {len(month)} sessions, {len(checks)} checks, {false_alarms} raised alarms"
+    )
+    assert len(checks) == 3 * len(month) and false_alarms == 0
+    assert read_registry().champion.version == "20261002T000000Z"
+    shares = [c.figures.get("drifted_share", 0) for c in checks]
+    print(f"drifted share: median {np.median(shares):.2f}, max {max(shares):.2f}")
+
+    shift_checks: list = []
+    for day in sessions_between("2026-11-02", "2026-11-04"):
+        day_bars = market.history(
+            TICKERS, day.tz_localize("UTC"), day.tz_localize("UTC") + pd.Timedelta(days=1)
+        )
+        feed_and_check(shifted(day_bars), 6, shift_checks)
+        if read_registry().champion.version != "20261002T000000Z":
+            break
+    rolled = [i for i, c in enumerate(shift_checks) if c.rolled_back_to]
+    print(f"shift: rollback after {rolled[0] + 1 if rolled else None} checks")
+    assert rolled and rolled[0] + 1 <= get_settings().drift_persistence + 3
+    assert read_registry().champion.version == "20261001T000000Z"
+    last = read_registry().history[-1]
+    assert last.event == "rolled_back" and last.by == "drift_monitor" and "drift" in last.reason
+    stored = read_from_db("SELECT DISTINCT metric FROM drift_metrics")["metric"].tolist()
+    assert {"psi", "ks_pvalue", "drifted_share", "alarm_data"} <= set(stored)
