@@ -71,9 +71,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODELS_DIR=/opt/stockpulse/models \
     MODEL_CONFIG_PATH=/opt/stockpulse/models/model_config.json \
     HF_HOME=/opt/stockpulse/var/hf-cache \
+    STOCKPULSE_HOME=/opt/stockpulse \
+    STOCKPULSE_PYTHON=/opt/venv/bin/python \
     STOCKPULSE_LOG_DIR=/opt/stockpulse/var/logs \
     STOCKPULSE_APP_ADDRESS=0.0.0.0 \
-    STOCKPULSE_CRON_AUTOSTART=true \
+    STOCKPULSE_CRON=on \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
 USER stockpulse:stockpulse
 EXPOSE 8501

@@ -217,7 +217,11 @@ def test_environment_names_real_settings_and_what_supervisord_needs(final):
     fields = {name.upper() for name in Settings.model_fields}
     unknown = {k for k in env if not TOOL_ENV.match(k) and k not in fields}
     assert not unknown, f"ENV names that are no setting: {sorted(unknown)}"
+    # supervisord.conf defaults these for a local run (127.0.0.1, cron off); the image flips them.
     assert env["STOCKPULSE_APP_ADDRESS"] == "0.0.0.0"
+    assert env["STOCKPULSE_CRON"] == "on"
+    assert env["STOCKPULSE_HOME"] == final.all("WORKDIR")[-1].args
+    assert env["STOCKPULSE_PYTHON"] == "/opt/venv/bin/python"
     conf = (ROOT / "supervisord.conf").read_text()
     needed = set(re.findall(r"%\(ENV_([A-Za-z0-9_]+)\)s", conf))
     assert needed, "supervisord.conf reads its paths from the environment"
