@@ -271,7 +271,7 @@ class RssSource(HttpNewsSource):
 
     def fetch(self, since: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
         rows: list[dict[str, Any]] = []
-        failures: list[str] = []
+        failures: dict[str, Exception] = {}
         for n, ticker in enumerate(self.tickers):
             if n:
                 self.sleep(self.limits.min_request_interval_s)
@@ -280,9 +280,11 @@ class RssSource(HttpNewsSource):
                 rows.extend(self.parse(ticker, resp.content))
             except (SourceError, PayloadError) as exc:
                 log.error("rss %s: %s", ticker, exc)
-                failures.append(ticker)
+                failures[ticker] = exc
         if failures and len(failures) == len(self.tickers):
-            raise SourceError(f"rss: every feed failed ({', '.join(failures)})")
+            transient = any(isinstance(e, SourceError) for e in failures.values())
+            kind = SourceError if transient else PayloadError  # only transient ones are retried
+            raise kind(f"rss: every feed failed ({', '.join(failures)})")
         return frame_of(rows)
 
     def parse(self, ticker: str, content: bytes) -> list[dict[str, Any]]:

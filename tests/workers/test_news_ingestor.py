@@ -4,8 +4,11 @@ name, the model loaded once per process, bad payloads leaving nothing behind, he
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +21,7 @@ from tests.workers.test_sentiment import build_tiny_classifier
 from workers import news_ingestor, news_sources, sentiment
 from workers.common import Shutdown
 from workers.news_ingestor import NewsIngestor, store_articles
-from workers.news_sources import NewsApiSource, RequestBudget, SimulatedNewsSource
+from workers.news_sources import NewsApiSource, RequestBudget, RssSource, SimulatedNewsSource
 from workers.sentiment import VaderSentiment
 from workers.sources.simulated import SessionClock, SimulatedMarket
 
@@ -142,6 +145,23 @@ def test_missing_fields_store_only_complete_articles(
     assert "dropped 3 article(s)" in caplog.text
 
 
+def test_rss_cycle_tags_a_shared_article_with_both_feeds_tickers(
+    recorded_server: RecordedServer, vader: VaderSentiment
+) -> None:
+    path = "/rss/2.0/headline"
+    recorded_server.add_file(path, "news_rss_yahoo_aapl.xml", when={"s": "AAPL"})
+    recorded_server.add_file(path, "news_rss_yahoo_msft.xml", when={"s": "MSFT"})
+    recorded_server.add("/rss/2.0/headline", "Service Unavailable", status=503, when={"s": "XOM"})
+    src = RssSource(["AAPL", "MSFT", "XOM"])
+    src.url_template = recorded_server.url(path) + "?s={ticker}"
+    assert NewsIngestor(src, vader).run(Shutdown(), 0.0, max_cycles=1)
+    stored = news()
+    assert len(stored) == 5 and set(stored["ticker"]) == {"AAPL", "MSFT"}
+    shared = stored[stored["title"].str.contains("two ways")]
+    assert sorted(shared["ticker"]) == ["AAPL", "MSFT"] and shared["article_key"].nunique() == 1
+    assert (stored["source"] == "rss").all()
+
+
 def test_database_outage_keeps_the_watermark(
     vader: VaderSentiment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,3 +245,29 @@ def test_newsapi_without_a_key_is_a_clear_error(settings_env) -> None:
     with pytest.raises(ValueError, match="NEWS_API_KEY"):
         news_sources.make_news_source("newsapi")
     assert news_ingestor.main(["--source", "newsapi", "--once"]) == 2
+
+
+def test_service_runs_until_sigterm_and_stops_cleanly(tmp_path: Path) -> None:
+    env = {**os.environ, "SENTIMENT_MODEL": "vader", "DATA_DIR": str(tmp_path), "SIM_SPEED": "60"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers.news_ingestor", "--source", "simulated", "--interval", "1"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        beats = pd.DataFrame()
+        for _ in range(600):  # wait (up to a minute) for the first cycle's heartbeat
+            beats = read_from_db("SELECT status, details FROM worker_heartbeats")
+            if not beats.empty:
+                break
+            time.sleep(0.1)
+        assert beats["status"].tolist() == ["ok"]
+        assert beats["details"].iloc[0]["source"] == "simulated"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopping on SIGTERM" in err
+    assert len(news()) > 0

@@ -241,3 +241,9 @@ def test_simulated_news_follows_market_events_up_to_the_clock() -> None:
     assert set(expected["headline"]) <= set(rows["title"])
     again = src.fetch(now - pd.Timedelta(days=7), now)
     assert again["article_key"].tolist() == rows["article_key"].tolist()  # deterministic keys
+
+
+def test_rss_every_feed_empty_is_not_retried(recorded_server: RecordedServer) -> None:
+    recorded_server.add_file("/rss/2.0/headline", "news_rss_yahoo_empty.xml")
+    with pytest.raises(PayloadError, match="every feed failed"):
+        rss(recorded_server, ["AAPL", "MSFT"]).fetch(SINCE, NOW)
