@@ -78,7 +78,7 @@ class NewsIngestor:
         model: SentimentModel,
         *,
         retry_attempts: int = 4,
-        max_wait_s: float = 30.0,
+        max_wait_s: float = 15.0,  # back-off sleeps delay a shutdown; supervisord waits 30 s
     ) -> None:
         self.source = source
         self.model = model

@@ -21,6 +21,7 @@ import feedparser
 import pandas as pd
 import requests
 
+from config.market_calendar import sessions_between
 from config.settings import Settings, get_settings
 from workers.http_fetch import PayloadError, http_get, new_session
 from workers.news_text import (
@@ -63,7 +64,8 @@ class NewsSource(ABC):
 
     def __init__(self, tickers: Sequence[str]) -> None:
         self.tickers = list(tickers)
-        self.sleep: Callable[[float], object] = time.sleep  # the service swaps in Shutdown.wait
+        # pauses between requests; the service swaps in Shutdown.wait (True = stop now)
+        self.sleep: Callable[[float], object] = time.sleep
 
     @abstractmethod
     def fetch(self, since: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
@@ -273,8 +275,8 @@ class RssSource(HttpNewsSource):
         rows: list[dict[str, Any]] = []
         failures: dict[str, Exception] = {}
         for n, ticker in enumerate(self.tickers):
-            if n:
-                self.sleep(self.limits.min_request_interval_s)
+            if n and self.sleep(self.limits.min_request_interval_s):
+                break  # shutdown requested: keep what was fetched
             try:
                 resp = self.get(self.url_template.format(ticker=ticker))
                 rows.extend(self.parse(ticker, resp.content))
@@ -333,8 +335,6 @@ class SimulatedNewsSource(NewsSource):
         return self.clock.now() if self.clock is not None else super().now()
 
     def fetch(self, since: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
-        from config.market_calendar import sessions_between
-
         sessions = sessions_between(
             since.tz_convert(None).normalize(), now.tz_convert(None).normalize()
         )

@@ -247,3 +247,12 @@ def test_rss_every_feed_empty_is_not_retried(recorded_server: RecordedServer) ->
     recorded_server.add_file("/rss/2.0/headline", "news_rss_yahoo_empty.xml")
     with pytest.raises(PayloadError, match="every feed failed"):
         rss(recorded_server, ["AAPL", "MSFT"]).fetch(SINCE, NOW)
+
+
+def test_rss_stops_between_feeds_on_shutdown(recorded_server: RecordedServer) -> None:
+    recorded_server.add_file("/rss/2.0/headline", "news_rss_yahoo_aapl.xml")
+    src = rss(recorded_server, ["AAPL", "MSFT", "GOOGL"])
+    src.sleep = lambda _s: True  # Shutdown.wait returns True once a stop was requested
+    rows = src.fetch(SINCE, NOW)
+    assert set(rows["ticker"]) == {"AAPL"}
+    assert recorded_server.hits("/rss/2.0/headline") == 1
