@@ -93,8 +93,24 @@ def write_bars(
             written = write_to_db(frame, table="bars_1m", on_conflict=on_conflict, conn=conn)
         if has_gaps:
             assert gaps is not None
-            write_to_db(gaps, table="backfill_queue", on_conflict="nothing", conn=conn)
+            queue_gaps(conn, gaps)
     return written
+
+
+def queue_gaps(conn: Connection, gaps: pd.DataFrame) -> None:
+    """Add gap rows as pending (a gap already queued keeps its status). One statement."""
+    conn.execute(
+        text(
+            "INSERT INTO backfill_queue (ticker, gap_start, gap_end) "
+            "SELECT * FROM unnest(CAST(:t AS text[]), CAST(:s AS timestamptz[]), "
+            "CAST(:e AS timestamptz[])) ON CONFLICT (ticker, gap_start) DO NOTHING"
+        ),
+        {
+            "t": [str(t) for t in gaps["ticker"]],
+            "s": [pd.Timestamp(x).to_pydatetime() for x in gaps["gap_start"]],
+            "e": [pd.Timestamp(x).to_pydatetime() for x in gaps["gap_end"]],
+        },
+    )
 
 
 def last_bar_times(tickers: list[str]) -> dict[str, pd.Timestamp]:

@@ -7,12 +7,14 @@ a minute that the backfill also finds empty is a minute without trades, not a ga
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from config.market_calendar import xnys
 
 GAP_COLUMNS = ["ticker", "gap_start", "gap_end"]
 MINUTE = pd.Timedelta(minutes=1)
+NA = np.iinfo("int64").min  # "no timestamp" in the int64 nanosecond arrays below
 
 
 def empty_gaps() -> pd.DataFrame:
@@ -62,44 +64,68 @@ def find_gaps(
     last_ts : ticker -> open time of the newest bar already received (absent: none yet).
     bars : new bars (ts > last_ts of their ticker).
     through : also treat minutes up to and including this one as due (a closed session),
-        for tickers with a known last bar.
+        for tickers with a known last bar or new bars.
     lookback : minutes older than the newest expected one minus this are not searched.
 
     Returns
     -------
     DataFrame with ticker, gap_start, gap_end (inclusive), one row per run.
     """
-    newest = bars.groupby("ticker")["ts"].max().to_dict() if not bars.empty else {}
-    ends: dict[str, pd.Timestamp] = {}
-    for ticker in set(newest) | (set(last_ts) if through is not None else set()):
-        candidates = [t for t in (newest.get(ticker), through) if t is not None]
-        if ticker not in last_ts and ticker not in newest:
-            continue
-        ends[ticker] = max(candidates)
-    if not ends:
+    names, start, end, count = _spans(last_ts, bars, through, lookback)
+    if not names:
         return empty_gaps()
-    hi = max(ends.values())
-    floor = hi - lookback
-    starts = {
-        t: max(last_ts[t] + MINUTE, floor)
-        if t in last_ts
-        else bars.loc[bars["ticker"] == t, "ts"].min()
-        for t in ends
-    }
-    minutes = _minutes(min(starts.values()), hi)
-    received = bars.groupby("ticker")["ts"] if not bars.empty else None
+    minutes = _minutes(pd.Timestamp(start.min(), tz="UTC"), pd.Timestamp(end.max(), tz="UTC"))
+    grid = minutes.asi8
+    expected = np.searchsorted(grid, end, side="right") - np.searchsorted(grid, start, side="left")
+    # the common case: as many bars as session minutes in the span -> nothing missing
     rows: list[dict[str, object]] = []
-    for ticker, end in sorted(ends.items()):
-        span = minutes[(minutes >= starts[ticker]) & (minutes <= end)]
-        have = pd.DatetimeIndex(received.get_group(ticker)) if ticker in newest else None
-        missing = span if have is None else span[~span.isin(have)]
-        rows.extend(runs(ticker, missing, minutes))
+    suspects = np.flatnonzero(np.maximum(expected, 0) != count)
+    if len(suspects):
+        codes = pd.Index(names).get_indexer(bars["ticker"]) if not bars.empty else np.array([])
+        stamps = pd.DatetimeIndex(bars["ts"]).as_unit("ns").asi8 if not bars.empty else codes
+    for i in suspects:
+        window = grid[(grid >= start[i]) & (grid <= end[i])]
+        missing = window[~np.isin(window, stamps[codes == i])]
+        if len(missing):
+            rows.extend(runs(names[i], pd.DatetimeIndex(missing, tz="UTC"), minutes))
     if not rows:
         return empty_gaps()
     out = pd.DataFrame(rows, columns=GAP_COLUMNS)
     for col in ("gap_start", "gap_end"):
         out[col] = pd.to_datetime(out[col], utc=True).dt.as_unit("ns")
     return out
+
+
+def _spans(
+    last_ts: dict[str, pd.Timestamp],
+    bars: pd.DataFrame,
+    through: pd.Timestamp | None,
+    lookback: pd.Timedelta,
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Per ticker: the span of minutes due (start, end inclusive, ns) and the bars received."""
+    if bars.empty:
+        codes, names, stamps = np.array([], dtype="int64"), [], np.array([], dtype="int64")
+    else:
+        codes, uniques = pd.factorize(bars["ticker"])
+        names = [str(t) for t in uniques]
+        stamps = pd.DatetimeIndex(bars["ts"]).as_unit("ns").asi8
+    if through is not None:
+        known = set(names)
+        names = names + sorted(t for t in last_ts if t not in known)
+    n = len(names)
+    newest = np.full(n, NA, dtype="int64")
+    first = np.full(n, np.iinfo("int64").max, dtype="int64")
+    np.maximum.at(newest, codes, stamps)
+    np.minimum.at(first, codes, stamps)
+    count = np.bincount(codes, minlength=n)
+    end = newest if through is None else np.maximum(newest, through.as_unit("ns").value)
+    if n == 0:
+        return [], end, end, count
+    last = np.array([last_ts[t].as_unit("ns").value if t in last_ts else NA for t in names])
+    floor = end.max() - lookback.value
+    start = np.where(last != NA, np.maximum(last + MINUTE.value, floor), first)
+    keep = (end != NA) & (start != np.iinfo("int64").max)
+    return [t for t, k in zip(names, keep, strict=True) if k], start[keep], end[keep], count[keep]
 
 
 def missing_minutes(gaps: pd.DataFrame) -> set[tuple[str, pd.Timestamp]]:

@@ -130,7 +130,7 @@ class PriceIngestor:
             )
         bars = bars[bars["ticker"].isin(self.tickers)]
         if self.last_ts and not bars.empty:
-            known = bars["ticker"].map(self.last_ts)
+            known = bars["ticker"].map(pd.Series(self.last_ts, dtype="datetime64[ns, UTC]"))
             bars = bars[known.isna() | (bars["ts"] > known)]
         bars = bars.drop_duplicates(["ticker", "ts"], keep="last").reset_index(drop=True)
         closed = last_closed_minute(now)

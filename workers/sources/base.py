@@ -121,23 +121,30 @@ def current_session(now: pd.Timestamp) -> pd.Timestamp | None:
 def clean_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Keep only bars the database accepts: finite positive prices, high >= low, volume >= 0.
 
-    Returns the kept bars (ts as UTC nanoseconds) and how many rows were dropped.
+    Returns the kept bars (ts as UTC nanoseconds, missing volume as 0) and how many were dropped.
     """
     if bars.empty:
         return empty_bars(), 0
     frame = bars[BAR_COLUMNS].copy()
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True).dt.as_unit("ns")
-    prices = frame[["open", "high", "low", "close"]].apply(pd.to_numeric, errors="coerce")
-    volume = pd.to_numeric(frame["volume"], errors="coerce").fillna(0.0)
-    ok = (
-        np.isfinite(prices.to_numpy(dtype="float64")).all(axis=1)
-        & (prices > 0).all(axis=1)
-        & (prices["high"] >= prices["low"])
-        & np.isfinite(volume.to_numpy(dtype="float64"))
-        & (volume >= 0)
-        & frame["ts"].notna()
-    )
-    frame[["open", "high", "low", "close"]] = prices.astype("float64")
-    frame["volume"] = volume.astype("float64")
-    kept = frame[ok].reset_index(drop=True)
-    return kept, int((~ok).sum())
+    ts = frame["ts"]
+    if not (isinstance(ts.dtype, pd.DatetimeTZDtype) and str(ts.dtype) == "datetime64[ns, UTC]"):
+        frame["ts"] = pd.to_datetime(ts, utc=True).dt.as_unit("ns")
+    cols = ["open", "high", "low", "close", "volume"]
+    if not all(pd.api.types.is_float_dtype(frame[c]) for c in cols):
+        frame[cols] = frame[cols].apply(pd.to_numeric, errors="coerce").astype("float64")
+    values = frame[cols].to_numpy(dtype="float64", na_value=np.nan)
+    prices, volume = values[:, :4], values[:, 4]
+    with np.errstate(invalid="ignore"):
+        ok = (
+            np.isfinite(prices).all(axis=1)
+            & (prices > 0).all(axis=1)
+            & (prices[:, 1] >= prices[:, 2])
+            & ~(volume < 0)
+            & ~np.isinf(volume)
+            & frame["ts"].notna().to_numpy()
+        )
+    if np.isnan(volume).any():
+        frame["volume"] = frame["volume"].fillna(0.0)
+    dropped = int((~ok).sum())
+    kept = frame if dropped == 0 else frame[ok]
+    return kept.reset_index(drop=True), dropped
