@@ -21,6 +21,8 @@ def clear_streamlit_caches() -> None:
 
     st.cache_data.clear()
     st.cache_resource.clear()
+    # failing tests show the app's exception (the shipped config shows none to users)
+    st.set_option("client.showErrorDetails", "full")
 
 
 @pytest.fixture(scope="session")

@@ -59,8 +59,10 @@ class MarketFeed:
 
 
 def open_page(name: str, query: dict[str, str] | None = None, timeout: float = 90) -> AppTest:
-    """Run one page of the app (a fresh session) and return it."""
-    at = AppTest.from_file(str(APP_DIR / PAGES[name]), default_timeout=timeout)
+    """Run one page of the app in a fresh session, as `streamlit run app/Home.py` serves it."""
+    at = AppTest.from_file(str(APP_DIR / PAGES["home"]), default_timeout=timeout)
+    if name != "home":
+        at.switch_page(PAGES[name])
     for key, value in (query or {}).items():
         at.query_params[key] = value
     return at.run()

@@ -1,0 +1,202 @@
+"""The model lab: side-by-side report, promote / rollback behind the password, retrain refusal."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app import retrain
+from config.settings import get_settings
+from db.database_manager import execute
+from db.jobs import training_lock
+from ml.registry import read_registry
+from tests.app.conftest import TRAINING_ENV
+from tests.app.support import alerts, figures, open_page, table_with, texts
+
+CHAMPION = "20260101T000000Z"
+PASSWORD = "stockpulse-demo"  # the local profile's default analyst password
+
+
+def metrics(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    confusion = rng.integers(5, 60, (3, 3)).tolist()
+    return {
+        "macro_f1": 0.4 + seed / 100,
+        "accuracy": 0.45 + seed / 100,
+        "log_loss": 1.05 - seed / 100,
+        "ece": 0.05,
+        "precision": {"DOWN": 0.4, "NEUTRAL": 0.5, "UP": 0.4},
+        "recall": {"DOWN": 0.3, "NEUTRAL": 0.6, "UP": 0.35},
+        "confusion": confusion,
+        "calibration": {"confidence": [0.4, 0.5, 0.6], "accuracy": [0.38, 0.52, 0.57]},
+    }
+
+
+def report(challenger: str, champion: str, decision: str = "promote") -> dict:
+    days = pd.date_range("2026-01-05", periods=5, freq="D", tz="UTC")
+
+    def dual(growth: float) -> dict:
+        curve = [[d.isoformat(), 1 + growth * i] for i, d in enumerate(days)]
+        return {"equity_curve": curve, "total_return": growth * 4, "n_trades": 12}
+
+    return {
+        "challenger": challenger,
+        "champion": champion,
+        "window": {"start": "2026-01-05", "end": "2026-01-09", "n_samples": 7435},
+        "models": {
+            champion: {"lstm": metrics(1), "transformer": metrics(2), "dual": dual(0.001)},
+            challenger: {"lstm": metrics(5), "transformer": metrics(6), "dual": dual(0.004)},
+        },
+        "baselines": {"majority": metrics(0), "logistic": metrics(1), "gbt": metrics(2)},
+        "gate": {
+            "decision": decision,
+            "reason": "challenger macro-F1 better by 0.04, CI above the margin",
+            "delta_f1": 0.04,
+            "ci_low": 0.021,
+            "ci_high": 0.061,
+            "margin": 0.01,
+        },
+        "created_at": "2026-01-10T00:00:00+00:00",
+    }
+
+
+def store_report(rep: dict, promoted: bool) -> None:
+    execute(
+        "INSERT INTO model_evaluations (challenger, champion, promoted, report) "
+        "VALUES (:c, :p, :pr, CAST(:r AS jsonb))",
+        {"c": rep["challenger"], "p": rep["champion"], "pr": promoted, "r": json.dumps(rep)},
+    )
+
+
+def fill_form(at, key: str, name: str, password: str, reason: str | None = None):
+    at.text_input(key=f"{key}_name").input(name)
+    at.text_input(key=f"{key}_password").input(password)
+    if reason is not None:
+        form = next(f for f in at.get("form") if f.proto.form.form_id == f"{key}_form")
+        form.text_input[0].input(reason)
+    return at
+
+
+def submit(at, label: str):
+    next(b for b in at.button if b.label == label).click()
+    return at.run()
+
+
+def test_champion_and_challenger_side_by_side(app_env):
+    app_env.copy_version(CHAMPION)
+    app_env.promote(CHAMPION)
+    store_report(report(app_env.version, CHAMPION), promoted=True)
+    at = open_page("lab")
+    assert not at.exception and not alerts(at, "error")
+    assert any("Gate decision: **PROMOTE**" in s for s in alerts(at, "success"))
+    assert {m.label: m.value for m in at.metric}["Bootstrap CI low"] == "+0.0210"
+    table = table_with(at, "model", "macro_f1")
+    assert len(table) == 7  # 2 versions x 2 models + 3 baselines
+    assert set(table["role"]) == {"champion", "challenger", "baseline"}
+    charts = figures(at)
+    assert {"confusion_champion", "confusion_challenger", "calibration", "equity"} <= set(charts)
+    assert len(charts["equity"]["data"]) == 2
+    at.radio(key="lab_kind").set_value("transformer").run()
+    assert "transformer" in figures(at)["calibration"]["layout"]["title"]["text"]
+
+
+def test_promote_needs_the_password_and_is_recorded_with_the_reason(app_env):
+    app_env.copy_version(CHAMPION)
+    app_env.promote(CHAMPION)
+    at = open_page("lab")
+    fill_form(at, "promote", "alice", "wrong-password", "better on the last week")
+    submit(at, "Promote")
+    assert any("Wrong analyst password" in e for e in alerts(at, "error"))
+    assert read_registry().champion.version == CHAMPION
+    fill_form(at, "promote", "", PASSWORD, "better on the last week")
+    submit(at, "Promote")
+    assert any("analyst name" in e for e in alerts(at, "error"))
+    fill_form(at, "promote", "alice", PASSWORD, "better on the last week")
+    submit(at, "Promote")
+    assert not alerts(at, "error")
+    registry = read_registry()
+    assert registry.champion.version == app_env.version
+    last = registry.history[-1]
+    assert (last.event, last.by, last.reason) == (
+        "promoted",
+        "analyst:alice",
+        "better on the last week",
+    )
+    assert any("Champion is now" in s for s in alerts(at, "success"))
+    assert not any(PASSWORD in t for t in texts(at))
+
+
+def test_rollback_returns_to_the_previous_champion(app_env):
+    app_env.copy_version(CHAMPION)
+    app_env.promote(CHAMPION)
+    app_env.promote(app_env.version)
+    at = open_page("lab")
+    fill_form(at, "rollback", "bob", PASSWORD, "live accuracy fell")
+    submit(at, "Roll back")
+    assert not alerts(at, "error")
+    registry = read_registry()
+    assert registry.champion.version == CHAMPION
+    assert (registry.history[-1].event, registry.history[-1].by) == ("rolled_back", "analyst:bob")
+    history = table_with(open_page("drift"), "event", "reason")
+    assert history.iloc[0]["reason"] == "live accuracy fell"
+
+
+def test_a_second_retrain_is_refused_while_training_runs(app_env):
+    at = open_page("lab")
+    with training_lock():  # as the nightly job (or an earlier click) holds it
+        fill_form(at, "retrain", "carol", PASSWORD)
+        submit(at, "Retrain now")
+        assert any("already running" in w for w in alerts(at, "warning"))
+        assert not retrain.launcher().child_running()
+        assert any("already running" in i for i in alerts(at, "info"))  # the progress panel
+    assert not (get_settings().data_dir / "training_progress.json").exists()
+
+
+def test_retrain_with_a_wrong_password_starts_nothing(app_env):
+    at = open_page("lab")
+    fill_form(at, "retrain", "carol", "nope")
+    submit(at, "Retrain now")
+    assert any("Wrong analyst password" in e for e in alerts(at, "error"))
+    assert not retrain.launcher().child_running()
+
+
+def test_lab_without_models_or_reports_explains_what_to_do(app_env):
+    at = open_page("lab")
+    assert not at.exception
+    infos = alerts(at, "info")
+    assert any("No champion yet" in i for i in infos)
+    assert any("No validation report yet" in i for i in infos)
+
+
+@pytest.mark.slow
+def test_retrain_runs_the_pipeline_in_the_background_and_shows_the_outcome(
+    app_env, monkeypatch: pytest.MonkeyPatch
+):
+    quick = {**TRAINING_ENV, "HOLDOUT_SESSIONS": "1", "BASELINE_TRAIN_SESSIONS": "2"}
+    for key, value in (quick | {"BOOTSTRAP_SAMPLES": "50"}).items():
+        monkeypatch.setenv(key, value)  # inherited by the background process
+    get_settings.cache_clear()
+    app_env.feed(sessions=4).seed()  # no champion yet: the first challenger faces the baselines
+    at = open_page("lab")
+    fill_form(at, "retrain", "carol", PASSWORD, None)
+    at.checkbox[0].check()
+    submit(at, "Retrain now")
+    assert any("Training started in the background" in s for s in alerts(at, "success"))
+    launcher = retrain.launcher()
+    second = open_page("lab")  # another analyst clicks while it runs
+    fill_form(second, "retrain", "dave", PASSWORD, None)
+    submit(second, "Retrain now")
+    assert any("already running" in w or "is starting" in w for w in alerts(second, "warning"))
+    deadline = time.monotonic() + 600
+    while launcher.child_running() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert launcher.returncode == 0, launcher.last_log_line()
+    at.run()
+    assert any("finished" in s for s in alerts(at, "success"))
+    runs = table_with(at, "model", "macro_f1")
+    assert len(runs) >= 4
+    assert any("Gate decision" in t for t in texts(at))
