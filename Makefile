@@ -30,9 +30,7 @@ db-status: install
 	@$(PY) -m db.migrate status
 
 demo: install
-	@$(PY) -m db.embedded start
-	@$(PY) -m db.migrate up
-	@$(PY) -m db.migrate status
+	@$(PY) scripts/demo.py
 
 lint: install
 	@$(VENV)/bin/ruff check .

@@ -1,0 +1,187 @@
+"""`make demo`: the whole workbench on one machine, no Docker, accounts or internet.
+
+Steps (each skipped when already done): start the embedded PostgreSQL (unless DATABASE_URL is
+set), migrate, seed a few weeks of simulated bars, news and macro for the universe, train and
+validate a first pair of models if none is serving, then run the project's supervisord.conf
+(price and news workers on the accelerated simulated market, the Streamlit app) and print the
+URL. Ctrl-C stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+URL = "http://127.0.0.1:8501"
+DEMO_ENV = {  # the demo's defaults; anything already in the environment or .env wins
+    "MARKET_SOURCE": "simulated",
+    "NEWS_SOURCE": "simulated",
+    "MACRO_SOURCE": "simulated",
+    "SIM_SPEED": "30",
+    "SIM_PLANTED_SIGNAL": "1.0",
+    "POLL_INTERVAL_S": "2",
+    "NEWS_POLL_INTERVAL_S": "20",
+}
+console = Console()
+
+
+def demo_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in DEMO_ENV.items():
+        env.setdefault(key, value)
+    log_dir = ROOT / "var" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env.update(
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        STOCKPULSE_HOME=str(ROOT),
+        STOCKPULSE_PYTHON=PY,
+        STOCKPULSE_LOG_DIR=str(log_dir),
+        STOCKPULSE_APP_ADDRESS="127.0.0.1",
+        STOCKPULSE_CRON="off",
+    )
+    return env
+
+
+def step(
+    title: str, args: list[str], env: dict[str, str], ok_codes: tuple[int, ...] = (0,)
+) -> subprocess.CompletedProcess[str]:
+    """Run one setup step as `python -m ...`, with a spinner; stop the demo if it fails."""
+    started = time.monotonic()
+    with console.status(f"[bold]{title}[/bold] ..."):
+        proc = subprocess.run([PY, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    took = time.monotonic() - started
+    if proc.returncode not in ok_codes:
+        console.print(f"[red]x[/red] {title} failed ({took:.0f} s):")
+        console.print((proc.stdout + proc.stderr)[-3000:])
+        raise SystemExit(1)
+    console.print(f"[green]v[/green] {title} ({took:.0f} s)")
+    return proc
+
+
+def champion(env: dict[str, str]) -> str | None:
+    out = subprocess.run(
+        [PY, "-m", "ml.registry", "status"], cwd=ROOT, env=env, capture_output=True, text=True
+    ).stdout
+    first = out.splitlines()[0] if out else ""
+    name = first.removeprefix("champion: ").split(" ")[0]
+    return None if name in ("", "none") else name
+
+
+def ensure_models(env: dict[str, str]) -> None:
+    if champion(env):
+        console.print(f"[green]v[/green] models: champion {champion(env)} is serving")
+        return
+    proc = step(
+        "training and validating a first pair of models (quick setting)",
+        ["-m", "ml.pipeline", "--quick"],
+        env,
+        ok_codes=(0, 4),
+    )
+    console.print("  " + "\n  ".join(proc.stdout.strip().splitlines()[-6:]))
+    if champion(env):
+        return
+    versions = subprocess.run(
+        [PY, "-c", "from ml.registry import list_versions; print(list_versions()[-1])"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    reason = (
+        "demo start-up: no champion yet and the first challenger did not pass the gate "
+        "(see its evaluation in the model lab); promoted so the demo has signals"
+    )
+    step(
+        f"promoting {versions} for the demo (recorded in the registry history)",
+        ["-m", "ml.registry", "promote", versions, "--by", "demo", "--reason", reason],
+        env,
+    )
+
+
+def wait_for_app(proc: subprocess.Popen[bytes], timeout_s: float = 90) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{URL}/_stcore/health", timeout=2) as r:  # noqa: S310
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def run_supervisord(env: dict[str, str], started: float) -> int:
+    conf = str(ROOT / "supervisord.conf")
+    sup = subprocess.Popen([str(Path(PY).parent / "supervisord"), "-s", "-c", conf], cwd=ROOT, env=env)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    with console.status("[bold]starting the workers and the app[/bold] ..."):
+        up = wait_for_app(sup)
+    if not up:
+        console.print(f"[red]the app did not come up; see {env['STOCKPULSE_LOG_DIR']}/app.log")
+        sup.terminate()
+        return 1
+    console.print(
+        f"\n[bold green]StockPulse is running: {URL}[/bold green]  "
+        f"(up {time.monotonic() - started:.0f} s after `make demo`)"
+    )
+    console.print(
+        f"logs: {env['STOCKPULSE_LOG_DIR']}   stop: Ctrl-C\n"
+        "Not financial advice: signals are statistical model output for research."
+    )
+    while not stopping and sup.poll() is None:
+        time.sleep(0.5)
+    console.print("stopping the workers and the app ...")
+    if sup.poll() is None:
+        sup.send_signal(signal.SIGTERM)
+        try:
+            sup.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            sup.kill()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--setup-only", action="store_true", help="prepare database, data and models, then exit"
+    )
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    env = demo_env()
+    if not env.get("DATABASE_URL"):
+        step("embedded PostgreSQL", ["-m", "db.embedded", "start"], env)
+    step("database schema", ["-m", "db.migrate", "up"], env)
+    step("simulated price history (a few weeks, 20 stocks)", ["-m", "workers.seed_history"], env)
+    step("simulated news (scored) and macro history", ["-m", "workers.seed_context"], env)
+    ensure_models(env)
+    if args.setup_only:
+        return 0
+    code = run_supervisord(env, started)
+    if not env.get("DATABASE_URL"):
+        step("stopping the embedded PostgreSQL", ["-m", "db.embedded", "stop"], env)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
