@@ -221,22 +221,28 @@ def equity_figure(curves: dict[str, list[list[Any]]], title: str) -> go.Figure:
 
 @st.cache_data(ttl=120, max_entries=16, show_spinner=False)
 def drift_figure(
-    frame: pd.DataFrame, metric: str, top: int = 6, low_is_bad: bool = False
+    frame: pd.DataFrame,
+    metrics: tuple[str, ...],
+    title: str,
+    top: int = 6,
+    low_is_bad: bool = False,
 ) -> go.Figure:
-    """One drift metric over time (a line per feature, the worst `top`), threshold dashed."""
-    rows = frame[frame["metric"] == metric]
-    by_feature = rows.groupby("feature")["value"]
-    extreme = by_feature.min() if low_is_bad else by_feature.max()
+    """Drift figures over time: a line per metric and feature (the worst `top`), the
+    threshold dashed, alarming values marked."""
+    rows = frame[frame["metric"].isin(metrics)].copy()
+    rows["series"] = rows["metric"].where(rows["feature"] == "", rows["feature"])
+    by_series = rows.groupby("series")["value"]
+    extreme = by_series.min() if low_is_bad else by_series.max()
     worst = extreme.sort_values(ascending=low_is_bad).index[:top]
     fig = go.Figure()
-    for i, feature in enumerate(worst):
-        part = rows[rows["feature"] == feature]
+    for i, series in enumerate(worst):
+        part = rows[rows["series"] == series]
         fig.add_trace(
             go.Scatter(
                 x=part["checked_at"],
                 y=part["value"],
                 mode="lines+markers",
-                name=feature or metric,
+                name=series,
                 line={"color": PALETTE[i % len(PALETTE)]},
             )
         )
@@ -253,19 +259,21 @@ def drift_figure(
         )
     threshold = rows["threshold"].dropna()
     if not threshold.empty:
+        level = float(threshold.iloc[-1])
         fig.add_hline(
-            y=float(threshold.iloc[-1]),
+            y=level,
             line_dash="dash",
             line_color="#dc2626",
-            annotation_text=f"threshold {float(threshold.iloc[-1]):.3g}",
+            annotation_text=f"threshold {level:.3g}",
         )
-    fig.update_layout(title=metric, height=340, **LAYOUT)
+    fig.update_layout(title=title, height=340, **LAYOUT)
     return fig
 
 
 @st.cache_data(ttl=120, max_entries=8, show_spinner=False)
-def confidence_figure(frame: pd.DataFrame, accuracy: pd.DataFrame, title: str) -> go.Figure:
-    """Live mean confidence of both models (from signals) and realised accuracy over time."""
+def confidence_figure(frame: pd.DataFrame, checks: pd.DataFrame, title: str) -> go.Figure:
+    """Live mean confidence of both models (from signals), and the drift job's confidence and
+    realised accuracy per model over time."""
     fig = go.Figure()
     for i, col in enumerate(("lstm", "transformer", "agreement")):
         if col in frame:
@@ -278,14 +286,14 @@ def confidence_figure(frame: pd.DataFrame, accuracy: pd.DataFrame, title: str) -
                     line={"color": PALETTE[i]},
                 )
             )
-    if not accuracy.empty:
+    for i, (metric, part) in enumerate(checks.groupby("metric", sort=True)):
         fig.add_trace(
             go.Scatter(
-                x=accuracy["checked_at"],
-                y=accuracy["value"],
+                x=part["checked_at"],
+                y=part["value"],
                 mode="lines+markers",
-                name="realised accuracy",
-                line={"color": PALETTE[4], "dash": "dash"},
+                name=metric.replace("_", " "),
+                line={"color": PALETTE[(3 + i) % len(PALETTE)], "dash": "dash"},
             )
         )
     fig.update_layout(title=title, height=340, yaxis_range=[0, 1], **LAYOUT)

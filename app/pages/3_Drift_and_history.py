@@ -1,4 +1,4 @@
-"""Drift and history: registry history, drift metrics against thresholds, live confidence."""
+"""Drift and history: registry history, drift figures against thresholds, live confidence."""
 
 import _stockpulse_path  # noqa: F401
 import pandas as pd
@@ -7,8 +7,27 @@ import streamlit as st
 from app import charts, lab_data, live, ui
 
 SPANS = {"1 day": 1, "7 days": 7, "30 days": 30, "90 days": 90}
-LOW_IS_BAD = {"ks_pvalue", "realised_accuracy", "confidence_lstm", "confidence_transformer"}
-CONFIDENCE_METRICS = ("confidence_lstm", "confidence_transformer", "realised_accuracy")
+PANELS = (
+    ("Population stability (PSI) per feature", ("psi",), False),
+    ("Kolmogorov-Smirnov p-value per feature", ("ks_pvalue",), True),
+    ("Share of drifted features", ("drifted_share",), False),
+    (
+        "Concept drift: drop from the reference",
+        (
+            "confidence_drop_lstm",
+            "confidence_drop_transformer",
+            "accuracy_drop_lstm",
+            "accuracy_drop_transformer",
+        ),
+        False,
+    ),
+)
+LIVE_CHECKS = (
+    "confidence_lstm",
+    "confidence_transformer",
+    "realised_accuracy_lstm",
+    "realised_accuracy_transformer",
+)
 
 
 def history_section() -> None:
@@ -21,54 +40,65 @@ def history_section() -> None:
             history,
             hide_index=True,
             width="stretch",
-            key="history_table",
             column_config={"at": st.column_config.DatetimeColumn("At (UTC)")},
         )
     with st.expander("Events recorded in the database"):
         st.dataframe(lab_data.model_events(), hide_index=True, width="stretch")
 
 
-def drift_section(since: pd.Timestamp) -> None:
+def alarm_states(frame: pd.DataFrame) -> None:
+    states = frame[frame["metric"].str.startswith("alarm_")]
+    if states.empty:
+        return
+    latest = states.sort_values("checked_at").groupby("metric").tail(1)
+    raised = latest[latest["alarm"].astype(bool)]
+    if not raised.empty:
+        names = ", ".join(m.removeprefix("alarm_") for m in raised["metric"])
+        st.error(f"Drift alarm raised ({names}): the drift monitor rolls the champion back.")
+    view = pd.DataFrame(
+        {
+            "alarm": latest["metric"].str.removeprefix("alarm_"),
+            "consecutive checks over threshold": latest["value"],
+            "threshold": latest["threshold"],
+            "raised": latest["alarm"].astype(bool),
+            "checked": latest["checked_at"].map(ui.fmt_ts),
+            "model": latest["model_version"],
+        }
+    )
+    st.dataframe(view, hide_index=True, width="stretch")
+
+
+def drift_section(frame: pd.DataFrame) -> None:
     st.header("Drift")
-    frame = lab_data.drift_metrics(since)
     if frame.empty:
         st.info("No drift checks in this period: `python -m ml.drift_monitor` records them.")
         return
-    alarms = frame[frame["alarm"].astype(bool)]
     latest = frame["checked_at"].max()
-    st.caption(
-        f"{frame['checked_at'].nunique()} checks, the latest {ui.fmt_ts(latest)}; "
-        f"{len(alarms)} alarming values in the period."
-    )
-    metrics = [m for m in frame["metric"].unique() if m not in CONFIDENCE_METRICS]
+    st.caption(f"{frame['checked_at'].nunique()} checks, the latest {ui.fmt_ts(latest)}.")
+    alarm_states(frame)
     cols = st.columns(2)
-    for i, metric in enumerate(sorted(metrics)):
+    shown = [p for p in PANELS if frame["metric"].isin(p[1]).any()]
+    for i, (title, metrics, low_is_bad) in enumerate(shown):
         cols[i % 2].plotly_chart(
-            charts.drift_figure(frame, metric, low_is_bad=metric in LOW_IS_BAD),
-            key=f"drift_{metric}",
+            charts.drift_figure(frame, metrics, title, low_is_bad=low_is_bad),
+            key=f"drift_{metrics[0]}",
             width="stretch",
         )
-    if not alarms.empty:
-        with st.expander(f"Alarms ({len(alarms)})"):
-            st.dataframe(alarms.iloc[::-1], hide_index=True, width="stretch")
 
 
-def confidence_section(since: pd.Timestamp) -> None:
+def confidence_section(frame: pd.DataFrame, since: pd.Timestamp) -> None:
     st.header("Live confidence and realised accuracy")
     models = live.serving_models()
     if models is None:
         st.info("No model is serving yet, so there is no live confidence to show.")
         return
     conf = lab_data.live_confidence(models.version, since)
-    drift = lab_data.drift_metrics(since)
-    accuracy = drift[
-        (drift["metric"] == "realised_accuracy") & (drift["model_version"] == models.version)
-    ]
-    if conf.empty and accuracy.empty:
+    checks = frame[frame["metric"].isin(LIVE_CHECKS) & (frame["model_version"] == models.version)]
+    if conf.empty and checks.empty:
         st.info(f"No signals from {models.version} in this period yet.")
         return
     st.plotly_chart(
-        charts.confidence_figure(conf, accuracy, f"Serving model {models.version}"),
+        charts.confidence_figure(conf, checks, f"Serving model {models.version}"),
         key="confidence_chart",
         width="stretch",
     )
@@ -81,8 +111,9 @@ def page() -> None:
     since = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=SPANS[span])).floor("h")
     with ui.guard():
         history_section()
-        drift_section(since)
-        confidence_section(since)
+        frame = lab_data.drift_metrics(since)
+        drift_section(frame)
+        confidence_section(frame, since)
 
 
 page()
