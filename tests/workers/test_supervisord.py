@@ -2,7 +2,9 @@
 
 A real supervisord (from the venv) runs the ingestor on the simulated market at 600x against
 the test database; the worker is killed with SIGKILL mid-run; supervisord restarts it; the
-stored bars end equal to what the source produced: nothing lost, nothing twice.
+stored bars end equal to what the source produced: nothing lost, nothing twice. The config is
+the project's supervisord.conf, verbatim, less the other programs (news, app, cron), which
+have tests of their own.
 """
 
 from __future__ import annotations
@@ -42,6 +44,20 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 90.0) -> An
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def price_only_config(target: Path) -> Path:
+    """The project's supervisord.conf with every program but price_ingestor left out."""
+    kept, keep = [], True
+    for line in (ROOT / "supervisord.conf").read_text().splitlines(keepends=True):
+        if line.startswith("["):
+            name = line.strip()
+            other = name.startswith(("[program:", "[group:", "[eventlistener:", "[fcgi-program:"))
+            keep = not other or name == "[program:price_ingestor]"
+        if keep:
+            kept.append(line)
+    target.write_text("".join(kept))
+    return target
+
+
 @pytest.fixture
 def supervised(clean_tables: None) -> Iterator[dict[str, Any]]:
     run_dir = Path(tempfile.mkdtemp(prefix="sp-", dir="/tmp"))  # short: it holds a socket
@@ -56,7 +72,7 @@ def supervised(clean_tables: None) -> Iterator[dict[str, Any]]:
         "SIM_SEED": "42",
         "UNIVERSE": ",".join(TICKERS),
     }
-    conf = str(ROOT / "supervisord.conf")
+    conf = str(price_only_config(run_dir / "supervisord.conf"))
     proc = subprocess.Popen(
         [str(BIN / "supervisord"), "-c", conf],
         env=env,
