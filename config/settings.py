@@ -61,7 +61,9 @@ class Settings(BaseSettings):
         0.0, ge=0, le=1, description="strength of the planted learnable signal (0 = random walk)"
     )
     sim_history_days: int = Field(25, ge=1, le=400, description="sessions seeded for the demo")
-    poll_interval_s: float = Field(60.0, gt=0, description="price poll period (real seconds)")
+    poll_interval_s: float = Field(
+        60.0, gt=0, description="price poll period, seconds of the source's clock (60 = each bar)"
+    )
     yf_min_request_interval_s: float = Field(2.0, ge=0, description="yfinance spacing")
 
     # --- news and macro
