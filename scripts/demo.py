@@ -124,7 +124,9 @@ def wait_for_app(proc: subprocess.Popen[bytes], timeout_s: float = 90) -> bool:
 
 def run_supervisord(env: dict[str, str], started: float) -> int:
     conf = str(ROOT / "supervisord.conf")
-    sup = subprocess.Popen([str(Path(PY).parent / "supervisord"), "-s", "-c", conf], cwd=ROOT, env=env)
+    sup = subprocess.Popen(
+        [str(Path(PY).parent / "supervisord"), "-s", "-c", conf], cwd=ROOT, env=env
+    )
     stopping = False
 
     def stop(*_: object) -> None:
