@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-fast lint format bench db-start db-stop db-status clean
+.PHONY: install demo test test-fast lint format bench browser db-start db-stop db-status clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@echo "==> installing dependencies into $(VENV) (first run takes a few minutes)"
@@ -41,7 +41,12 @@ format: install
 	@$(VENV)/bin/ruff format .
 	@$(VENV)/bin/ruff check --fix .
 
-test: lint
+# Debian's chromium for the browser tests (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
+
+test: lint browser
 	@$(PY) -m pytest
 
 test-fast: install

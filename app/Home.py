@@ -6,6 +6,7 @@ Run the workbench with `streamlit run app/Home.py`.
 import _stockpulse_path  # noqa: F401
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from app import data, live, ui
 
@@ -18,7 +19,7 @@ COLUMNS = {
     "spark": st.column_config.LineChartColumn("Last 90 min", width="medium"),
     "signal": st.column_config.TextColumn("Signal"),
     "confidence": st.column_config.ProgressColumn(
-        "Confidence", min_value=0.0, max_value=1.0, format="%.2f"
+        "Confidence", min_value=0.0, max_value=1.0, format="%.2f", color="blue"
     ),
     "agree": st.column_config.CheckboxColumn("Models agree"),
     "lstm": st.column_config.TextColumn("LSTM P(down/flat/up)"),
@@ -68,13 +69,19 @@ def model_notice(version: str | None) -> None:
 
 def summary(frame: pd.DataFrame, stamp: data.LiveStamp, version: str | None) -> None:
     actions = frame["action"].value_counts()
-    cols = st.columns([2, 2, 1, 1, 1, 3])
-    cols[0].metric("Newest bar", ui.fmt_ts(stamp.bars_ts, "%m-%d %H:%M"))
-    cols[1].metric("Newest signal", ui.fmt_ts(stamp.signal_ts, "%m-%d %H:%M"))
+    cols = st.columns(5)
+    stamp_metric(cols[0], "Newest bar", stamp.bars_ts)
+    stamp_metric(cols[1], "Newest signal", stamp.signal_ts)
     cols[2].metric("BUY", int(actions.get("BUY", 0)))
     cols[3].metric("SELL", int(actions.get("SELL", 0)))
     cols[4].metric("HOLD", int(actions.get("HOLD", 0)))
-    cols[5].metric("Serving model", version or "none")
+    st.caption(f"Serving model **{version or 'none'}** · times in UTC")
+
+
+def stamp_metric(col: DeltaGenerator, label: str, ts: pd.Timestamp | None) -> None:
+    """A bar time as a metric: the minute as the value, the day in the label."""
+    day = "" if ts is None else f" · {ts:%a %m-%d}"
+    col.metric(f"{label}{day}", "—" if ts is None else f"{ts:%H:%M}")
 
 
 @st.fragment(run_every=data.get_settings().app_refresh_s)

@@ -56,13 +56,11 @@ def signal_card(ticker: str, version: str | None) -> None:
     if signal is None:
         st.caption("No signal for this ticker yet.")
         return
-    st.metric(
-        "Latest signal",
-        signal["action"],
-        f"confidence {signal['confidence']:.2f}",
-        delta_color="off",
+    st.metric("Latest signal", signal["action"])
+    st.caption(
+        f"Confidence {signal['confidence']:.2f} · bar {ui.fmt_ts(signal['bar_ts'])} · "
+        f"{signal['reason']} · model {version}"
     )
-    st.caption(f"Bar {ui.fmt_ts(signal['bar_ts'])} · {signal['reason']} · model {version}")
     ui.disclaimer()
 
 

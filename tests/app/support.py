@@ -100,3 +100,80 @@ def table_with(at: AppTest, *columns: str) -> pd.DataFrame:
         if set(columns) <= set(frame.columns):
             return frame
     raise AssertionError(f"no table with {columns}; tables: {[list(f.columns) for f in shown]}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class StreamlitServer:
+    """`streamlit run app/Home.py` as a real server process on a free local port."""
+
+    def __init__(self, log_path: Path, env: dict[str, str] | None = None) -> None:
+        import os
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = {**os.environ, "PYTHONPATH": str(APP_DIR.parent), **(env or {})}
+        self.proc: Any = None
+
+    def __enter__(self) -> StreamlitServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout_s: float = 60) -> StreamlitServer:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        args = [sys.executable, "-m", "streamlit", "run", str(APP_DIR / "Home.py")]
+        args += ["--server.port", str(self.port)]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                args, cwd=APP_DIR.parent, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"streamlit did not start in {timeout_s} s: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def metric_value(page: Any, label: str) -> str:
+    """The value of the st.metric labelled `label` in the browser page."""
+    metric = page.locator('[data-testid="stMetric"]', has_text=label).first
+    return str(metric.locator('[data-testid="stMetricValue"]').inner_text()).strip()

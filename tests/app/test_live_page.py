@@ -34,8 +34,8 @@ def test_live_page_shows_the_universe_with_signals_and_the_disclaimer(app_env):
     )
     assert all(len(s) > 10 for s in table["spark"])
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Serving model"] == app_env.version
-    assert metrics["Newest bar"] == f"{newest:%m-%d %H:%M} UTC"
+    assert metrics[f"Newest bar · {newest:%a %m-%d}"] == f"{newest:%H:%M}"
+    assert any(f"Serving model **{app_env.version}**" in c for c in texts(at))
     # the first sight of each ticker scores its newest bar only: one signal per ticker
     assert signal_rows() == len(get_settings().universe)
 
@@ -53,7 +53,8 @@ def test_each_new_bar_is_scored_once_however_many_sessions_refresh(app_env):
         for at in sessions:
             at.run()
             assert not at.exception
-            assert {m.label: m.value for m in at.metric}["Newest signal"] == f"{ts:%m-%d %H:%M} UTC"
+            metrics = {m.label: m.value for m in at.metric}
+            assert metrics[f"Newest signal · {ts:%a %m-%d}"] == f"{ts:%H:%M}"
         status = scorer.status
         assert signal_rows() - base_rows == n_bars
         assert status.bars_scored - base_status.bars_scored == n_bars

@@ -1,0 +1,81 @@
+"""The workbench in a real browser: headless Chromium against `streamlit run app/Home.py`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from config.settings import get_settings
+from tests.app.support import (
+    APP_DIR,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    StreamlitServer,
+    metric_value,
+)
+
+ARTIFACTS = APP_DIR.parent / "test-artifacts"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def browser():
+    if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: run `make browser` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_live_page_shows_a_new_bars_signal_without_reloading_then_the_model_lab(app_env, browser):
+    feed = app_env.feed()
+    feed.seed(hold_back=2)
+    app_env.promote()
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = {"APP_REFRESH_S": "2", **{k: os.environ[k] for k in ("MODELS_DIR", "DATA_DIR")}}
+    env["MODEL_CONFIG_PATH"] = str(get_settings().model_config_path)
+    with StreamlitServer(ARTIFACTS / "streamlit-browser-test.log", env) as server:
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page.goto(server.url)
+        page.get_by_role("heading", name="Live signals").wait_for(timeout=60_000)
+        page.get_by_text("Not financial advice").first.wait_for()
+        page.locator('[data-testid="stMetric"]', has_text="Newest signal").wait_for()
+        page.wait_for_function(
+            "() => !document.body.innerText.includes('Newest signal\\n—')", timeout=60_000
+        )
+        before = metric_value(page, "Newest signal")
+        page.evaluate("window.__stockpulse_marker = 42")
+        ts, _ = feed.next_minute()
+        wanted = f"{ts:%H:%M}"
+        assert before != wanted
+        page.wait_for_function(
+            "w => [...document.querySelectorAll('[data-testid=stMetric]')].some("
+            "m => m.innerText.includes('Newest signal') && m.innerText.trim().endsWith(w))",
+            arg=wanted,
+            timeout=30_000,
+        )
+        assert metric_value(page, "Newest bar") == wanted
+        # the same document: the fragment refreshed in place, the page was not reloaded
+        assert page.evaluate("window.__stockpulse_marker") == 42
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+        assert page.get_by_text("Not financial advice").first.is_visible()
+        page.screenshot(path=str(ARTIFACTS / "live_signals.png"), full_page=True)
+
+        page.get_by_role("link", name="Model lab").click()
+        page.get_by_role("heading", name="Model lab").wait_for(timeout=30_000)
+        page.get_by_text("Champion:").wait_for()
+        assert page.get_by_role("button", name="Retrain now").is_visible()
+        page.screenshot(path=str(ARTIFACTS / "model_lab.png"), full_page=True)
+
+        page.get_by_role("link", name="Stock detail").click()
+        page.get_by_role("heading", name="Stock detail").wait_for(timeout=30_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "stock_detail.png"), full_page=True)
+        assert "Traceback" not in page.inner_text("body")
