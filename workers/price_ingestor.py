@@ -20,12 +20,14 @@ most once per real second.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from config.market_calendar import xnys
@@ -35,7 +37,7 @@ from db.jobs import heartbeat
 from workers.backfill import drain_queue
 from workers.bar_store import DB_ERRORS, last_bar_times, write_bars
 from workers.common import Shutdown, backoff_s, setup_logging
-from workers.gaps import empty_gaps, find_gaps
+from workers.gaps import find_gaps
 from workers.sources import SOURCE_KINDS, make_source
 from workers.sources.base import (
     MarketDataSource,
@@ -59,13 +61,18 @@ class Stats:
     rate_limited: int = 0
 
 
+@functools.cache
+def _closes_ns() -> np.ndarray:
+    return pd.DatetimeIndex(xnys().closes).as_unit("ns").asi8
+
+
 def last_closed_minute(now: pd.Timestamp) -> pd.Timestamp | None:
     """The last minute of the latest session that has closed by `now`."""
-    cal = xnys()
-    day = now.tz_convert(None).normalize()
-    closes = cal.closes.loc[cal.sessions_in_range(day - pd.Timedelta(days=10), day)]
-    closed = closes[closes <= now]
-    return None if closed.empty else pd.Timestamp(closed.iloc[-1]) - pd.Timedelta(minutes=1)
+    closes = _closes_ns()
+    i = int(np.searchsorted(closes, now.as_unit("ns").value, side="right")) - 1
+    if i < 0:
+        return None
+    return pd.Timestamp(closes[i], tz="UTC") - pd.Timedelta(minutes=1)
 
 
 class PriceIngestor:
@@ -129,10 +136,12 @@ class PriceIngestor:
                 "poll at %s: dropped %d malformed bar(s) from %s", now, dropped, self.source.name
             )
         bars = bars[bars["ticker"].isin(self.tickers)]
-        if self.last_ts and not bars.empty:
+        if self.last_ts and not bars.empty and bars["ts"].min() <= max(self.last_ts.values()):
             known = bars["ticker"].map(pd.Series(self.last_ts, dtype="datetime64[ns, UTC]"))
             bars = bars[known.isna() | (bars["ts"] > known)]
-        bars = bars.drop_duplicates(["ticker", "ts"], keep="last").reset_index(drop=True)
+        if bars.duplicated(["ticker", "ts"]).any():
+            bars = bars.drop_duplicates(["ticker", "ts"], keep="last")
+        bars = bars.reset_index(drop=True)
         closed = last_closed_minute(now)
         through = (
             closed
@@ -157,18 +166,13 @@ class PriceIngestor:
         """Write buffered bars and gaps in one transaction; keep them if the database is down."""
         if not self.pending_bars and not self.pending_gaps:
             return True
-        bars = pd.concat(self.pending_bars, ignore_index=True) if self.pending_bars else None
-        gaps = (
-            pd.concat(self.pending_gaps, ignore_index=True) if self.pending_gaps else empty_gaps()
-        )
-        if bars is not None:
-            bars = bars.drop_duplicates(["ticker", "ts"], keep="last")
-        self.pending_bars = [] if bars is None else [bars]
-        self.pending_gaps = [gaps.drop_duplicates(["ticker", "gap_start"])]
+        bars, gaps = self._merged(self.pending_bars, ["ticker", "ts"]), None
+        if self.pending_gaps:
+            gaps = self._merged(self.pending_gaps, ["ticker", "gap_start"])
+        self.pending_bars = [] if bars.empty else [bars]
+        self.pending_gaps = [] if gaps is None else [gaps]
         try:
-            written = write_bars(
-                bars if bars is not None else pd.DataFrame(), source=self.source.name, gaps=gaps
-            )
+            written = write_bars(bars, source=self.source.name, gaps=gaps)
         except DataValidationError as exc:  # clean_bars makes this unreachable; never loop on it
             log.error("dropping %d buffered bar(s) the database refuses: %s", self.buffered, exc)
             self.pending_bars, self.pending_gaps = [], []
@@ -193,6 +197,16 @@ class PriceIngestor:
         self.stats.bars_written += written
         self.pending_bars, self.pending_gaps = [], []
         return True
+
+    @staticmethod
+    def _merged(frames: list[pd.DataFrame], key: list[str]) -> pd.DataFrame:
+        """One frame of buffered batches, the newest version of each key kept."""
+        if not frames:
+            return pd.DataFrame()
+        if len(frames) == 1:
+            return frames[0]
+        merged = pd.concat(frames, ignore_index=True)
+        return merged.drop_duplicates(key, keep="last").reset_index(drop=True)
 
     # ------------------------------------------------------------------ loop
     def step(self) -> float:
