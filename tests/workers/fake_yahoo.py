@@ -97,3 +97,22 @@ def session_bars(symbol: str) -> pd.DataFrame:
     frame.insert(0, "ts", pd.to_datetime(result["timestamp"], unit="s", utc=True))
     frame.insert(0, "ticker", symbol)
     return frame.dropna().reset_index(drop=True)
+
+
+def install(monkeypatch: Any, cache_dir: Path, now: pd.Timestamp) -> FakeYahoo:
+    """Serve yfinance from a FakeYahoo (tz cache in `cache_dir`); the source's clock is its now."""
+    import yfinance as yf
+    from yfinance.data import YfData
+
+    from workers.sources.yfinance_source import YFinanceSource
+
+    yf.set_tz_cache_location(str(cache_dir))
+    fake = FakeYahoo(now=now)
+
+    def make_request(self: object, url: str, request_method: object, **kw: object) -> object:
+        return fake.make_request(self, url, request_method, **kw)
+
+    monkeypatch.setattr(YfData, "_make_request", make_request)
+    monkeypatch.setattr(YFinanceSource, "now", lambda self: fake.now)
+    YfData.cache_get.cache_clear()
+    return fake

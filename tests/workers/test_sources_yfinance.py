@@ -12,7 +12,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from tests.workers.fake_yahoo import FakeYahoo, session_bars
+from tests.workers.fake_yahoo import FakeYahoo, install, session_bars
 from workers.sources.base import BAR_COLUMNS, HistoryOutOfReachError, RateLimitError, SourceError
 from workers.sources.yfinance_source import YFinanceSource, normalise_download
 
@@ -24,19 +24,9 @@ TICKERS = ["AAPL", "MSFT", "NVDA"]
 def fake(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FakeYahoo]:
-    import yfinance as yf
     from yfinance.data import YfData
 
-    yf.set_tz_cache_location(str(tmp_path_factory.getbasetemp() / "yf-cache"))
-    fake = FakeYahoo(now=NOW)
-
-    def make_request(self: object, url: str, request_method: object, **kw: object) -> object:
-        return fake.make_request(self, url, request_method, **kw)
-
-    monkeypatch.setattr(YfData, "_make_request", make_request)
-    monkeypatch.setattr(YFinanceSource, "now", lambda self: fake.now)
-    YfData.cache_get.cache_clear()
-    yield fake
+    yield install(monkeypatch, tmp_path_factory.getbasetemp() / "yf-cache", NOW)
     YfData.cache_get.cache_clear()
 
 
