@@ -7,7 +7,8 @@ Gaps are fetched per session with one history request for all tickers concerned.
 source has bars for becomes `filled`; a gap the source has nothing for is a minute without
 trades: `empty`, never retried. Errors count an attempt and keep the gap `pending`; after
 `--max-attempts`, or when the gap is older than the source's history reaches, it is `failed`.
-The price ingestor also drains the queue itself whenever a session closes.
+The price ingestor also drains the queue itself whenever a session closes. Under cron the
+`workers.cron_job` guard records the run in `job_runs`; the last line printed is the report.
 """
 
 from __future__ import annotations
@@ -212,16 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     if (args.start is None) != (args.end is None):
         parser.error("--start and --end go together")
     setup_logging("workers.backfill")
-    from db.jobs import job_run
-
     settings = get_settings()
     source = make_source(settings, args.source)
-    with job_run("backfill") as run:
-        if args.start is not None:
-            report = backfill_range(source, settings.universe, args.start, args.end)
-        else:
-            report = drain_queue(source, max_attempts=args.max_attempts)
-        run.note(str(report))
+    if args.start is not None:
+        report = backfill_range(source, settings.universe, args.start, args.end)
+    else:
+        report = drain_queue(source, max_attempts=args.max_attempts)
     print(report)
     return 0
 

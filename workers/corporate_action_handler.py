@@ -14,6 +14,7 @@ Each action is applied in one transaction that rescales the bars and stamps `app
 `factor` in the ledger, under the bar writers' advisory lock: a second run, or a crash halfway,
 never applies an action twice, and no bar is written on the old scale meanwhile. Bars that arrive
 later for dates before an applied action are put on the adjusted scale by `write_bars`.
+Under cron the `workers.cron_job` guard records the run; the last line printed is the report.
 """
 
 from __future__ import annotations
@@ -210,14 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookahead-days", type=int, default=30)
     args = parser.parse_args(argv)
     setup_logging("workers.corporate_action_handler")
-    from db.jobs import job_run
-
     source = make_source(get_settings(), args.source)
-    with job_run("corporate_action_handler") as run:
-        report = run_daily_adjustment(
-            source, lookback_days=args.lookback_days, lookahead_days=args.lookahead_days
-        )
-        run.note(str(report))
+    report = run_daily_adjustment(
+        source, lookback_days=args.lookback_days, lookahead_days=args.lookahead_days
+    )
     print(report)
     return 0
 
