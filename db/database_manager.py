@@ -207,8 +207,54 @@ def write_to_db(
     frame = validate_frame(df.reset_index(drop=True), spec, keys)
     if conn is None:
         with connect() as own:
-            return _copy_upsert(own, frame, spec, keys, on_conflict)
+            return _apply(own, frame, spec, keys, on_conflict)
+    return _apply(conn, frame, spec, keys, on_conflict)
+
+
+SMALL_BATCH_ROWS = 500  # below this a direct multi-row upsert beats COPY + staging
+
+
+def _apply(
+    conn: Connection, frame: pd.DataFrame, spec: TableSpec, keys: list[str], on_conflict: str
+) -> int:
+    if len(frame) <= SMALL_BATCH_ROWS:
+        return _values_upsert(conn, frame, spec, keys, on_conflict)
     return _copy_upsert(conn, frame, spec, keys, on_conflict)
+
+
+def _values_upsert(
+    conn: Connection, frame: pd.DataFrame, spec: TableSpec, keys: list[str], on_conflict: str
+) -> int:
+    """One INSERT .. VALUES (..), (..) .. ON CONFLICT statement: a live poll's handful of rows."""
+    from psycopg2.extras import execute_values
+
+    cols = list(frame.columns)
+    obj = frame.astype(object)
+    rows = [
+        tuple(None if _missing(v) else _plain(v) for v in row)
+        for row in obj.itertuples(index=False, name=None)
+    ]
+    sql = _upsert_sql(spec.name, "VALUES %s", cols, keys, on_conflict)
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor() as cur:  # type: ignore[attr-defined]
+        execute_values(cur, sql, rows, page_size=max(len(rows), 1))
+        return int(cur.rowcount)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars to Python ones (psycopg2 adapts Python types only); JSON for dicts/lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value)
+    return value
 
 
 def _copy_upsert(
@@ -243,7 +289,8 @@ def _copy_upsert(
                 cur.execute("ROLLBACK TO SAVEPOINT stockpulse_merge")
                 use_merge = False
         if not use_merge:
-            cur.execute(_upsert_sql(spec.name, stage, cols, keys, on_conflict))
+            source = f"SELECT {col_sql} FROM {stage}"
+            cur.execute(_upsert_sql(spec.name, source, cols, keys, on_conflict))
             written = int(cur.rowcount)
     log.debug("wrote %d row(s) to %s", written, spec.name)
     return written
@@ -260,7 +307,8 @@ def _merge_sql(table: str, stage: str, cols: list[str], keys: list[str], on_conf
     return sql + f" WHEN NOT MATCHED THEN INSERT ({col_sql}) VALUES ({values})"
 
 
-def _upsert_sql(table: str, stage: str, cols: list[str], keys: list[str], on_conflict: str) -> str:
+def _upsert_sql(table: str, source: str, cols: list[str], keys: list[str], on_conflict: str) -> str:
+    """INSERT .. `source` ON CONFLICT ..; `source` is `VALUES %s` or a SELECT from staging."""
     col_sql = ", ".join(f'"{c}"' for c in cols)
     updates = [c for c in cols if c not in keys]
     if on_conflict == "update" and updates:
@@ -268,7 +316,4 @@ def _upsert_sql(table: str, stage: str, cols: list[str], keys: list[str], on_con
     else:
         action = "DO NOTHING"
     key_sql = ", ".join(f'"{c}"' for c in keys)
-    return (
-        f'INSERT INTO "{table}" ({col_sql}) SELECT {col_sql} FROM {stage} '
-        f"ON CONFLICT ({key_sql}) {action}"
-    )
+    return f'INSERT INTO "{table}" ({col_sql}) {source} ON CONFLICT ({key_sql}) {action}'

@@ -130,3 +130,34 @@ def test_other_tables_round_trip(clean_tables):
     assert got["title"][0] == 'Apple, "quoted" headline\nwith newline'
     with pytest.raises(DataValidationError, match="outside"):
         write_to_db(news.assign(sentiment=2.0), table="news_articles")
+
+
+@pytest.mark.parametrize("n", [3, 2000])  # the multi-row VALUES path and the COPY + MERGE path
+def test_both_write_paths_are_idempotent_and_apply_corrections(clean_tables, n):
+    df = bars(n)
+    assert write_to_db(df, table="bars_1m") == n
+    write_to_db(df, table="bars_1m")
+    fixed = df.assign(close=df["close"] + 0.25, high=df["high"] + 0.25)
+    write_to_db(fixed, table="bars_1m")
+    out = read_from_db("SELECT close FROM bars_1m ORDER BY ts")
+    assert len(out) == n
+    assert out["close"].tolist() == pytest.approx(fixed["close"].tolist())
+
+
+def test_missing_values_are_stored_as_null(clean_tables):
+    news = pd.DataFrame(
+        {
+            "article_key": ["k"],
+            "ticker": ["AAPL"],
+            "published_at": pd.to_datetime(["2024-03-04 15:00"], utc=True),
+            "source": "test",
+            "title": "t",
+            "url": [None],
+            "summary": [np.nan],
+            "sentiment": [0.1],
+            "sentiment_model": "vader",
+        }
+    )
+    write_to_db(news, table="news_articles")
+    got = read_from_db("SELECT url IS NULL AS u, summary IS NULL AS s FROM news_articles")
+    assert bool(got["u"][0]) and bool(got["s"][0])
