@@ -85,9 +85,11 @@ def heartbeat(worker: str, status: str = "ok", **details: Any) -> None:
 
 
 @contextmanager
-def training_lock(path: Path | None = None, wait: bool = False) -> Iterator[Path]:
-    """Hold the training lock; raise LockBusyError at once if it is taken (unless `wait`)."""
-    path = path or get_settings().lock_path
+def file_lock(path: Path, what: str, wait: bool = False) -> Iterator[Path]:
+    """An exclusive `fcntl` lock on `path` that records its holder in the file.
+
+    Raises LockBusyError("<what> is already running (pid N since ...)") when it is taken,
+    unless `wait`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         try:
@@ -95,7 +97,7 @@ def training_lock(path: Path | None = None, wait: bool = False) -> Iterator[Path
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            raise LockBusyError(f"training is already running ({holder})") from None
+            raise LockBusyError(f"{what} is already running ({holder})") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} since {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M:%S} UTC")
@@ -106,6 +108,13 @@ def training_lock(path: Path | None = None, wait: bool = False) -> Iterator[Path
             fh.seek(0)
             fh.truncate()
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def training_lock(path: Path | None = None, wait: bool = False) -> Iterator[Path]:
+    """Hold the training lock; raise LockBusyError at once if it is taken (unless `wait`)."""
+    with file_lock(path or get_settings().lock_path, "training", wait=wait) as held:
+        yield held
 
 
 def lock_holder(path: Path | None = None) -> str | None:

@@ -18,7 +18,6 @@ Training's own lock (`db.jobs.training_lock`, shared with the app's retrain butt
 from __future__ import annotations
 
 import argparse
-import fcntl
 import logging
 import os
 import re
@@ -37,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config.market_calendar import is_session_day
 from config.settings import get_settings
-from db.jobs import job_run
+from db.jobs import LockBusyError, file_lock, job_run
 from workers.common import setup_logging
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -99,25 +98,11 @@ def resolve_command(command: list[str]) -> list[str]:
 @contextmanager
 def job_lock(name: str, lock_dir: Path) -> Iterator[Path]:
     """Hold the per-job lock; raise JobBusyError naming the holder if it is taken."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    path = lock_dir / f"cron-{name}.lock"
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise JobBusyError(f"job {name!r} is already running ({holder})") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} since {datetime.now(NEW_YORK):%Y-%m-%d %H:%M:%S %Z}")
-        fh.flush()
-        try:
+    try:
+        with file_lock(lock_dir / f"cron-{name}.lock", f"job {name!r}") as path:
             yield path
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    except LockBusyError as exc:
+        raise JobBusyError(str(exc)) from None
 
 
 def _forward_signals(proc: subprocess.Popen[str]) -> None:
