@@ -3,6 +3,8 @@
 Run the workbench with `streamlit run app/Home.py`.
 """
 
+import time
+
 import _stockpulse_path  # noqa: F401
 import pandas as pd
 import streamlit as st
@@ -87,6 +89,7 @@ def stamp_metric(col: DeltaGenerator, label: str, ts: pd.Timestamp | None) -> No
 @st.fragment(run_every=data.get_settings().app_refresh_s)
 def live_board() -> None:
     """Redrawn every refresh period without reloading the page or the models."""
+    started = time.perf_counter()
     settings = data.get_settings()
     with ui.guard(retry=False):
         models = live.serving_models()
@@ -115,8 +118,10 @@ def live_board() -> None:
         status = scorer.status
         if status.last_error:
             st.warning(f"Scoring paused: {status.last_error}. Retrying by itself.")
+        render_ms = (time.perf_counter() - started) * 1000
+        live.RENDER_MS.append(render_ms)
         st.caption(
-            f"Refreshed {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC, every "
+            f"Refreshed {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC in {render_ms:.0f} ms, every "
             f"{settings.app_refresh_s:g} s · {status.bars_scored} bars scored by this server "
             f"({status.invocations} model invocations) · each signal: {ui.DISCLAIMER_SHORT}"
         )

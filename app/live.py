@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from app import data
 from app.data import DataUnavailable, query, redact
 from config.settings import Settings, get_settings
 from ml.model_loader import LoadedModels, ModelManager
@@ -26,6 +28,9 @@ from ml.model_loader import LoadedModels, ModelManager
 log = logging.getLogger(__name__)
 HEARTBEAT_WORKER = "app_live_scorer"
 HEARTBEAT_EVERY_S = 30.0
+FULL_PASS_EVERY_S = 60.0
+# Server time of the latest live-board renders in this process (shown on the page, benchmarked).
+RENDER_MS: deque[float] = deque(maxlen=256)
 
 
 @st.cache_resource(show_spinner=False, max_entries=1)
@@ -36,6 +41,8 @@ def model_manager() -> ModelManager:
 
 def serving_models() -> LoadedModels | None:
     """The champion pair, or None when no model is trained or promoted yet."""
+    if not data.CACHE_ENABLED:  # the app_rerun_live benchmark's page without caching
+        return ModelManager(get_settings()).current()
     return model_manager().current()
 
 
@@ -165,9 +172,15 @@ class LiveScorer:
             log.warning("live scorer heartbeat failed: %s", redact(str(exc)).splitlines()[0])
 
     def _loop(self) -> None:
+        last_full = 0.0
         while not self._stop.is_set():
             try:
-                self.score_once()
+                # a cheap look for a newer bar first; a full pass (late bars) once a minute
+                newest, covered = _newest_bar_ts(), self._status.covered_ts
+                due = time.monotonic() - last_full >= FULL_PASS_EVERY_S
+                if due or newest is None or covered is None or newest > covered:
+                    last_full = time.monotonic() if due else last_full
+                    self.score_once()
             except Exception:  # never let the thread die
                 log.exception("live scorer loop")
             self._wake.wait(self.poll_s)

@@ -86,7 +86,7 @@ def test_database_aggregates_match_resampling(app_env):
     feed.seed()
     minute = feed.bars[feed.bars["ticker"] == "JPM"].set_index("ts").sort_index()
     start, end = minute.index[0], minute.index[-1] + pd.Timedelta(minutes=1)
-    for interval, rule in (("5m", "5min"), ("1h", "1h"), ("1d", "1D")):
+    for interval, rule in (("5m", "5min"), ("1h", "1h"), ("1d", "24h")):
         got = data.bars("JPM", interval, start, end).set_index("ts")
         want = (
             minute.resample(rule, origin=pd.Timestamp("2000-01-03", tz="UTC"))
