@@ -56,6 +56,7 @@ COPY workers ./workers
 COPY ml ./ml
 COPY db ./db
 COPY config ./config
+COPY .streamlit ./.streamlit
 COPY supervisord.conf crontab pyproject.toml ./
 # Writable state for the unprivileged user: logs and locks (var), model versions and the model
 # registry (models); both are volumes in docker-compose.yml. The code stays root-owned.
