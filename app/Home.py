@@ -12,7 +12,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from app import data, live, ui
 
-ACTION_BADGE = {"BUY": "🟢 BUY", "SELL": "🔴 SELL", "HOLD": "⚪ HOLD"}
+ACTION_BADGE = {"BUY": "▲ BUY", "SELL": "▼ SELL", "HOLD": "· HOLD"}
 COLUMNS = {
     "ticker": st.column_config.TextColumn("Ticker", width="small"),
     "detail": st.column_config.LinkColumn("Chart", display_text="open", width="small"),

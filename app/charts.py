@@ -26,7 +26,17 @@ LAYOUT: dict[str, Any] = {
     "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 1, "xanchor": "right"},
     "hovermode": "x unified",
 }
+# small figures with long titles: the legend goes under the plot
+BELOW = {
+    "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
+    "legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
+    "hovermode": "x unified",
+}
 MAX_BREAKS = 400
+
+
+def _naive_utc(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True).dt.tz_convert(None)
 
 
 def closed_hours(ts: pd.Series, step: pd.Timedelta) -> list[dict[str, Any]]:
@@ -57,7 +67,13 @@ def price_figure(
     title: str,
     step_s: int = 60,
 ) -> go.Figure:
-    """Candlesticks, volume, chosen overlays, BUY/SELL markers and news on one timeline."""
+    """Candlesticks, volume, chosen overlays, BUY/SELL markers and news on one timeline.
+
+    Times are drawn as naive UTC: plotly.js ignores offsets, and rangebreaks need one clock.
+    """
+    bars = bars.assign(ts=_naive_utc(bars["ts"]))
+    signals = signals.assign(bar_ts=_naive_utc(signals["bar_ts"]))
+    news = news.assign(published_at=_naive_utc(news["published_at"]))
     rows = 3 if show_rsi else 2
     heights = [0.62, 0.18, 0.2] if show_rsi else [0.75, 0.25]
     fig = make_subplots(
@@ -100,7 +116,11 @@ def price_figure(
             fig.add_hline(y=level, line_dash="dot", line_color="#94a3b8", row=3, col=1)
     fig.update_layout(title=title, height=640 if show_rsi else 560, **LAYOUT)
     fig.update_layout(xaxis_rangeslider_visible=False)
-    fig.update_xaxes(rangebreaks=closed_hours(bars["ts"], pd.Timedelta(seconds=step_s)))
+    step = pd.Timedelta(seconds=step_s)
+    fig.update_xaxes(
+        rangebreaks=closed_hours(bars["ts"], step),
+        range=[bars["ts"].min() - step / 2, bars["ts"].max() + step],
+    )
     return fig
 
 
@@ -132,7 +152,7 @@ def _add_news(fig: go.Figure, bars: pd.DataFrame, news: pd.DataFrame) -> None:
     fig.add_trace(
         go.Scatter(
             x=news["published_at"],
-            y=_news_y(bars, pd.to_datetime(news["published_at"], utc=True)),
+            y=_news_y(bars, news["published_at"]),
             mode="markers",
             name="news",
             marker={
@@ -192,7 +212,7 @@ def calibration_figure(curves: dict[str, dict[str, list[float]]], title: str) ->
                 hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>n %{customdata}",
             )
         )
-    fig.update_layout(title=title, height=360, xaxis_title="confidence", **LAYOUT)
+    fig.update_layout(title=title, height=400, xaxis_title="confidence", **BELOW)
     fig.update_layout(yaxis_title="accuracy", hovermode="closest")
     return fig
 
@@ -215,7 +235,7 @@ def equity_figure(curves: dict[str, list[list[Any]]], title: str) -> go.Figure:
             )
         )
     fig.add_hline(y=1.0, line_dash="dot", line_color="#94a3b8")
-    fig.update_layout(title=title, height=360, yaxis_title="equity (start = 1)", **LAYOUT)
+    fig.update_layout(title=title, height=400, yaxis_title="equity (start = 1)", **BELOW)
     return fig
 
 
@@ -266,7 +286,7 @@ def drift_figure(
             line_color="#dc2626",
             annotation_text=f"threshold {level:.3g}",
         )
-    fig.update_layout(title=title, height=340, **LAYOUT)
+    fig.update_layout(title=title, height=380, **BELOW)
     return fig
 
 
@@ -296,5 +316,5 @@ def confidence_figure(frame: pd.DataFrame, checks: pd.DataFrame, title: str) -> 
                 line={"color": PALETTE[(3 + i) % len(PALETTE)], "dash": "dash"},
             )
         )
-    fig.update_layout(title=title, height=340, yaxis_range=[0, 1], **LAYOUT)
+    fig.update_layout(title=title, height=400, yaxis_range=[0, 1], **BELOW)
     return fig
