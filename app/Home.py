@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from app import data, live, ui
+from config.settings import get_settings
 
 ACTION_BADGE = {"BUY": "▲ BUY", "SELL": "▼ SELL", "HOLD": "· HOLD"}
 COLUMNS = {
@@ -58,14 +59,16 @@ def board_view(frame: pd.DataFrame) -> pd.DataFrame:
 
 def model_notice(version: str | None) -> None:
     problem = live.model_problem()
-    if version is None:
+    if version is None and problem:
+        st.warning(f"No model is serving: {problem}. Fix or roll back the registry (Model lab).")
+    elif version is None:
         st.info(
             "No model is trained yet, so there are no signals: prices below still update live. "
             "Train one with **Retrain** in the Model lab (or `python -m ml.pipeline`); "
             "signals appear here by themselves once a model is promoted.",
             icon=":material/model_training:",
         )
-    if problem:
+    elif problem:
         st.warning(f"The newest registry entry could not be loaded: {problem}")
 
 
@@ -86,11 +89,11 @@ def stamp_metric(col: DeltaGenerator, label: str, ts: pd.Timestamp | None) -> No
     col.metric(f"{label}{day}", "—" if ts is None else f"{ts:%H:%M}")
 
 
-@st.fragment(run_every=data.get_settings().app_refresh_s)
+@st.fragment(run_every=get_settings().app_refresh_s)
 def live_board() -> None:
     """Redrawn every refresh period without reloading the page or the models."""
     started = time.perf_counter()
-    settings = data.get_settings()
+    settings = get_settings()
     with ui.guard(retry=False):
         models = live.serving_models()
         version = models.version if models else None

@@ -27,7 +27,7 @@ def registry_history() -> pd.DataFrame:
 
 def versions() -> pd.DataFrame:
     """Every complete model version with a summary of its metadata, newest first."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for version in reversed(list_versions()):
         try:
             meta = read_metadata(version)

@@ -8,7 +8,7 @@ from app import charts, data, live, ui
 from app.indicators import OVERLAYS
 
 STEP_S = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
-LOOKBACKS = {
+LOOKBACKS: dict[str, dict[str, int | None]] = {
     "1m": {"1 day": 1, "3 days": 3, "5 days": 5},
     "5m": {"5 days": 5, "1 month": 31},
     "1h": {"1 month": 31, "3 months": 92, "1 year": 366},
