@@ -19,10 +19,13 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
 
 
+def _load() -> list[dict[str, Any]]:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+
+
 def main(argv: list[str] | None = None) -> int:
     wanted = set(argv if argv is not None else sys.argv[1:])
-    old: list[dict[str, Any]] = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    by_name = {r["name"]: r for r in old}
+    by_name = {r["name"]: r for r in _load()}
     failed = []
     for info in sorted(pkgutil.iter_modules([str(HERE)]), key=lambda i: i.name):
         if not info.name.startswith("bench_"):
@@ -33,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"==> {info.name}", flush=True)
         try:
             module = importlib.import_module(f"benchmarks.{info.name}")
-            for rec in module.run():
+            records = module.run()
+            # re-read: another benchmark run may have written results meanwhile
+            by_name.update({r["name"]: r for r in _load()})
+            for rec in records:
                 by_name[rec["name"]] = rec
                 print(
                     f"    {rec['name']}: {rec['value']} {rec['unit']} "
