@@ -85,11 +85,15 @@ class Settings(BaseSettings):
         PROJECT_ROOT / "config" / "model_config.json", description="the model registry"
     )
     window_length: int = Field(32, ge=4, le=512, description="bars per model input window")
-    label_horizon_bars: int = Field(15, ge=1, description="triple barrier: vertical barrier")
-    barrier_up_mult: float = Field(1.5, gt=0, description="upper barrier, x recent volatility")
-    barrier_down_mult: float = Field(1.5, gt=0, description="lower barrier, x recent volatility")
+    label_horizon_bars: int = Field(3, ge=1, description="triple barrier: vertical barrier")
+    barrier_up_mult: float = Field(
+        0.8, gt=0, description="upper barrier, x recent 1-min volatility x sqrt(horizon)"
+    )
+    barrier_down_mult: float = Field(
+        0.8, gt=0, description="lower barrier, x recent 1-min volatility x sqrt(horizon)"
+    )
     barrier_vol_lookback: int = Field(30, ge=2, description="bars of volatility for barriers")
-    train_epochs: int = Field(8, ge=1, description="max epochs per model")
+    train_epochs: int = Field(12, ge=1, description="max epochs per model")
     train_batch_size: int = Field(256, ge=8, description="training batch size")
     train_max_windows: int = Field(60_000, ge=100, description="cap on training windows")
     val_fraction: float = Field(0.2, gt=0, lt=0.5, description="chronological validation share")

@@ -1,0 +1,76 @@
+"""Keras model -> .tflite bytes with a fixed batch, checked against Keras before it is saved.
+
+With Keras 3 and TF 2.21 the converter fails on an LSTM whose batch dimension is dynamic
+("TensorListReserve ... element_shape to be static"), so a copy of the model is built with a
+fixed batch (settings.serving_batch) and the trained weights, and that copy is converted. The
+serving side pads or chunks to that batch. Outputs of the .tflite file, run by the LiteRT
+interpreter that serving uses, must match the Keras model's within `PARITY_TOL`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from typing import Any
+
+import numpy as np
+
+from ml.architectures import Builder
+
+PARITY_TOL = 1e-4
+log = logging.getLogger(__name__)
+
+
+class TFLiteParityError(RuntimeError):
+    """A converted model's outputs differ from its Keras model's."""
+
+
+def convert_fixed_batch(model: Any, builder: Builder, batch: int, **build_kwargs: Any) -> bytes:
+    """Build `builder(window, F, batch_size=batch)`, copy `model`'s weights, convert it."""
+    import tensorflow as tf
+
+    _, window, n_features = model.input_shape
+    fixed = builder(window, n_features, batch_size=batch, **build_kwargs)
+    fixed.set_weights(model.get_weights())
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the saved-model signature
+        content: bytes = converter.convert()
+    return content
+
+
+def tflite_predict(content: bytes, X: np.ndarray) -> np.ndarray:
+    """Run a fixed-batch .tflite model over any number of windows (the last chunk zero-padded)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    batch = int(inp["shape"][0])
+    X = np.asarray(X, dtype=np.float32)
+    n = len(X)
+    padded = np.zeros((-(-n // batch) * batch, *X.shape[1:]), dtype=np.float32)
+    padded[:n] = X
+    result = np.empty((len(padded), int(out["shape"][-1])), dtype=np.float32)
+    for i in range(0, len(padded), batch):
+        interpreter.set_tensor(inp["index"], padded[i : i + batch])
+        interpreter.invoke()
+        result[i : i + batch] = interpreter.get_tensor(out["index"])
+    return result[:n]
+
+
+def check_parity(
+    name: str, content: bytes, keras_probs: np.ndarray, X: np.ndarray, tol: float = PARITY_TOL
+) -> float:
+    """Max |tflite - keras| over the windows X; raise TFLiteParityError above `tol`."""
+    if len(X) == 0:
+        raise TFLiteParityError(f"{name}: no validation windows to check the .tflite file on")
+    diff = float(np.max(np.abs(tflite_predict(content, X) - keras_probs)))
+    if not np.isfinite(diff) or diff > tol:
+        raise TFLiteParityError(
+            f"{name}: .tflite outputs differ from Keras by {diff:.3g} (> {tol:g}) on "
+            f"{len(X)} validation windows; the model is not saved"
+        )
+    log.info("%s: tflite parity max |diff| = %.3g on %d windows", name, diff, len(X))
+    return diff
