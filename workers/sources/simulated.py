@@ -4,8 +4,10 @@ Everything is a pure function of (seed, ticker, session), so any range can be as
 order and the same bars come back. What it models:
 
 - session minutes from the XNYS calendar (holidays, early closes);
-- a daily random walk of closes per ticker, an overnight gap to each open, and an intraday path
-  from open to close (a Brownian bridge) whose volatility is U-shaped over the session;
+- a slowly mean-reverting daily level per ticker that sets each session's open (the overnight
+  gap is the open against the previous session's last close), and a free intraday random walk
+  from that open whose volatility is U-shaped over the session (no bridge to a pre-drawn close:
+  that would make the day's drift predictable from its first minutes);
 - volume following the same U-shape, with persistent high- and low-activity regimes (a Markov
   switch, about 30 minutes each); minutes without trades (no bar) at `missing_rate`;
 - news events (a few per ticker per week): a headline with a sign, and a price jump in that
@@ -185,7 +187,7 @@ class SimulatedMarket(MarketDataSource):
         minutes = session_minutes(session)
         n = len(minutes)
         _, vol, base_volume = self._params(ticker)
-        log_open, log_close = self._daily(ticker)
+        log_open, _ = self._daily(ticker)
         rng = np.random.default_rng([self.seed, _tick_hash(ticker), int(i), 2])
         prof = _u_shape(n)
         sigma = 0.8 * vol / np.sqrt(390) * prof
@@ -196,7 +198,6 @@ class SimulatedMarket(MarketDataSource):
         for minute_idx, sign in self._event_minutes(ticker, session, n):
             e[minute_idx] += sign * abs(rng.normal(6.0, 2.0)) * sigma[minute_idx]
         path = log_open[i] + np.cumsum(e)
-        path -= np.arange(1, n + 1) / n * (path[-1] - log_close[i])
         closes = np.exp(path)
         opens = np.exp(np.concatenate([[log_open[i]], path[:-1]]))
         wick = np.exp(np.abs(rng.normal(0, 0.3, (2, n))) * sigma)
@@ -300,8 +301,6 @@ class SimulatedMarket(MarketDataSource):
     def corporate_actions(self, tickers: list[str], start: date, end: date) -> pd.DataFrame:
         rows = []
         for t in tickers:
-            _, log_close = self._daily(t)
-            factor = self._raw_factor(t)
             for i, (kind, value) in sorted(self._actions_index(t).items()):
                 ex = self._sessions[i]
                 if not (pd.Timestamp(start) <= ex <= pd.Timestamp(end)):
@@ -309,7 +308,8 @@ class SimulatedMarket(MarketDataSource):
                 if kind == "split":
                     rows.append((t, ex.date(), "split", value))
                 else:
-                    prev_raw_close = float(np.exp(log_close[i - 1]) * factor[i - 1])
+                    prev_bars = self._session_bars(t, self._sessions[i - 1])
+                    prev_raw_close = float(prev_bars["close"].iloc[-1])
                     rows.append((t, ex.date(), "dividend", round(value * prev_raw_close, 4)))
         return pd.DataFrame(rows, columns=ACTION_COLUMNS)
 
