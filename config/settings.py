@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     barrier_vol_lookback: int = Field(30, ge=2, description="bars of volatility for barriers")
     train_epochs: int = Field(12, ge=1, description="max epochs per model")
     train_batch_size: int = Field(256, ge=8, description="training batch size")
-    train_max_windows: int = Field(60_000, ge=100, description="cap on training windows")
+    train_max_windows: int = Field(150_000, ge=100, description="cap on training windows")
     val_fraction: float = Field(0.2, gt=0, lt=0.5, description="chronological validation share")
     train_lookback_days: int = Field(60, ge=1, description="calendar days of bars to train on")
     train_seed: int = Field(7, description="seed of weights, shuffling and window sampling")

@@ -255,7 +255,7 @@ def train_from_raw(
         "val_range": [_iso(data.val.bar_ts.min()), _iso(data.val.bar_ts.max())],
         "purge_gap_minutes": data.gap / pd.Timedelta(minutes=1),
         "tflite_batch": cfg.serving_batch,
-        "reference_stats": {**data.reference, "reference_confidence": confidence},
+        "reference_stats": data.reference,
         "reference_confidence": confidence,
         "metrics": metrics,
         "files": checksums,
@@ -312,10 +312,9 @@ def train(
     with lock, job_run("train_model") as run:
         start = end_ts - pd.Timedelta(days=settings.train_lookback_days)
         progress.update("loading", f"bars of {len(settings.universe)} tickers {start:%Y-%m-%d}..")
-        raw = load_raw(
-            settings.universe, start, end_ts, params=FeatureParams.from_settings(settings)
-        )
         try:
+            params = FeatureParams.from_settings(settings)
+            raw = load_raw(settings.universe, start, end_ts, params=params)
             folder = train_from_raw(raw, settings, quick=quick, epochs=epochs, progress=progress)
         except Exception as exc:
             progress.update("failed", f"{type(exc).__name__}: {exc}")

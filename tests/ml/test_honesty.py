@@ -112,7 +112,15 @@ def block_bootstrap_gain(
 
 def run_scenario(raw: RawData, root: Path) -> dict[str, Any]:
     """Train on data before TEST_START, evaluate on the test window after it."""
-    settings = load_settings(models_dir=root / "models", data_dir=root / "data", train_epochs=10)
+    settings = load_settings(
+        models_dir=root / "models",
+        data_dir=root / "data",
+        train_epochs=10,
+        train_max_windows=60_000,
+        label_horizon_bars=3,
+        barrier_up_mult=0.8,
+        barrier_down_mult=0.8,
+    )
     cut = pd.Timestamp(TEST_START, tz="UTC")
     before = RawData(raw.bars[raw.bars["ts"] < cut], raw.news, None)
     folder = train_from_raw(before, settings, progress=Progress(root / "progress.json", None))

@@ -220,5 +220,9 @@ def test_empty_database_range_gives_a_clear_error(clean_tables: None, tmp_path: 
     from ml.dataset import DatasetError
     from ml.train_model import train
 
+    settings = small_settings(tmp_path)
     with pytest.raises(DatasetError, match="no bars"):
-        train(small_settings(tmp_path), end="2020-01-10", quick=True)
+        train(settings, end="2020-01-10", quick=True)
+    progress = read_progress(settings.data_dir)
+    assert progress is not None and progress["stage"] == "failed"
+    assert "no bars" in progress["message"]
