@@ -154,11 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Recompute features and labels on truncated histories of your data and "
         "report every column whose past values change (exit code 1 if any).",
     )
-    parser.add_argument("--tickers", default=",".join(settings.universe[:3]))
+    parser.add_argument(
+        "--tickers", default=",".join(settings.universe[:3]), help="comma list (default: 3)"
+    )
     parser.add_argument("--end", default=None, help="last day checked (default: now)")
     parser.add_argument("--days", type=int, default=7, help="calendar days of history")
     parser.add_argument("--cuts", type=int, default=40, help="random cut points")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cut points")
     args = parser.parse_args(argv)
     end = pd.Timestamp(args.end or pd.Timestamp.now(tz="UTC"))
     end = end.tz_localize("UTC") if end.tzinfo is None else end
