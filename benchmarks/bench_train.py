@@ -197,7 +197,7 @@ def demo_results() -> list[dict[str, Any]]:
                     seconds,
                     "s",
                     None,
-                    "python -m ml.train_model " + " ".join(extra) + " on 20 tickers x 25 "
+                    " ".join(["python -m ml.train_model", *extra]) + " on 20 tickers x 25 "
                     "simulated sessions of 1-minute bars with news and macro; both models, "
                     "TFLite conversion and checks, metadata; whole process",
                     higher_is_better=False,
