@@ -70,7 +70,8 @@ def test_version_folder_has_both_models_and_complete_metadata(trained: tuple) ->
     for name in ("lstm.tflite", "transformer.tflite"):
         digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
         assert meta["files"][name] == digest
-    assert not (folder / "metadata.json.tmp").exists()
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == ["lstm.tflite", "metadata.json", "transformer.tflite"]  # no temporary file
     assert not settings.model_config_path.exists()  # trained, not promoted
 
 
