@@ -3,25 +3,20 @@ create_features -> triple-barrier labels -> windows -> train_from_raw (both Kera
 .tflite files) -> build_samples on a later, never-seen test window -> the .tflite files run by
 the LiteRT interpreter that serving uses.
 
-- A martingale (no learnable direction): macro-F1 stays inside the chance band. The band is the
-  distribution of the same predictions' macro-F1 when UP and DOWN are swapped in random
-  30-minute blocks, which keeps what is honestly predictable without direction (whether a move
-  is coming: volatility clusters and has an intraday profile) and destroys only directional
-  skill, the kind leakage gives. A model fed a leaky feature lands far above the band.
+- A pure random walk (`planted_signal=0`, no learnable direction): macro-F1 stays inside the
+  chance band. The band is the distribution of the same predictions' macro-F1 when UP and DOWN
+  are swapped in random 30-minute blocks, which keeps what is honestly predictable without
+  direction (whether a move is coming: volatility clusters and has an intraday profile) and
+  destroys only directional skill, the kind leakage gives. A model fed a leaky feature lands far
+  above the band.
 - The planted signal: both models beat the majority class and logistic regression on the same
   features by a clear margin (and the margin over logistic regression holds in a block
   bootstrap).
-
-The martingale is the simulator's `planted_signal=0` market with the sign of every 1-minute
-return drawn at random. The sign flip is needed: that market's intraday path is a Brownian
-bridge to a close drawn in advance, so its returns drift predictably within a session (a model
-reaches ~54% directional accuracy on it; without the bridge 50.3%).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -41,37 +36,16 @@ from workers.sources.simulated import SimulatedMarket
 pytestmark = pytest.mark.slow
 
 TICKERS = ["AAPL", "MSFT", "JPM", "KO", "XOM", "PG"]
-START = {"martingale": "2026-01-05", "planted": os.environ.get("HONESTY_START", "2025-12-08")}
+START = {"random_walk": "2026-01-05", "planted": "2025-12-08"}
 TEST_START, END = "2026-02-03", "2026-02-12"
 SEED = 11
 NULL_DRAWS = 400
 
 
-def sign_randomised(bars: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """The same bars with the sign of every 1-minute log return drawn at random: a martingale
-    with the simulator's volatility profile, gaps, wicks and volume."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _, g in bars.sort_values(["ticker", "ts"]).groupby("ticker"):
-        g = g.copy()
-        lc = np.log(g["close"].to_numpy())
-        steps = np.diff(lc) * rng.choice([-1.0, 1.0], len(lc) - 1)
-        close = np.exp(lc[0] + np.concatenate([[0.0], np.cumsum(steps)]))
-        opens = np.concatenate([[g["open"].iloc[0]], close[:-1]])
-        body_hi, body_lo = g[["open", "close"]].max(axis=1), g[["open", "close"]].min(axis=1)
-        g["open"], g["close"] = opens, close
-        g["high"] = np.maximum(opens, close) * (g["high"] / body_hi).to_numpy()
-        g["low"] = np.minimum(opens, close) / (body_lo / g["low"]).to_numpy()
-        out.append(g)
-    return pd.concat(out, ignore_index=True)
-
-
-def simulated_raw(signal: float, martingale: bool) -> RawData:
+def simulated_raw(signal: float) -> RawData:
     market = SimulatedMarket(SEED, planted_signal=signal)
-    start = pd.Timestamp(START["martingale" if martingale else "planted"], tz="UTC")
+    start = pd.Timestamp(START["planted" if signal > 0 else "random_walk"], tz="UTC")
     bars = market.history(TICKERS, start, pd.Timestamp(END, tz="UTC"))
-    if martingale:
-        bars = sign_randomised(bars, SEED)
     days = pd.DatetimeIndex(bars["ts"].dt.tz_convert("America/New_York").dt.date.unique())
     news = pd.concat([market.news_events(t, d) for t in TICKERS for d in days], ignore_index=True)
     news["sentiment"] = 0.8 * news["sign"]
@@ -148,44 +122,34 @@ def run_scenario(raw: RawData, root: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def martingale(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return run_scenario(simulated_raw(0.0, martingale=True), tmp_path_factory.mktemp("rw"))
+def random_walk(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_scenario(simulated_raw(0.0), tmp_path_factory.mktemp("rw"))
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return run_scenario(simulated_raw(1.0, martingale=False), tmp_path_factory.mktemp("planted"))
+    return run_scenario(simulated_raw(1.0), tmp_path_factory.mktemp("planted"))
 
 
-def test_sign_randomised_bars_are_valid_and_keep_volatility() -> None:
-    raw = simulated_raw(0.0, martingale=False)
-    rw = sign_randomised(raw.bars, 1)
-    assert (rw["high"] >= rw[["open", "close"]].max(axis=1) - 1e-9).all()
-    assert (rw["low"] <= rw[["open", "close"]].min(axis=1) + 1e-9).all()
-    r0 = np.log(raw.bars["close"]).groupby(raw.bars["ticker"]).diff().abs()
-    r1 = np.log(rw["close"]).groupby(rw["ticker"]).diff().abs()
-    np.testing.assert_allclose(np.sort(r0.dropna()), np.sort(r1.dropna()), rtol=1e-9, atol=1e-12)
-
-
-def test_martingale_scores_inside_the_chance_band(martingale: dict[str, Any]) -> None:
-    test, blocks = martingale["test"], martingale["blocks"]
+def test_random_walk_scores_inside_the_chance_band(random_walk: dict[str, Any]) -> None:
+    test, blocks = random_walk["test"], random_walk["blocks"]
     assert len(test) > 10_000
-    for name, pred in martingale["pred"].items():
+    for name, pred in random_walk["pred"].items():
         null_f1, null_hits = sign_flip_null(test.y, pred, blocks)
         upper = float(np.quantile(null_f1, 0.995)) + 0.005
-        observed, hits = martingale["f1"][name], hit_rate(test.y, pred)
+        observed, hits = random_walk["f1"][name], hit_rate(test.y, pred)
         print(
-            f"martingale {name}: macro-F1 {observed:.4f} (band {null_f1.min():.4f}..{upper:.4f}), "
+            f"random walk {name}: macro-F1 {observed:.4f} (band {null_f1.min():.4f}..{upper:.4f}), "
             f"directional hit rate {hits:.3f} (band ..{np.quantile(null_hits, 0.995) + 0.01:.3f})"
         )
-        assert observed <= upper, f"{name} has directional skill on a martingale: leakage?"
+        assert observed <= upper, f"{name} has directional skill on a random walk: leakage?"
         assert hits <= np.quantile(null_hits, 0.995) + 0.01
 
 
-def test_the_chance_band_catches_a_leaky_feature(martingale: dict[str, Any]) -> None:
+def test_the_chance_band_catches_a_leaky_feature(random_walk: dict[str, Any]) -> None:
     """Logistic regression given the next bar's return (a one-bar misalignment) is far outside."""
-    train, test = martingale["train"], martingale["test"]
-    leak_col = martingale["meta"]["features"].index("ret_1")
+    train, test = random_walk["train"], random_walk["test"]
+    leak_col = random_walk["meta"]["features"].index("ret_1")
 
     def with_leak(samples: Any) -> np.ndarray:
         nxt = np.roll(samples.X[:, -1, leak_col], -1)  # next window's newest return
@@ -195,7 +159,7 @@ def test_the_chance_band_catches_a_leaky_feature(martingale: dict[str, Any]) -> 
 
     model = LogisticRegression(max_iter=500, class_weight="balanced").fit(with_leak(train), train.y)
     pred = model.predict(with_leak(test))
-    null_f1, null_hits = sign_flip_null(test.y, pred, martingale["blocks"])
+    null_f1, null_hits = sign_flip_null(test.y, pred, random_walk["blocks"])
     assert macro_f1(test.y, pred) > np.quantile(null_f1, 0.995) + 0.05
     assert hit_rate(test.y, pred) > np.quantile(null_hits, 0.995) + 0.05
 
@@ -211,7 +175,7 @@ def test_planted_signal_beats_majority_and_logistic_regression(planted: dict[str
             f" | bootstrap 5% gain {np.quantile(gains, 0.05):.4f}"
         )
         assert f1 >= planted["majority_f1"] + 0.15
-        assert f1 >= planted["logreg_f1"] + 0.01
+        assert f1 >= planted["logreg_f1"] + 0.02
         assert np.quantile(gains, 0.05) > 0.0
 
 
