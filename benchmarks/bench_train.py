@@ -18,8 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.bench_features import simulated_inputs
-from benchmarks.common import result
+from benchmarks.common import bench_database, result
 
 EPOCHS = 3
 
@@ -129,47 +127,9 @@ def cli_seconds(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     return seconds, done.stdout.strip().splitlines()[-1]
 
 
-@contextmanager
-def own_database(name: str = "stockpulse_bench_train") -> Iterator[str]:
-    """A freshly migrated database of this benchmark's own (others may run at the same time),
-    exported as DATABASE_URL while in use."""
-    import psycopg2
-    from sqlalchemy.engine import make_url
-
-    from config.settings import get_settings
-    from db import database_manager, migrate
-
-    get_settings.cache_clear()
-    database_manager.dispose_engine()
-    base = make_url(database_manager.database_url())
-    admin = psycopg2.connect(base.set(drivername="postgresql").render_as_string(False))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(hide_password=False)
-    old = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
-    database_manager.dispose_engine()
-    migrate.upgrade()
-    try:
-        yield url
-    finally:
-        database_manager.dispose_engine()
-        if old is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = old
-        get_settings.cache_clear()
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
 def demo_results() -> list[dict[str, Any]]:
     out = []
-    with own_database() as url, tempfile.TemporaryDirectory() as tmp:
+    with bench_database("stockpulse_bench_train") as url, tempfile.TemporaryDirectory() as tmp:
         end = fill_demo_database()
         env = {
             **os.environ,

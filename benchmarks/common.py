@@ -47,8 +47,8 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 @contextmanager
-def bench_database() -> Iterator[str]:
-    """A freshly migrated database `stockpulse_bench`, exported as DATABASE_URL."""
+def bench_database(name: str = "stockpulse_bench") -> Iterator[str]:
+    """A freshly migrated database `name`, exported as DATABASE_URL."""
     from config.settings import get_settings
     from db import database_manager, migrate
 
@@ -59,9 +59,9 @@ def bench_database() -> Iterator[str]:
     conn = psycopg2.connect(admin)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute('DROP DATABASE IF EXISTS "stockpulse_bench" WITH (FORCE)')
-        cur.execute('CREATE DATABASE "stockpulse_bench"')
-    url = base.set(database="stockpulse_bench").render_as_string(hide_password=False)
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = base.set(database=name).render_as_string(hide_password=False)
     old = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = url
     get_settings.cache_clear()
@@ -77,5 +77,5 @@ def bench_database() -> Iterator[str]:
             os.environ["DATABASE_URL"] = old
         get_settings.cache_clear()
         with conn.cursor() as cur:
-            cur.execute('DROP DATABASE IF EXISTS "stockpulse_bench" WITH (FORCE)')
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
