@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-fast lint format bench browser db-start db-stop db-status clean
+.PHONY: install demo test test-fast test-dates lint format bench browser faketime db-start db-stop \
+	db-status clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@echo "==> installing dependencies into $(VENV) (first run takes a few minutes)"
@@ -46,8 +47,19 @@ browser:
 	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
 
+# Debian's libfaketime for the tests that depend on the date (make test-dates).
+faketime:
+	@command -v faketime >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y faketime; }
+
 test: lint browser
-	@$(PY) -m pytest
+	@start=$$(date +%s); $(PY) -m pytest; rc=$$?; \
+		echo "make test: $$(( $$(date +%s) - start )) s of tests, exit code $$rc"; exit $$rc
+
+# Every test marked `dates` at fixed instants under libfaketime (holidays, early closes, DST,
+# weekends, 03:00 UTC); see scripts/test_dates.py.
+test-dates: install faketime
+	@$(PY) scripts/test_dates.py
 
 test-fast: install
 	@$(PY) -m pytest -m "not slow"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import pandas as pd
 
 from app.data import cached_data, query
@@ -26,6 +28,36 @@ ORDER BY t.pos
 """
 
 
+class OpsStamp(NamedTuple):
+    """What changes when the job and backfill views must be rebuilt (one cheap query)."""
+
+    last_run: int | None
+    last_finish: pd.Timestamp | None
+    queue_rows: int
+    queue_changed: pd.Timestamp | None
+
+
+def _stamp_value(value: Any) -> Any:
+    return None if value is None or pd.isna(value) else value
+
+
+def ops_stamp() -> OpsStamp:
+    """The newest job run and its last finish, and the backfill queue's size and last change."""
+    row = query(
+        "SELECT (SELECT max(id) FROM job_runs) AS last_run, "
+        "(SELECT max(finished_at) FROM job_runs) AS last_finish, "
+        "(SELECT count(*) FROM backfill_queue) AS queue_rows, "
+        "(SELECT max(updated_at) FROM backfill_queue) AS queue_changed"
+    ).iloc[0]
+    last_run = _stamp_value(row["last_run"])
+    return OpsStamp(
+        None if last_run is None else int(last_run),
+        _stamp_value(row["last_finish"]),
+        int(row["queue_rows"]),
+        _stamp_value(row["queue_changed"]),
+    )
+
+
 def latest_session(now: pd.Timestamp) -> tuple[pd.Timestamp, pd.DatetimeIndex]:
     """The session that is open at `now`, or the last one before it, and its minutes so far."""
     session = xnys().minute_to_session(now.floor("min"), direction="previous")
@@ -33,9 +65,15 @@ def latest_session(now: pd.Timestamp) -> tuple[pd.Timestamp, pd.DatetimeIndex]:
     return session, minutes[minutes < now]
 
 
-@cached_data(ttl=20, max_entries=8)
-def ticker_health(tickers: tuple[str, ...], now: pd.Timestamp) -> pd.DataFrame:
-    """Per ticker: latest bar, its age, bars and missing minutes in the session, gap counts."""
+@cached_data(ttl=600, max_entries=8)
+def ticker_health(
+    tickers: tuple[str, ...], now: pd.Timestamp, stamp: OpsStamp, newest_bar: pd.Timestamp | None
+) -> pd.DataFrame:
+    """Per ticker: latest bar, its age, bars and missing minutes in the session, gap counts.
+
+    `now` is the market clock's minute; the cache is keyed on it, on `stamp` (the gap counts)
+    and on the newest stored bar."""
+    del stamp, newest_bar  # cache keys
     session, minutes = latest_session(now)
     if len(minutes):
         start, end = minutes[0], minutes[-1] + pd.Timedelta(minutes=1)
@@ -60,9 +98,10 @@ def ticker_health(tickers: tuple[str, ...], now: pd.Timestamp) -> pd.DataFrame:
     return frame
 
 
-@cached_data(ttl=20, max_entries=4)
-def backfill_queue(limit: int = 200) -> pd.DataFrame:
-    """Backfill entries not filled yet (pending and failed), newest first."""
+@cached_data(ttl=600, max_entries=4)
+def backfill_queue(stamp: OpsStamp, limit: int = 200) -> pd.DataFrame:
+    """Backfill entries not filled yet (pending and failed), newest first (keyed on `stamp`)."""
+    del stamp  # the cache key
     return query(
         "SELECT ticker, gap_start, gap_end, status, attempts, last_error, updated_at "
         "FROM backfill_queue WHERE status IN (:pending, :failed) "
@@ -89,9 +128,11 @@ def _short_details(details: object) -> str:
     return "" if details is None else str(details)[:120]
 
 
-@cached_data(ttl=20, max_entries=4)
-def job_runs(since: pd.Timestamp) -> pd.DataFrame:
-    """The last run of every job, with its outcome and the runs and failures since `since`."""
+@cached_data(ttl=600, max_entries=4)
+def job_runs(stamp: OpsStamp, since: pd.Timestamp) -> pd.DataFrame:
+    """The last run of every job, with its outcome and the runs and failures since `since`
+    (keyed on `stamp`)."""
+    del stamp  # the cache key
     frame = query(
         "SELECT l.job, l.started_at, l.finished_at, l.status, l.message, "
         "coalesce(c.runs, 0) AS runs_recent, coalesce(c.failed, 0) AS failed_recent FROM ("

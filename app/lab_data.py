@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
 from app.data import cached_data, query
 from config.settings import get_settings
 from ml.registry import Registry, RegistryError, list_versions, read_metadata, read_registry
+
+
+class LabStamp(NamedTuple):
+    """What changes when the lab, history or drift views must be rebuilt (one cheap query)."""
+
+    evaluation_id: int | None
+    event_id: int | None
+    drift_checked_at: pd.Timestamp | None
+    registry_mtime_ns: int | None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def lab_stamp() -> LabStamp:
+    """The newest evaluation, registry event and drift check, and the registry file's mtime.
+
+    The cached reads below are keyed on it, so a retrain, a validation, a promotion or a
+    rollback (from any session or process) shows on the next rerun of every page."""
+    row = query(
+        "SELECT (SELECT max(id) FROM model_evaluations) AS evaluation_id, "
+        "(SELECT max(id) FROM model_events) AS event_id, "
+        "(SELECT max(checked_at) FROM drift_metrics) AS drift_checked_at"
+    ).iloc[0]
+    try:
+        mtime: int | None = get_settings().model_config_path.stat().st_mtime_ns
+    except FileNotFoundError:
+        mtime = None
+    checked = row["drift_checked_at"]
+    return LabStamp(
+        _int_or_none(row["evaluation_id"]),
+        _int_or_none(row["event_id"]),
+        None if checked is None or pd.isna(checked) else pd.Timestamp(checked),
+        mtime,
+    )
 
 
 def registry() -> Registry:
@@ -55,9 +91,10 @@ def _span(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-@cached_data(ttl=15, max_entries=4)
-def evaluations(limit: int = 50) -> pd.DataFrame:
-    """The newest validation runs: id, at, challenger, champion, promoted."""
+@cached_data(ttl=600, max_entries=4)
+def evaluations(stamp: LabStamp, limit: int = 50) -> pd.DataFrame:
+    """The newest validation runs: id, at, challenger, champion, promoted (keyed on `stamp`)."""
+    del stamp  # the cache key
     return query(
         "SELECT id, at, challenger, champion, promoted FROM model_evaluations "
         "ORDER BY at DESC, id DESC LIMIT :n",
@@ -75,9 +112,10 @@ def evaluation_report(evaluation_id: int) -> dict[str, Any] | None:
     return dict(report) if isinstance(report, dict) else None
 
 
-@cached_data(ttl=30, max_entries=8)
-def model_events(limit: int = 200) -> pd.DataFrame:
-    """Registry events as recorded in the database (newest first)."""
+@cached_data(ttl=600, max_entries=8)
+def model_events(stamp: LabStamp, limit: int = 200) -> pd.DataFrame:
+    """Registry events as recorded in the database (newest first; keyed on `stamp`)."""
+    del stamp  # the cache key
     return query(
         "SELECT at, event, version, previous_version, actor, reason FROM model_events "
         "ORDER BY at DESC, id DESC LIMIT :n",
@@ -85,9 +123,11 @@ def model_events(limit: int = 200) -> pd.DataFrame:
     )
 
 
-@cached_data(ttl=30, max_entries=8)
-def drift_metrics(since: pd.Timestamp) -> pd.DataFrame:
-    """Drift checks since `since`: checked_at, model_version, metric, feature, value, ..."""
+@cached_data(ttl=600, max_entries=8)
+def drift_metrics(stamp: LabStamp, since: pd.Timestamp) -> pd.DataFrame:
+    """Drift checks since `since`: checked_at, model_version, metric, feature, value, ...
+    (keyed on `stamp`)."""
+    del stamp  # the cache key
     frame = query(
         "SELECT checked_at, model_version, metric, feature, value, threshold, alarm "
         "FROM drift_metrics WHERE checked_at >= :since ORDER BY checked_at",
@@ -97,9 +137,13 @@ def drift_metrics(since: pd.Timestamp) -> pd.DataFrame:
     return frame
 
 
-@cached_data(ttl=60, max_entries=8)
-def live_confidence(version: str, since: pd.Timestamp, bucket: str = "1 hour") -> pd.DataFrame:
-    """Mean top-class probability of each model per time bucket, from the signals log."""
+@cached_data(ttl=600, max_entries=8)
+def live_confidence(
+    signal_ts: pd.Timestamp | None, version: str, since: pd.Timestamp, bucket: str = "1 hour"
+) -> pd.DataFrame:
+    """Mean top-class probability of each model per time bucket, from the signals log (keyed on
+    the version's newest signal, `signal_ts`)."""
+    del signal_ts  # the cache key
     frame = query(
         "SELECT date_bin(CAST(:bucket AS interval), bar_ts, CAST(:origin AS timestamptz)) AS ts, "
         "avg(GREATEST(lstm_p_down, lstm_p_neutral, lstm_p_up)) AS lstm, "

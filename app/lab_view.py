@@ -151,7 +151,6 @@ def _act(name: str, password: str, reason: str, action: Any) -> None:
         st.error(f"Not changed: {redact(str(exc))}")
         return
     champ = registry.champion
-    lab_data.model_events.clear()  # type: ignore[attr-defined]
     ui.flash(
         f"Champion is now {champ.version if champ else '—'} ({by}). "
         "Live scoring switches to it within one refresh."

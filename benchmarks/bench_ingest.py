@@ -37,7 +37,8 @@ class _ManualTime:
 
 
 def _market(tickers: list[str]) -> tuple[Any, _ManualTime]:
-    from workers.sources.simulated import SessionClock, SimulatedMarket
+    from config.market_clock import SessionClock
+    from workers.sources.simulated import SimulatedMarket
 
     real = _ManualTime()
     market = SimulatedMarket(seed=3, clock=SessionClock(START, speed=60.0, time_fn=real))

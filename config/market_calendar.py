@@ -6,6 +6,7 @@ import functools
 from datetime import date
 
 import exchange_calendars as xcals
+import numpy as np
 import pandas as pd
 
 
@@ -38,3 +39,18 @@ def is_session_day(day: date | pd.Timestamp | None = None) -> bool:
     if day is None:
         day = pd.Timestamp.now(tz="America/New_York").date()
     return bool(xnys().is_session(pd.Timestamp(day)))
+
+
+def regular_session_mask(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """True where a bar time (UTC, the minute's open) is a minute of an XNYS regular session.
+
+    The one rule for every source and write path: only regular-session bars are stored (no
+    pre- or post-market minutes); features, gap detection and labels assume it.
+    """
+    stamps = pd.DatetimeIndex(ts)
+    if stamps.empty:
+        return np.zeros(0, dtype=bool)
+    stamps = stamps.tz_convert("UTC") if stamps.tz is not None else stamps.tz_localize("UTC")
+    stamps = stamps.as_unit("ns")
+    minutes = xnys().minutes_in_range(stamps.min().floor("min"), stamps.max().ceil("min"))
+    return np.asarray(stamps.isin(minutes.as_unit("ns")))

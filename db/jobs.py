@@ -4,6 +4,7 @@
 - `heartbeat(worker, status, **details)`: upserts `worker_heartbeats` for the data-health page.
 - `training_lock()`: the one lock that nightly training, validation and the app's retrain button
   share (an `fcntl` lock on `settings.lock_path`), so runs never overlap.
+- `backfill_lock()`: the one lock of every backfill-queue drain (ingestor and cron job).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from sqlalchemy import text
 
 from config.settings import get_settings
 from db.database_manager import connect, write_to_db
+
+EXIT_BUSY = 75  # EX_TEMPFAIL: every command whose lock is held by another run exits with it
 
 
 class LockBusyError(RuntimeError):
@@ -108,6 +111,14 @@ def file_lock(path: Path, what: str, wait: bool = False) -> Iterator[Path]:
             fh.seek(0)
             fh.truncate()
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def backfill_lock(wait: bool = False) -> Iterator[Path]:
+    """The one lock every drain of the backfill queue holds (the price ingestor after the close,
+    `python -m workers.backfill` from cron or by hand), so two drains never race."""
+    with file_lock(get_settings().data_dir / "locks" / "backfill.lock", "backfill", wait) as held:
+        yield held
 
 
 @contextmanager

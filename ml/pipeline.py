@@ -18,7 +18,7 @@ import pandas as pd
 from config.market_calendar import sessions_between
 from config.settings import Settings, get_settings
 from db.database_manager import read_from_db
-from db.jobs import LockBusyError, job_run, training_lock
+from db.jobs import EXIT_BUSY, LockBusyError, job_run, training_lock
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_pipeline(quick=args.quick, epochs=args.epochs)
     except LockBusyError as exc:
         print(f"not started: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_BUSY
     except ValidationRefused as exc:
         print(f"trained, but validation refused: {exc}", file=sys.stderr)
         return 4

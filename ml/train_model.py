@@ -7,7 +7,7 @@ fixed seeds), converts both to fixed-batch .tflite files checked against Keras, 
 model version folder `models_dir/<UTC timestamp>/` with metadata.json written last. The version
 is not promoted; `ml.validate_model` decides that. One run at a time (the training lock).
 
-Exit codes: 0 trained, 1 failed (message on stderr), 3 another training holds the lock.
+Exit codes: 0 trained, 1 failed (message on stderr), 75 another training holds the lock.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from ml.windows import FeatureScaler
 
 MODEL_NAMES = ("lstm", "transformer")
 QUICK_EPOCHS, QUICK_TRAIN_WINDOWS, QUICK_VAL_WINDOWS = 3, 15_000, 8_000
-EXIT_LOCK_BUSY = 3
 
 
 @dataclass(frozen=True)
@@ -336,13 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be >= 1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from db.jobs import LockBusyError
+    from db.jobs import EXIT_BUSY, LockBusyError
 
     try:
         folder = train(end=args.end, quick=args.quick, epochs=args.epochs)
     except LockBusyError as exc:
         print(f"not started: {exc}; try again when it has finished", file=sys.stderr)
-        return EXIT_LOCK_BUSY
+        return EXIT_BUSY
     except (DatasetError, ValueError) as exc:
         print(f"training failed: {exc}", file=sys.stderr)
         return 1

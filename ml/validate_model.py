@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from db.jobs import LockBusyError, job_run, training_lock
+    from db.jobs import EXIT_BUSY, LockBusyError, job_run, training_lock
 
     parser = argparse.ArgumentParser(
         prog="python -m ml.validate_model",
@@ -288,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 4
             run.note(f"{report['challenger']}: {report['gate']['decision']}")
     except LockBusyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+        print(f"not started: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     print(summary(report))
     return 0
 

@@ -7,8 +7,10 @@ Gaps are fetched per session with one history request for all tickers concerned.
 source has bars for becomes `filled`; a gap the source has nothing for is a minute without
 trades: `empty`, never retried. Errors count an attempt and keep the gap `pending`; after
 `--max-attempts`, or when the gap is older than the source's history reaches, it is `failed`.
-The price ingestor also drains the queue itself whenever a session closes. Under cron the
-`workers.cron_job` guard records the run in `job_runs`; the last line printed is the report.
+The price ingestor also drains the queue itself whenever a session closes; every drain holds one
+lock (`db.jobs.backfill_lock`), so the two never race: the second says so and exits 75. Under
+cron the `workers.cron_job` guard records the run in `job_runs`; the last line printed is the
+report.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy import text
 from config.market_calendar import sessions_between, xnys
 from config.settings import get_settings
 from db.database_manager import connect, read_from_db
+from db.jobs import EXIT_BUSY, LockBusyError, backfill_lock
 from workers.bar_store import write_bars
 from workers.common import setup_logging
 from workers.sources import SOURCE_KINDS, make_source
@@ -162,13 +165,17 @@ def drain_queue(
     tickers: list[str] | None = None,
     max_attempts: int = MAX_ATTEMPTS,
 ) -> BackfillReport:
-    """Fill pending gaps (ending before `before`), one history request per session."""
+    """Fill pending gaps (ending before `before`), one history request per session.
+
+    Holds `db.jobs.backfill_lock`; raises `LockBusyError` at once when another drain holds it.
+    """
     report = BackfillReport()
-    gaps = pending_gaps(before=before, tickers=tickers)
-    if gaps.empty:
-        return report
-    for _, group in gaps.groupby(_session_of(gaps["gap_start"])):
-        _fill_session(source, group.reset_index(drop=True), report, max_attempts)
+    with backfill_lock():
+        gaps = pending_gaps(before=before, tickers=tickers)
+        if gaps.empty:
+            return report
+        for _, group in gaps.groupby(_session_of(gaps["gap_start"])):
+            _fill_session(source, group.reset_index(drop=True), report, max_attempts)
     log.info("backfill: %s", report)
     return report
 
@@ -176,7 +183,15 @@ def drain_queue(
 def backfill_range(
     source: MarketDataSource, tickers: list[str], start: date, end: date
 ) -> BackfillReport:
-    """Refetch every session from `start` to `end` and store the bars that are missing."""
+    """Refetch every session from `start` to `end` and store the bars that are missing (under
+    `db.jobs.backfill_lock`, like every drain)."""
+    with backfill_lock():
+        return _backfill_range(source, tickers, start, end)
+
+
+def _backfill_range(
+    source: MarketDataSource, tickers: list[str], start: date, end: date
+) -> BackfillReport:
     report = BackfillReport()
     sessions = sessions_between(start, end)
     step = source.limits.max_days_per_request or len(sessions) or 1
@@ -215,10 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("workers.backfill")
     settings = get_settings()
     source = make_source(settings, args.source)
-    if args.start is not None:
-        report = backfill_range(source, settings.universe, args.start, args.end)
-    else:
-        report = drain_queue(source, max_attempts=args.max_attempts)
+    try:
+        if args.start is not None:
+            report = backfill_range(source, settings.universe, args.start, args.end)
+        else:
+            report = drain_queue(source, max_attempts=args.max_attempts)
+    except LockBusyError as exc:
+        print(f"not started: {exc}; the queue is being drained already", file=sys.stderr)
+        return EXIT_BUSY
     print(report)
     return 0
 

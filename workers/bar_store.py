@@ -1,8 +1,10 @@
 """Writing bars: on the adjusted scale of already-applied corporate actions, with their gaps.
 
 Every writer of `bars_1m` (the price ingestor, the backfill, history seeding) goes through
-`write_bars`. In one transaction it takes the bar-writers' advisory lock in shared mode (the
-corporate-action handler takes it exclusively while it rescales history), reads the factors
+`write_bars`, which stores regular-session bars only (the one rule of every source and write
+path; see `config.market_calendar.regular_session_mask`). In one transaction it takes the
+bar-writers' advisory lock in shared mode (the corporate-action handler takes it exclusively
+while it rescales history), reads the factors
 of the applied actions, puts bars from before each ex-date on the adjusted scale, upserts them
 and queues the gaps found with them. So a bar that arrives late for a date before an applied
 split or dividend ends on the same scale as its neighbours, and a restart never loses a gap.
@@ -18,6 +20,7 @@ import psycopg2
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from config.market_calendar import regular_session_mask
 from db.database_manager import connect, read_from_db, write_to_db
 from workers.sources.base import BAR_COLUMNS
 
@@ -83,6 +86,14 @@ def write_bars(
     has_gaps = gaps is not None and not gaps.empty
     if bars.empty and not has_gaps:
         return 0
+    if not bars.empty:
+        regular = regular_session_mask(bars["ts"])
+        if not regular.all():
+            log.warning(
+                "not storing %d bar(s) outside the regular session (regular-session rule)",
+                int((~regular).sum()),
+            )
+            bars = bars[regular]
     written = 0
     with connect() as conn:
         lock_bars(conn)
@@ -98,17 +109,23 @@ def write_bars(
 
 
 def queue_gaps(conn: Connection, gaps: pd.DataFrame) -> None:
-    """Add gap rows as pending (a gap already queued keeps its status). One statement."""
+    """Add gap rows, pending unless they carry a `status` (seeding records minutes the source
+    confirmed empty); a gap already queued keeps its status. One statement."""
+    status = gaps["status"] if "status" in gaps.columns else pd.Series("pending", gaps.index)
     conn.execute(
         text(
-            "INSERT INTO backfill_queue (ticker, gap_start, gap_end) "
-            "SELECT * FROM unnest(CAST(:t AS text[]), CAST(:s AS timestamptz[]), "
-            "CAST(:e AS timestamptz[])) ON CONFLICT (ticker, gap_start) DO NOTHING"
+            "INSERT INTO backfill_queue (ticker, gap_start, gap_end, status, attempts) "
+            "SELECT u.t, u.s, u.e, u.status, CASE WHEN u.status = :pending THEN 0 ELSE 1 END "
+            "FROM unnest(CAST(:t AS text[]), CAST(:s AS timestamptz[]), "
+            "CAST(:e AS timestamptz[]), CAST(:status AS text[])) AS u(t, s, e, status) "
+            "ON CONFLICT (ticker, gap_start) DO NOTHING"
         ),
         {
             "t": [str(t) for t in gaps["ticker"]],
             "s": [pd.Timestamp(x).to_pydatetime() for x in gaps["gap_start"]],
             "e": [pd.Timestamp(x).to_pydatetime() for x in gaps["gap_end"]],
+            "status": [str(x) for x in status],
+            "pending": "pending",
         },
     )
 

@@ -9,7 +9,9 @@
   second run while the first holds it records 'skipped' and exits with EXIT_BUSY.
 - The command runs as a subprocess; its output is streamed line by line to this process's log
   (supervisord's cron log in the container); the run is recorded 'ok' or 'failed' with the exit
-  code and the last lines of output. A leading `python` / `python3` means this interpreter.
+  code and the last lines of output; a command that exits EXIT_BUSY (its own lock, e.g. the
+  backfill queue being drained by the price ingestor) is recorded 'skipped'. A leading
+  `python` / `python3` means this interpreter.
 
 Training's own lock (`db.jobs.training_lock`, shared with the app's retrain button) is taken by
 `ml.pipeline` itself, not here.
@@ -36,11 +38,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config.market_calendar import is_session_day
 from config.settings import get_settings
-from db.jobs import LockBusyError, file_lock, job_run
+from db.jobs import EXIT_BUSY, LockBusyError, file_lock, job_run
 from workers.common import setup_logging
 
 NEW_YORK = ZoneInfo("America/New_York")
-EXIT_BUSY = 75  # EX_TEMPFAIL: the previous run of this job is still going
 EXIT_NO_DATABASE = 69  # EX_UNAVAILABLE: runs cannot be recorded, so none is started
 EXIT_CANNOT_START = 127
 TAIL_LINES = 20
@@ -164,6 +165,10 @@ def guarded_run(name: str, command: list[str], *, session_day: bool, today: date
             log.error("%s: not started, %s", name, exc)
             return EXIT_BUSY
         outcome = _describe_exit(returncode)
+        if returncode == EXIT_BUSY:  # the command found its own work already running
+            run.skip(f"busy: {tail[-1] if tail else outcome}")
+            log.info("%s: skipped, %s", name, tail[-1] if tail else outcome)
+            return EXIT_BUSY
         if returncode != 0:
             run.status = "failed"
             run.note(f"{outcome}; last output:\n" + "\n".join(tail)[-1500:])

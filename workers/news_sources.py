@@ -22,6 +22,7 @@ import pandas as pd
 import requests
 
 from config.market_calendar import sessions_between
+from config.market_clock import SessionClock
 from config.settings import Settings, get_settings
 from workers.http_fetch import PayloadError, http_get, new_session
 from workers.news_text import (
@@ -33,7 +34,7 @@ from workers.news_text import (
     to_utc,
 )
 from workers.sources.base import RateLimitError, SourceError
-from workers.sources.simulated import SessionClock, SimulatedMarket
+from workers.sources.simulated import SimulatedMarket
 
 log = logging.getLogger(__name__)
 

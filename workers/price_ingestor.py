@@ -33,7 +33,7 @@ import pandas as pd
 from config.market_calendar import xnys
 from config.settings import get_settings
 from db.database_manager import DataValidationError
-from db.jobs import heartbeat
+from db.jobs import LockBusyError, heartbeat
 from workers.backfill import drain_queue
 from workers.bar_store import DB_ERRORS, last_bar_times, write_bars
 from workers.common import Shutdown, backoff_s, setup_logging
@@ -254,6 +254,8 @@ class PriceIngestor:
         try:
             drain_queue(self.source, before=closed + pd.Timedelta(minutes=1), tickers=self.tickers)
             self.backfill_due = False
+        except LockBusyError as exc:
+            log.info("post-market backfill deferred: %s; retried after the next poll", exc)
         except Exception:
             log.exception("post-market backfill failed; retried after the next poll")
 

@@ -1,13 +1,20 @@
-"""Seed the database with simulated history so the demo has bars to train on and to show.
+"""Seed the database with the 1-minute history before the live feed starts.
 
-    python -m workers.seed_history --days 25 [--reset-clock] [--no-adjust]
+    python -m workers.seed_history [--source simulated|replay|yfinance] [--days N]
+                                   [--reset-clock] [--no-adjust]
 
-Writes the simulated market's 1-minute bars of the universe for the N sessions before the
-session the shared simulated clock starts in (see `workers.sources.clock`), so the price
-ingestor continues exactly where the seeded history ends. Idempotent: sessions already complete
-in the database are skipped and existing bars are never overwritten. Then, unless
-`--no-adjust`, the corporate-action handler records and applies the splits and dividends of
-that window, as the before-the-open cron job would have. News and macro seeding live elsewhere.
+Writes the configured source's bars of the universe for the N sessions before the session its
+live feed starts in (`MarketDataSource.live_start`: the shared clock's start for the simulated
+and replay sources, now for yfinance), so the price ingestor continues exactly where the seeded
+history ends. Requests follow the source's limits (the whole universe per request, at most
+`max_days_per_request` days each, never older than its history reaches; yfinance's rate limits
+are retried with back-off by the source). Sessions are written one by one, so a run killed
+halfway resumes where it stopped: sessions already stored in full are not written again and
+existing bars are never overwritten; a second run writes nothing. Minutes of a fetched session
+that the source has no bar for are recorded in the backfill queue as confirmed empty (minutes
+without trades). Then, unless `--no-adjust`, the corporate-action handler records and applies the
+splits and dividends of that window, as the before-the-open cron job would have. News and macro
+seeding live in `workers.seed_context`.
 """
 
 from __future__ import annotations
@@ -21,15 +28,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from config.market_calendar import xnys
+from config.market_calendar import session_minutes, xnys
+from config.market_clock import reset_clock
 from config.settings import Settings, get_settings
 from db.database_manager import read_from_db
 from workers.bar_store import write_bars
 from workers.common import setup_logging
 from workers.corporate_action_handler import run_daily_adjustment
-from workers.sources import make_source
-from workers.sources.clock import reset_clock
-from workers.sources.simulated import SimulatedMarket
+from workers.gaps import runs
+from workers.sources import SOURCE_KINDS, make_source
+from workers.sources.base import MarketDataSource, clean_bars, final_only
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +47,52 @@ class SeedReport:
     sessions: int = 0
     skipped: int = 0
     bars_written: int = 0
+    empty_minutes: int = 0
     first: str = ""
     last: str = ""
 
     def __str__(self) -> str:
         return (
             f"{self.sessions} session(s) {self.first}..{self.last}: {self.bars_written} bar(s) "
-            f"written, {self.skipped} session(s) already complete"
+            f"written, {self.skipped} session(s) already complete, "
+            f"{self.empty_minutes} minute(s) without trades"
         )
 
 
-def seed_sessions(market: SimulatedMarket, days: int) -> pd.DatetimeIndex:
-    """The `days` sessions before the session the market's clock starts in."""
-    if market.clock is None:
-        raise ValueError("seeding needs the simulated market's clock (make_source)")
+def seed_sessions(source: MarketDataSource, days: int) -> pd.DatetimeIndex:
+    """The `days` sessions before the session the source's live feed starts in, within the
+    source's history reach."""
     cal = xnys()
-    first_live = cal.minute_to_session(market.clock.start, direction="next")
-    return cal.sessions_window(first_live, -(days + 1))[:-1]
+    start = source.live_start()
+    first_live = cal.minute_to_session(start.floor("min"), direction="next")
+    sessions = cal.sessions_window(first_live, -(days + 1))[:-1]
+    reach = source.limits.history_days
+    if reach is not None:
+        oldest = (source.now() - pd.Timedelta(days=reach)).tz_convert(None).normalize()
+        kept = sessions[sessions > oldest]
+        if len(kept) < len(sessions):
+            log.warning(
+                "%s keeps 1-minute history for about %d days: seeding %d of %d session(s)",
+                source.name,
+                reach,
+                len(kept),
+                len(sessions),
+            )
+        sessions = kept
+    return sessions
+
+
+def session_chunks(source: MarketDataSource, sessions: pd.DatetimeIndex) -> list[pd.DatetimeIndex]:
+    """Consecutive sessions grouped so that each group is one request to the source."""
+    span = source.limits.max_days_per_request
+    if span is None or len(sessions) == 0:
+        return [sessions] if len(sessions) else []
+    chunks, first = [], 0
+    for i in range(1, len(sessions) + 1):
+        if i == len(sessions) or (sessions[i] - sessions[first]).days >= span:
+            chunks.append(sessions[first:i])
+            first = i
+    return chunks
 
 
 def stored_counts(tickers: list[str], sessions: pd.DatetimeIndex) -> dict[pd.Timestamp, int]:
@@ -71,6 +108,22 @@ def stored_counts(tickers: list[str], sessions: pd.DatetimeIndex) -> dict[pd.Tim
         },
     )
     return {pd.Timestamp(r.day): int(r.n) for r in counts.itertuples(index=False)}
+
+
+def empty_minutes(bars: pd.DataFrame, tickers: list[str], session: pd.Timestamp) -> pd.DataFrame:
+    """Minutes of `session` the source served no bar for, as confirmed-empty queue rows.
+
+    A ticker with no bar at all in the session is left out: that is a failed answer, not a
+    session without trades, and the price ingestor's gap check or a later seed covers it."""
+    minutes = session_minutes(session)
+    rows: list[dict[str, object]] = []
+    for ticker, mine in bars.groupby("ticker"):
+        if str(ticker) not in tickers or mine.empty:
+            continue
+        missing = minutes[~minutes.isin(pd.DatetimeIndex(mine["ts"]))]
+        rows.extend(runs(str(ticker), missing, minutes))
+    frame = pd.DataFrame(rows, columns=["ticker", "gap_start", "gap_end"])
+    return frame.assign(status="empty")
 
 
 @contextmanager
@@ -98,30 +151,62 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[str], None]]:
     yield tick
 
 
+def _seed_chunk(
+    source: MarketDataSource,
+    tickers: list[str],
+    chunk: pd.DatetimeIndex,
+    report: SeedReport,
+    tick: Callable[[str], None],
+) -> None:
+    cal = xnys()
+    have = stored_counts(tickers, chunk)
+    lo, hi = pd.Timestamp(cal.session_open(chunk[0])), pd.Timestamp(cal.session_close(chunk[-1]))
+    fetched, _ = clean_bars(final_only(source.history(tickers, lo, hi), source.now()))
+    fetched = fetched[fetched["ticker"].isin(tickers)]
+    day = fetched["ts"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize()
+    for session in chunk:
+        bars = fetched[day == session]
+        if have.get(session, 0) >= len(bars):
+            report.skipped += 1
+        else:
+            empty = empty_minutes(bars, tickers, session)
+            report.bars_written += write_bars(
+                bars, source=source.name, gaps=empty, on_conflict="nothing"
+            )
+            report.empty_minutes += _minutes_in(empty)
+        tick(str(session.date()))
+
+
+def _minutes_in(gaps: pd.DataFrame) -> int:
+    if gaps.empty:
+        return 0
+    return int(((gaps["gap_end"] - gaps["gap_start"]) / pd.Timedelta(minutes=1) + 1).sum())
+
+
 def seed_history(
-    days: int, settings: Settings | None = None, adjust: bool = True, progress: bool = True
+    days: int,
+    settings: Settings | None = None,
+    *,
+    source: MarketDataSource | None = None,
+    adjust: bool = True,
+    progress: bool = True,
 ) -> SeedReport:
-    """Write `days` simulated sessions ending where the live clock starts; returns a report."""
+    """Write `days` sessions of the source's history ending where its live feed starts."""
     settings = settings or get_settings()
-    market = make_source(settings, "simulated")
-    assert isinstance(market, SimulatedMarket)
-    tickers = settings.universe
-    sessions = seed_sessions(market, days)
-    have = stored_counts(tickers, sessions)
+    source = source or make_source(settings)
+    tickers = list(settings.universe)
+    sessions = seed_sessions(source, days)
+    if len(sessions) == 0:
+        log.info("seed history: no session before %s to seed", source.live_start())
+        return SeedReport()
     report = SeedReport(len(sessions), first=str(sessions[0].date()), last=str(sessions[-1].date()))
     with _progress(len(sessions), progress) as tick:
-        for session in sessions:
-            bars = pd.concat([market.session_bars(t, session) for t in tickers], ignore_index=True)
-            if have.get(session, 0) >= len(bars):
-                report.skipped += 1
-            else:
-                report.bars_written += write_bars(bars, source=market.name, on_conflict="nothing")
-            tick(str(session.date()))
+        for chunk in session_chunks(source, sessions):
+            _seed_chunk(source, tickers, chunk, report, tick)
     if adjust:
         span = (sessions[-1] - sessions[0]).days + 1
-        assert market.clock is not None
-        today = market.clock.start.tz_convert("America/New_York").date()
-        run_daily_adjustment(market, tickers, today=today, lookback_days=span + 1, lookahead_days=0)
+        today = source.live_start().tz_convert("America/New_York").date()
+        run_daily_adjustment(source, tickers, today=today, lookback_days=span + 1, lookahead_days=0)
     log.info("seed history: %s", report)
     return report
 
@@ -132,10 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--source", choices=SOURCE_KINDS, help="default: settings.market_source")
     parser.add_argument(
         "--days", type=int, default=None, help="sessions (default: sim_history_days)"
     )
-    parser.add_argument("--reset-clock", action="store_true", help="restart the simulated clock")
+    parser.add_argument("--reset-clock", action="store_true", help="restart the shared clock")
     parser.add_argument("--no-adjust", action="store_true", help="skip corporate actions")
     args = parser.parse_args(argv)
     setup_logging("workers.seed_history")
@@ -144,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     if days < 1:
         parser.error("--days must be at least 1")
     if args.reset_clock and reset_clock(settings.data_dir):
-        log.info("simulated clock reset")
-    report = seed_history(days, settings, adjust=not args.no_adjust)
+        log.info("market clock reset")
+    source = make_source(settings, args.source)
+    report = seed_history(days, settings, source=source, adjust=not args.no_adjust)
     print(report)
     return 0
 

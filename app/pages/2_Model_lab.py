@@ -23,7 +23,7 @@ def champion_card() -> str | None:
 
 
 def evaluation_section() -> None:
-    runs = lab_data.evaluations()
+    runs = lab_data.evaluations(lab_data.lab_stamp())
     if runs.empty:
         st.info(
             "No validation report yet: `python -m ml.validate_model` (or **Retrain**) scores the "

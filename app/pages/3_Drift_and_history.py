@@ -4,7 +4,7 @@ import _stockpulse_path  # noqa: F401
 import pandas as pd
 import streamlit as st
 
-from app import charts, lab_data, live, ui
+from app import charts, data, lab_data, live, ui
 
 SPANS = {"1 day": 1, "7 days": 7, "30 days": 30, "90 days": 90}
 PANELS = (
@@ -30,7 +30,7 @@ LIVE_CHECKS = (
 )
 
 
-def history_section() -> None:
+def history_section(stamp: lab_data.LabStamp) -> None:
     st.header("Registry history")
     history = lab_data.registry_history()
     if history.empty:
@@ -43,7 +43,7 @@ def history_section() -> None:
             column_config={"at": st.column_config.DatetimeColumn("At (UTC)")},
         )
     with st.expander("Events recorded in the database"):
-        st.dataframe(lab_data.model_events(), hide_index=True, width="stretch")
+        st.dataframe(lab_data.model_events(stamp), hide_index=True, width="stretch")
 
 
 def alarm_states(frame: pd.DataFrame) -> None:
@@ -92,7 +92,8 @@ def confidence_section(frame: pd.DataFrame, since: pd.Timestamp) -> None:
     if models is None:
         st.info("No model is serving yet, so there is no live confidence to show.")
         return
-    conf = lab_data.live_confidence(models.version, since)
+    newest = data.live_stamp(models.version).signal_ts
+    conf = lab_data.live_confidence(newest, models.version, since)
     checks = frame[frame["metric"].isin(LIVE_CHECKS) & (frame["model_version"] == models.version)]
     if conf.empty and checks.empty:
         st.info(f"No signals from {models.version} in this period yet.")
@@ -110,8 +111,9 @@ def page() -> None:
     span = st.sidebar.selectbox("Period", list(SPANS), index=1)
     since = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=SPANS[span])).floor("h")
     with ui.guard():
-        history_section()
-        frame = lab_data.drift_metrics(since)
+        stamp = lab_data.lab_stamp()
+        history_section(stamp)
+        frame = lab_data.drift_metrics(stamp, since)
         drift_section(frame)
         confidence_section(frame, since)
 

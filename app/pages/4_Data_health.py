@@ -4,14 +4,20 @@ import _stockpulse_path  # noqa: F401
 import pandas as pd
 import streamlit as st
 
-from app import health_data, ui
+from app import data, health_data, ui
+from config.market_clock import MarketTime, market_time
 
 STALE_BEAT_S = 300.0
 
 
-def tickers_section(universe: list[str], now: pd.Timestamp) -> None:
-    frame = health_data.ticker_health(tuple(universe), now.floor("min"))
+def tickers_section(universe: list[str], market: MarketTime, stamp: health_data.OpsStamp) -> None:
+    newest = data.live_stamp(None).bars_ts
+    frame = health_data.ticker_health(tuple(universe), market.now.floor("min"), stamp, newest)
     st.header(f"Bars per ticker · session {frame.attrs.get('session', '?')}")
+    st.caption(
+        f"Judged on the {market.description}: market now {market.now:%a %Y-%m-%d %H:%M} UTC. "
+        "Worker heartbeats and job runs below are judged on the wall clock."
+    )
     if frame["latest_bar"].isna().all():
         st.info(
             "No bars stored yet: start the price ingestor (`python -m workers.price_ingestor`)."
@@ -51,9 +57,9 @@ def tickers_section(universe: list[str], now: pd.Timestamp) -> None:
     )
 
 
-def backfill_section() -> None:
+def backfill_section(stamp: health_data.OpsStamp) -> None:
     st.header("Backfill queue")
-    queue = health_data.backfill_queue()
+    queue = health_data.backfill_queue(stamp)
     if queue.empty:
         st.success("No pending or failed gaps.")
     else:
@@ -77,9 +83,9 @@ def workers_section(now: pd.Timestamp) -> None:
     st.dataframe(beats[cols], hide_index=True, width="stretch", key="workers_table")
 
 
-def jobs_section(now: pd.Timestamp) -> None:
+def jobs_section(stamp: health_data.OpsStamp, now: pd.Timestamp) -> None:
     st.header("Scheduled jobs")
-    runs = health_data.job_runs((now - pd.Timedelta(days=7)).floor("h"))
+    runs = health_data.job_runs(stamp, (now - pd.Timedelta(days=7)).floor("h"))
     if runs.empty:
         st.info("No job has run yet.")
         return
@@ -104,10 +110,11 @@ def page() -> None:
     st.title("Data health")
     now = pd.Timestamp.now(tz="UTC")
     with ui.guard():
-        tickers_section(list(settings.universe), now)
-        backfill_section()
+        stamp = health_data.ops_stamp()
+        tickers_section(list(settings.universe), market_time(settings), stamp)
+        backfill_section(stamp)
         workers_section(now)
-        jobs_section(now)
+        jobs_section(stamp, now)
 
 
 page()

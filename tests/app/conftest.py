@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,9 +27,11 @@ def clear_streamlit_caches() -> None:
 @pytest.fixture(scope="session")
 def trained_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real model version (TensorFlow training, real .tflite files) from a quick run on
-    simulated bars, trained once per test session."""
-    from db.database_manager import execute
-    from ml.train_model import train
+    simulated bars, trained once per test session (from memory: the database is not touched,
+    so a test may ask for it after seeding its own data)."""
+    from ml.dataset import RawData
+    from ml.progress import Progress
+    from ml.train_model import train_from_raw
 
     root = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:
@@ -40,19 +41,33 @@ def trained_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
         mp.setenv("MODEL_CONFIG_PATH", str(root / "model_config.json"))
         mp.setenv("DATA_DIR", str(root / "var"))
         get_settings.cache_clear()
-        execute("TRUNCATE bars_1m, news_articles, macro_observations")
-        MarketFeed(get_settings().universe, sessions=6).seed()
-        folder = train(quick=True, epochs=1)
-        execute("TRUNCATE bars_1m, job_runs")
+        feed = MarketFeed(get_settings().universe, sessions=6)
+        bars = feed.bars[["ticker", "ts", "open", "high", "low", "close", "volume"]]
+        folder = train_from_raw(
+            RawData(bars), get_settings(), quick=True, epochs=1, progress=Progress(None, None)
+        )
     get_settings.cache_clear()
     return folder
 
 
-@dataclass
 class AppEnv:
-    root: Path
-    version: str
-    models_dir: Path
+    """A test's app environment; the trained model version is copied in on first use, so
+    tests that need no model never pay for training one."""
+
+    def __init__(self, root: Path, models_dir: Path, request: pytest.FixtureRequest) -> None:
+        self.root = root
+        self.models_dir = models_dir
+        self._request = request
+        self._version: str | None = None
+
+    @property
+    def version(self) -> str:
+        """The trained version (a real TensorFlow model, trained once per test session)."""
+        if self._version is None:
+            trained: Path = self._request.getfixturevalue("trained_version")
+            shutil.copytree(trained, self.models_dir / trained.name)
+            self._version = trained.name
+        return self._version
 
     def promote(self, version: str | None = None) -> str:
         from ml.registry import promote
@@ -72,17 +87,20 @@ class AppEnv:
 
 @pytest.fixture
 def app_env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_tables: None, trained_version: Path
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    clean_tables: None,
+    request: pytest.FixtureRequest,
 ) -> Iterator[AppEnv]:
-    """Empty tables, a models folder holding the trained version (not promoted), fresh caches."""
+    """Empty tables, a models folder (the trained version is copied in when a test first asks
+    for it, not promoted), fresh caches."""
     models = tmp_path / "models"
     models.mkdir()
-    shutil.copytree(trained_version, models / trained_version.name)
     monkeypatch.setenv("MODELS_DIR", str(models))
     monkeypatch.setenv("MODEL_CONFIG_PATH", str(tmp_path / "model_config.json"))
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "var"))
     get_settings.cache_clear()
     clear_streamlit_caches()
-    yield AppEnv(tmp_path, trained_version.name, models)
+    yield AppEnv(tmp_path, models, request)
     clear_streamlit_caches()
     get_settings.cache_clear()

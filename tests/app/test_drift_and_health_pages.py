@@ -41,6 +41,7 @@ def test_drift_page_shows_history_drift_against_thresholds_and_live_confidence(
     assert "raised" in table_with(at, "alarm", "raised").columns
 
 
+@pytest.mark.dates
 def test_a_raised_drift_alarm_is_called_out(app_env):
     row = {
         "checked_at": pd.Timestamp.now(tz="UTC"),
@@ -65,6 +66,7 @@ def test_drift_page_empty_states(app_env):
     assert any("No model is serving yet" in i for i in infos)
 
 
+@pytest.mark.dates
 def test_data_health_shows_tickers_gaps_workers_and_jobs(app_env):
     app_env.feed().seed()
     gap = pd.Timestamp.now(tz="UTC").floor("min") - pd.Timedelta(hours=2)
@@ -134,3 +136,60 @@ def test_data_health_with_the_database_down_then_back(app_env, monkeypatch: pyte
     at.run()
     assert not alerts(at, "error")
     assert len(table_with(at, "ticker", "latest_bar")) == len(get_settings().universe)
+
+
+@pytest.mark.dates
+def test_data_health_judges_freshness_on_the_market_clock(app_env):
+    """With the simulated clock anchored in a past session, freshness, the session and the
+    missing minutes are judged at the market's now, not the wall clock's."""
+    from config.market_calendar import xnys
+    from config.market_clock import anchored_clock
+
+    feed = app_env.feed(sessions=2)
+    session = xnys().minute_to_session(feed.minutes[-1], direction="previous")
+    market_start = pd.Timestamp(xnys().session_open(session)) + pd.Timedelta(minutes=125)
+    held_back = sum(1 for m in feed.minutes if m >= market_start)
+    newest = feed.seed(hold_back=held_back)
+    assert newest < market_start
+    anchored_clock(get_settings().data_dir, "simulated", speed=1.0, start=market_start)
+    at = open_page("health")
+    assert not at.exception and not alerts(at, "error")
+    assert any(f"session {session.date()}" in h for h in texts(at))
+    assert any("simulated market clock at 1x" in c for c in texts(at))
+    tickers = table_with(at, "ticker", "age", "missing_in_session").set_index("ticker")
+    # minutes old on the market clock (a ticker's last minute may have had no trade), never
+    # the hours or days the wall clock would give
+    parts = tickers["age"].str.split(" ", n=1, expand=True)
+    value, unit = parts[0].astype(float), parts[1]
+    assert set(unit) <= {"s", "min"} and (value[unit == "min"] <= 10).all()
+    opened = pd.Timestamp(xnys().session_open(session))
+    in_session = feed.bars[(feed.bars["ts"] >= opened) & (feed.bars["ts"] < market_start)]
+    stored = in_session.groupby("ticker").size()
+    assert (tickers["bars_in_session"] == stored.reindex(tickers.index)).all()
+    # 125 minutes of the session have passed on the market clock (missing ones are minutes
+    # without trades in the simulated market, about 1 %)
+    assert ((tickers["bars_in_session"] + tickers["missing_in_session"]) == 125).all()
+    assert tickers["missing_in_session"].max() < 10
+
+
+@pytest.mark.dates
+def test_data_health_on_the_wall_clock_counts_the_session_so_far(
+    app_env, monkeypatch: pytest.MonkeyPatch
+):
+    """A live source is judged on the wall clock: the session is the latest one opened by now
+    (early closes, holidays, weekends and daylight saving from the XNYS schedule), and the
+    expected minutes are those elapsed in it."""
+    import exchange_calendars as xcals
+
+    monkeypatch.setenv("MARKET_SOURCE", "yfinance")
+    get_settings.cache_clear()
+    now = pd.Timestamp.now(tz="UTC")
+    schedule = xcals.get_calendar("XNYS").schedule
+    opened = schedule[schedule["open"] <= now].iloc[-1]
+    elapsed = (min(now.floor("min"), opened["close"]) - opened["open"]) / pd.Timedelta(minutes=1)
+    at = open_page("health")
+    assert not at.exception and not alerts(at, "error")
+    assert any(f"session {opened.name.date()}" in h for h in texts(at))
+    assert any("wall clock (live market data)" in c for c in texts(at))
+    shown = next(c for c in texts(at) if "session minutes so far" in c)
+    assert shown.startswith(f"{int(elapsed)} session minutes")

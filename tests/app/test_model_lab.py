@@ -200,3 +200,46 @@ def test_retrain_runs_the_pipeline_in_the_background_and_shows_the_outcome(
     runs = table_with(at, "model", "macro_f1")
     assert len(runs) >= 4
     assert any("Gate decision" in t for t in texts(at))
+
+
+def test_a_validation_stored_right_after_the_first_render_shows_on_the_next_rerun(app_env):
+    """The background pipeline may finish within a second of the page's first render: the
+    next rerun shows its report (the lab's reads are keyed on a stamp, not a TTL)."""
+    from ml.validate_model import store_report as store_validation
+
+    app_env.copy_version(CHAMPION)
+    app_env.promote(CHAMPION)
+    at = open_page("lab")
+    assert any("No validation report yet" in i for i in alerts(at, "info"))
+    store_validation(report(app_env.version, CHAMPION, decision="reject"))  # as validation does
+    at.run()
+    assert not at.exception
+    assert any("Gate decision: **REJECT**" in e for e in alerts(at, "error"))
+    assert len(table_with(at, "model", "macro_f1")) == 7
+
+
+def test_promote_and_rollback_in_one_session_show_in_another_at_its_next_rerun(app_env):
+    app_env.copy_version(CHAMPION)
+    app_env.promote(CHAMPION)
+    watcher, history = open_page("lab"), open_page("drift")
+    assert any(f"`{CHAMPION}`" in t for t in texts(watcher))
+    events_before = len(table_with(history, "event", "actor"))
+
+    other = open_page("lab")
+    fill_form(other, "promote", "alice", PASSWORD, "better on the last week")
+    submit(other, "Promote")
+    watcher.run()
+    history.run()
+    assert any(f"**Champion:** `{app_env.version}`" in t for t in texts(watcher))
+    events = table_with(history, "event", "actor")
+    assert len(events) == events_before + 1
+    assert (events.iloc[0]["event"], events.iloc[0]["actor"]) == ("promoted", "analyst:alice")
+
+    fill_form(other, "rollback", "bob", PASSWORD, "live accuracy fell")
+    submit(other, "Roll back")
+    watcher.run()
+    history.run()
+    assert any(f"**Champion:** `{CHAMPION}`" in t for t in texts(watcher))
+    events = table_with(history, "event", "actor")
+    assert (events.iloc[0]["event"], events.iloc[0]["actor"]) == ("rolled_back", "analyst:bob")
+    assert table_with(history, "event", "reason").iloc[0]["reason"] == "live accuracy fell"

@@ -193,8 +193,8 @@ def test_train_from_the_database_records_the_job(
 def test_train_refuses_while_the_lock_is_held(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from db.jobs import LockBusyError, training_lock
-    from ml.train_model import EXIT_LOCK_BUSY, main, train
+    from db.jobs import EXIT_BUSY, LockBusyError, training_lock
+    from ml.train_model import main, train
 
     settings = small_settings(tmp_path)
     monkeypatch.setenv("DATA_DIR", str(settings.data_dir))
@@ -203,7 +203,7 @@ def test_train_refuses_while_the_lock_is_held(
         with training_lock(settings.lock_path):
             with pytest.raises(LockBusyError):
                 train(settings, quick=True)
-            assert main(["--quick"]) == EXIT_LOCK_BUSY
+            assert main(["--quick"]) == EXIT_BUSY
     finally:
         get_settings.cache_clear()
     assert "already running" in capsys.readouterr().err

@@ -15,12 +15,13 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 from croniter import croniter
 
 from config.market_calendar import is_session_day
 from db.database_manager import read_from_db
-from workers.cron_job import EXIT_BUSY
+from db.jobs import EXIT_BUSY
 
 ROOT = Path(__file__).resolve().parents[2]
 NY = ZoneInfo("America/New_York")
@@ -220,6 +221,26 @@ def test_guard_skips_a_non_session_day(day, guard_env, tmp_path):
     assert not (tmp_path / "ran.txt").exists()
     [(status, message)] = runs_of(job)
     assert status == "skipped" and day in message
+
+
+@pytest.mark.dates
+def test_guard_judges_today_by_the_new_york_date(guard_env, tmp_path):
+    """Without --today the guard judges the New York date of this instant (at 03:00 UTC on a
+    Saturday it is still Friday in New York, a session day), as cron does at each instant."""
+    import exchange_calendars as xcals
+
+    ny_today = datetime.now(ZoneInfo("America/New_York")).date()
+    session = xcals.get_calendar("XNYS").is_session(pd.Timestamp(ny_today))
+    job = f"t_today_{uuid.uuid4().hex[:8]}"
+    result = run_guard(
+        guard(job, "--session-day", command=write_marker("ran.txt")), guard_env, tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ran.txt").exists() == session
+    [(status, message)] = runs_of(job)
+    assert status == ("ok" if session else "skipped")
+    if not session:
+        assert str(ny_today) in message
 
 
 def test_guard_runs_the_command_on_a_session_day(guard_env, tmp_path):

@@ -167,8 +167,14 @@ def test_demo_runs_and_a_killed_worker_comes_back(demo):
         wait_for("signals", lambda: count("signals") >= len(TICKERS))
         browser.close()
     assert count("news_articles") > 0
+
+    def workers_beating() -> bool:
+        beats = read_from_db("SELECT worker FROM worker_heartbeats")
+        return {"price_ingestor", "news_ingestor"} <= set(beats["worker"])
+
+    # the news worker loads its sentiment model before its first heartbeat
+    wait_for("both workers' heartbeats", workers_beating)
     beats = read_from_db("SELECT worker, last_beat FROM worker_heartbeats")
-    assert {"price_ingestor", "news_ingestor"} <= set(beats["worker"])
     assert (pd.Timestamp.now(tz="UTC") - beats["last_beat"].max()) < pd.Timedelta(minutes=1)
     assert "RUNNING" in ctl("status", "news_ingestor") and "RUNNING" in ctl("status", "app")
 

@@ -14,9 +14,10 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.engine import make_url
 
+from config.market_clock import SessionClock
 from db.database_manager import read_from_db
 from workers.sources.base import MarketDataSource, SourceLimits
-from workers.sources.simulated import SessionClock, SimulatedMarket
+from workers.sources.simulated import SimulatedMarket
 
 BAR_SQL = "SELECT ticker, ts, open, high, low, close, volume FROM bars_1m ORDER BY ticker, ts"
 

@@ -83,6 +83,7 @@ def test_gaps_beyond_the_history_reach_fail_at_once(clean_tables: None) -> None:
     assert report.failed == 1 and q["status"].iloc[0] == "failed" and q["attempts"].iloc[0] == 1
 
 
+@pytest.mark.dates
 def test_range_backfill_from_the_command_line(
     clean_tables: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,3 +113,34 @@ def test_range_backfill_from_the_command_line(
 def test_start_without_end_is_refused() -> None:
     with pytest.raises(SystemExit):
         backfill.main(["--start", "2024-06-10"])
+
+
+def test_drains_of_the_queue_never_race(
+    clean_tables: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The price ingestor's post-market drain and the cron job share one lock: while one holds
+    it, the other does nothing to the queue and says so (the CLI exits 75, cron records it
+    skipped); the ingestor retries after its next poll."""
+    from db.jobs import EXIT_BUSY, LockBusyError, backfill_lock
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MARKET_SOURCE", "simulated")
+    get_settings.cache_clear()
+    try:
+        market, real = simulated("2024-06-11 15:00")
+        _queue_gap("KO", pd.Timestamp("2024-06-10 14:00", tz="UTC"), minutes=3)
+        ingestor = PriceIngestor(market, ["KO"], sleep=real.sleep)
+        with backfill_lock():
+            with pytest.raises(LockBusyError):
+                backfill.drain_queue(market)
+            assert backfill.main([]) == EXIT_BUSY
+            assert "being drained already" in capsys.readouterr().err
+            ingestor.state_loaded = True
+            ingestor._drain(market.now())
+            assert ingestor.backfill_due  # deferred, not lost
+            assert queue()["attempts"].iloc[0] == 0  # nobody touched the queue
+        ingestor._drain(market.now())
+        assert not ingestor.backfill_due
+        assert queue()["status"].iloc[0] in {"filled", "empty"}
+    finally:
+        get_settings.cache_clear()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from config.market_clock import SessionClock
 from config.settings import get_settings
 from db.database_manager import read_from_db
 from tests.workers.context_http import RecordedServer, recorded_server_fixture  # noqa: F401
@@ -23,7 +24,7 @@ from workers.common import Shutdown
 from workers.news_ingestor import NewsIngestor, store_articles
 from workers.news_sources import NewsApiSource, RequestBudget, RssSource, SimulatedNewsSource
 from workers.sentiment import VaderSentiment
-from workers.sources.simulated import SessionClock, SimulatedMarket
+from workers.sources.simulated import SimulatedMarket
 
 TICKERS = get_settings().universe
 CLOCK_START = pd.Timestamp("2024-03-15 15:00", tz="UTC")

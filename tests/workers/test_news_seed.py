@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 
 from config.market_calendar import xnys
+from config.market_clock import SessionClock
 from config.settings import get_settings
 from db.database_manager import read_from_db
 from workers import seed_context
 from workers.news_ingestor import NewsIngestor
 from workers.news_sources import SimulatedNewsSource
 from workers.sentiment import VaderSentiment
-from workers.sources.simulated import SessionClock, SimulatedMarket
+from workers.sources.simulated import SimulatedMarket
 
 COUNTS = (
     "SELECT (SELECT count(*) FROM news_articles) AS n, "

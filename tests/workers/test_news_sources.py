@@ -8,12 +8,13 @@ import logging
 import pandas as pd
 import pytest
 
+from config.market_clock import SessionClock
 from tests.workers.context_http import RecordedServer, recorded_server_fixture  # noqa: F401
 from workers.http_fetch import PayloadError
 from workers.news_sources import NewsApiSource, RequestBudget, RssSource, SimulatedNewsSource
 from workers.news_text import TickerTagger, article_key, batch_queries, normalise_url
 from workers.sources.base import RateLimitError, SourceError
-from workers.sources.simulated import SessionClock, SimulatedMarket
+from workers.sources.simulated import SimulatedMarket
 
 UNIVERSE = "AAPL MSFT GOOGL AMZN META NVDA TSLA JPM V JNJ WMT PG XOM UNH HD MA BAC KO PEP DIS"
 TICKERS = UNIVERSE.split()

@@ -15,6 +15,8 @@ from tests.workers.price_support import stored_bars
 from workers import seed_history
 from workers.sources import make_source
 
+pytestmark = pytest.mark.dates
+
 
 @pytest.fixture
 def demo_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

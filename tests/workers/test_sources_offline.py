@@ -8,12 +8,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from config.market_calendar import xnys
+from config.market_clock import (
+    SessionClock,
+    anchor_path,
+    anchored_clock,
+    default_clock_start,
+    reset_clock,
+)
 from config.settings import load_settings
 from workers.sources import make_source
 from workers.sources.base import BAR_COLUMNS, clean_bars, current_session, final_only
-from workers.sources.clock import anchor_path, anchored_clock, default_clock_start, reset_clock
 from workers.sources.replay import ReplayFileError, ReplaySource, load_bars_file
-from workers.sources.simulated import SessionClock, SimulatedMarket
+from workers.sources.simulated import SimulatedMarket
 from workers.sources.yfinance_source import YFinanceSource
 
 SESSION = pd.Timestamp("2024-06-10")
@@ -152,3 +159,34 @@ def test_make_source_builds_each_kind(tmp_path: Path) -> None:
     assert yfs.limits.max_days_per_request == 7 and not yfs.skips_closed_hours
     with pytest.raises(ValueError, match="unknown market source"):
         make_source(settings, "bloomberg")
+
+
+@pytest.mark.dates
+def test_the_shared_clock_starts_one_session_before_the_latest_open_at_any_instant(
+    tmp_path: Path,
+) -> None:
+    """At whatever instant the demo first starts, its clock starts at the open of the session
+    before the latest one that has opened, and every process (the app too) reads the same now."""
+    from config.market_clock import market_time
+
+    wall = pd.Timestamp.now(tz="UTC")
+    settings = load_settings(data_dir=tmp_path, market_source="simulated", sim_speed=60.0)
+    assert market_time(settings).clock == "simulated" and not market_time(settings).anchored
+    clock = make_source(settings).clock  # type: ignore[attr-defined]
+    cal = xnys()
+    first = cal.minute_to_session(clock.start, direction="next")
+    opens = [pd.Timestamp(cal.session_open(s)) for s in cal.sessions_window(first, 3)]
+    assert opens[0] == clock.start
+    assert opens[1] <= wall < opens[2]  # the latest session opened by now is the next one
+    seen = market_time(settings)
+    assert seen.clock == "simulated" and seen.anchored and seen.speed == 60.0
+    assert clock.start <= seen.now < clock.start + pd.Timedelta(minutes=10)
+
+
+def test_market_time_is_the_wall_clock_for_live_sources(tmp_path: Path) -> None:
+    from config.market_clock import market_time
+
+    before = pd.Timestamp.now(tz="UTC")
+    seen = market_time(load_settings(data_dir=tmp_path, market_source="yfinance"))
+    assert seen.clock == "wall" and before <= seen.now <= pd.Timestamp.now(tz="UTC")
+    assert "wall clock" in seen.description

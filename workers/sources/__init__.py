@@ -20,7 +20,7 @@ def make_source(settings: Settings | None = None, kind: str | None = None) -> Ma
     settings = settings or get_settings()
     kind = kind or settings.market_source
     if kind == "simulated":
-        from workers.sources.clock import anchored_clock
+        from config.market_clock import anchored_clock
         from workers.sources.simulated import SimulatedMarket
 
         clock = anchored_clock(settings.data_dir, "simulated", speed=settings.sim_speed)
@@ -28,7 +28,7 @@ def make_source(settings: Settings | None = None, kind: str | None = None) -> Ma
             seed=settings.sim_seed, planted_signal=settings.sim_planted_signal, clock=clock
         )
     if kind == "replay":
-        from workers.sources.clock import anchored_clock
+        from config.market_clock import anchored_clock
         from workers.sources.replay import ReplayFileError, ReplaySource, load_bars_file
 
         if settings.replay_path is None:

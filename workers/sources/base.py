@@ -16,6 +16,7 @@ import pandas as pd
 
 from config.market_calendar import (  # noqa: F401 - re-exported for sources
     is_trading_minute,
+    regular_session_mask,
     session_minutes,
     sessions_between,
     xnys,
@@ -85,6 +86,11 @@ class MarketDataSource(ABC):
         """The source's clock (wall clock for live sources; simulated/replay clocks differ)."""
         return pd.Timestamp.now(tz="UTC")
 
+    def live_start(self) -> pd.Timestamp:
+        """Where the live feed begins: the clock's start for accelerated sources, now for live
+        ones. History before it is what `workers.seed_history` seeds."""
+        return self.now()
+
     @property
     def clock_speed(self) -> float:
         """Market seconds per real second of the source's clock (1 for live sources)."""
@@ -119,9 +125,12 @@ def current_session(now: pd.Timestamp) -> pd.Timestamp | None:
 
 
 def clean_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep only bars the database accepts: finite positive prices, high >= low, volume >= 0.
+    """Keep only bars the database accepts: finite positive prices, high >= low, volume >= 0,
+    and only minutes of the regular session (`regular_session_mask`: pre- and post-market bars
+    are left out by rule, not counted as malformed).
 
-    Returns the kept bars (ts as UTC nanoseconds, missing volume as 0) and how many were dropped.
+    Returns the kept bars (ts as UTC nanoseconds, missing volume as 0) and how many malformed
+    bars were dropped.
     """
     if bars.empty:
         return empty_bars(), 0
@@ -146,5 +155,8 @@ def clean_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     if np.isnan(volume).any():
         frame["volume"] = frame["volume"].fillna(0.0)
     dropped = int((~ok).sum())
-    kept = frame if dropped == 0 else frame[ok]
-    return kept.reset_index(drop=True), dropped
+    regular = regular_session_mask(frame["ts"])
+    keep = ok & regular
+    if not keep.all():
+        frame = frame[keep]
+    return frame.reset_index(drop=True), dropped

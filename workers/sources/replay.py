@@ -1,9 +1,11 @@
 """Replay: recorded 1-minute bars from a CSV or Parquet file, played back at any speed.
 
 The file has the columns ticker, ts, open, high, low, close, volume (ts: the minute's open;
-with a timezone, or naive meaning UTC). The replay clock is a `SessionClock` that starts at the
-file's first bar and runs `speed` bar-minutes per real second through session minutes only.
-Recorded bars carry no corporate-action events, so `corporate_actions` is always empty.
+with a timezone, or naive meaning UTC). Like every source, it serves regular-session bars only:
+pre- and post-market rows of the file are left out when it is loaded. The replay clock is a
+`SessionClock` that starts at the file's first bar and runs `speed` bar-minutes per real second
+through session minutes only. Recorded bars carry no corporate-action events, so
+`corporate_actions` is always empty.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from config.market_clock import SessionClock
 from workers.sources.base import (
     ACTION_COLUMNS,
     BAR_COLUMNS,
@@ -25,7 +28,6 @@ from workers.sources.base import (
     empty_bars,
     xnys,
 )
-from workers.sources.simulated import SessionClock
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,13 @@ def load_bars_file(path: Path) -> pd.DataFrame:
     bars, dropped = clean_bars(raw)
     if dropped:
         log.warning("replay file %s: dropped %d unusable row(s)", path, dropped)
+    outside = len(raw) - dropped - len(bars)
+    if outside:
+        log.info(
+            "replay file %s: %d pre-/post-market bar(s) left out (regular-session bars only)",
+            path,
+            outside,
+        )
     if bars.empty:
         raise ReplayFileError(f"replay file {path} holds no usable bars")
     bars = bars.drop_duplicates(["ticker", "ts"], keep="last")
@@ -87,6 +96,9 @@ class ReplaySource(MarketDataSource):
 
     def now(self) -> pd.Timestamp:
         return self.clock.now()
+
+    def live_start(self) -> pd.Timestamp:
+        return self.clock.start
 
     @property
     def clock_speed(self) -> float:

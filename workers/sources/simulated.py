@@ -25,15 +25,14 @@ order and the same bars come back. What it models:
 from __future__ import annotations
 
 import functools
-import time
 import zlib
-from collections.abc import Callable
 from datetime import date
 
 import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
+from config.market_clock import SessionClock
 from workers.sources.base import (
     ACTION_COLUMNS,
     BAR_COLUMNS,
@@ -43,7 +42,6 @@ from workers.sources.base import (
     empty_bars,
     session_minutes,
     sessions_between,
-    xnys,
 )
 
 EPOCH = "2018-01-02"
@@ -257,6 +255,9 @@ class SimulatedMarket(MarketDataSource):
     def now(self) -> pd.Timestamp:
         return self.clock.now() if self.clock is not None else pd.Timestamp.now(tz="UTC")
 
+    def live_start(self) -> pd.Timestamp:
+        return self.clock.start if self.clock is not None else self.now()
+
     @property
     def clock_speed(self) -> float:
         return float(self.clock.speed) if self.clock is not None else 1.0
@@ -312,39 +313,3 @@ class SimulatedMarket(MarketDataSource):
                     prev_raw_close = float(prev_bars["close"].iloc[-1])
                     rows.append((t, ex.date(), "dividend", round(value * prev_raw_close, 4)))
         return pd.DataFrame(rows, columns=ACTION_COLUMNS)
-
-
-class SessionClock:
-    """A clock on trading time: real seconds advance it through session minutes only.
-
-    `speed` market seconds pass per real second (60 = one bar per second), and closed hours are
-    skipped, so an accelerated demo always has a market to watch. `time_fn` supplies real time
-    (tests pass a manual one).
-    """
-
-    def __init__(
-        self,
-        start: pd.Timestamp,
-        speed: float = 1.0,
-        real_start: float | None = None,
-        time_fn: Callable[[], float] = time.time,
-    ) -> None:
-        if speed <= 0:
-            raise ValueError("clock speed must be positive")
-        self.speed = speed
-        self.time_fn = time_fn
-        self.real_start = time_fn() if real_start is None else real_start
-        cal = xnys()
-        start = pd.Timestamp(start).tz_convert("UTC").floor("min")
-        first = cal.minute_to_session(start, direction="next")
-        sessions = cal.sessions_in_range(first, first + pd.Timedelta(days=400))
-        minutes = cal.sessions_minutes(sessions[0], sessions[-1])
-        self._minutes = minutes[minutes >= start] if len(minutes) else minutes
-        self.start: pd.Timestamp = self._minutes[0]
-
-    def now(self) -> pd.Timestamp:
-        elapsed_market_s = max(0.0, (self.time_fn() - self.real_start) * self.speed)
-        idx = int(elapsed_market_s // 60)
-        idx = min(idx, len(self._minutes) - 1)
-        frac = elapsed_market_s - idx * 60
-        return self._minutes[idx] + pd.Timedelta(seconds=frac)

@@ -6,6 +6,8 @@ Quirks handled here, and only here:
 - its column layout: a (Price, Ticker) MultiIndex by default, (Ticker, Price) with
   `group_by="ticker"`, single-level for one ticker; index in the exchange's timezone -> UTC;
 - the newest row is usually the still-forming minute: only closed minutes are returned;
+- pre-/post-market rows it sometimes returns although they were not asked for are left out by
+  the regular-session rule (`clean_bars`);
 - tickers that failed come back as all-NaN columns and an ERROR log line of yfinance, not as an
   exception: the log lines are captured to tell rate limits and failures apart;
 - rate limits (`YFRateLimitError`, HTTP 429) come in waves: retried with jittered back-off, then
@@ -38,7 +40,6 @@ from workers.sources.base import (
     clean_bars,
     empty_bars,
     final_only,
-    xnys,
 )
 
 log = logging.getLogger(__name__)
@@ -122,14 +123,6 @@ def normalise_download(frame: pd.DataFrame | None, tickers: list[str]) -> pd.Dat
     if dropped:
         log.warning("Yahoo: dropped %d malformed bar(s) (NaN, non-positive, high < low)", dropped)
     return bars.sort_values(["ticker", "ts"]).reset_index(drop=True)
-
-
-def _session_minutes_only(bars: pd.DataFrame) -> pd.DataFrame:
-    """Drop pre/post-market rows Yahoo sometimes returns although they were not requested."""
-    if bars.empty:
-        return bars
-    minutes = xnys().minutes_in_range(bars["ts"].min(), bars["ts"].max())
-    return bars[bars["ts"].isin(minutes)].reset_index(drop=True)
 
 
 def _period_for(days: int) -> str:
@@ -217,7 +210,7 @@ class YFinanceSource(MarketDataSource):
     def latest_bars(
         self, tickers: list[str], now: pd.Timestamp, since: pd.Timestamp | None = None
     ) -> pd.DataFrame:
-        bars = final_only(_session_minutes_only(self._download(tickers, period="1d")), now)
+        bars = final_only(self._download(tickers, period="1d"), now)
         if since is not None:
             bars = bars[bars["ts"] > since]
         return bars.reset_index(drop=True)
@@ -240,7 +233,7 @@ class YFinanceSource(MarketDataSource):
             stop = min(cursor + step, end)
             frames.append(self._download(tickers, start=cursor, end=stop))
             cursor = stop
-        bars = _session_minutes_only(pd.concat(frames, ignore_index=True))
+        bars = pd.concat(frames, ignore_index=True)
         bars = final_only(bars[(bars["ts"] >= start) & (bars["ts"] < end)], now)
         return bars.drop_duplicates(["ticker", "ts"]).sort_values(
             ["ticker", "ts"], ignore_index=True
