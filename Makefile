@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-fast test-dates lint format bench browser faketime db-start db-stop \
-	db-status clean
+.PHONY: install demo test test-fast test-plain test-dates lint format bench browser faketime \
+	timescaledb db-start db-stop db-status clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@echo "==> installing dependencies into $(VENV) (first run takes a few minutes)"
@@ -52,9 +52,26 @@ faketime:
 	@command -v faketime >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO apt-get install -y faketime; }
 
+# Two pytest workers (pytest-xdist): model training mostly keeps one core busy, so two halves of
+# the suite share the machine's two cores; tests sharing an expensive fixture stay on one worker.
+PYTEST_PARALLEL := -n 2 --dist loadgroup
+
 test: lint browser
-	@start=$$(date +%s); $(PY) -m pytest; rc=$$?; \
+	@start=$$(date +%s); $(PY) -m pytest $(PYTEST_PARALLEL); rc=$$?; \
 		echo "make test: $$(( $$(date +%s) - start )) s of tests, exit code $$rc"; exit $$rc
+
+# Every test that touches the database again, on plain PostgreSQL (its own embedded server in
+# var/plain, TimescaleDB off): the fallback stays a first-class path.
+test-plain: install browser
+	@start=$$(date +%s); TIMESCALEDB=off DATA_DIR=$(CURDIR)/var/plain \
+		$(PY) -m pytest $(PYTEST_PARALLEL) -m "not no_db"; \
+		rc=$$?; echo "make test-plain: $$(( $$(date +%s) - start )) s of tests, exit code $$rc"; \
+		exit $$rc
+
+# TimescaleDB built from source into the embedded PostgreSQL (scripts/build_timescaledb.sh);
+# the embedded server restarts with it preloaded the next time a command needs the database.
+timescaledb: install
+	@PY=$(PY) bash scripts/build_timescaledb.sh
 
 # Every test marked `dates` at fixed instants under libfaketime (holidays, early closes, DST,
 # weekends, 03:00 UTC); see scripts/test_dates.py.

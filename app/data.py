@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
 import psycopg2
@@ -20,7 +20,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
 from config.settings import Settings, get_settings
+from db import bars as db_bars
+from db import signals as db_signals
 from db.database_manager import read_from_db
+from db.signals import LiveStamp
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -28,10 +31,7 @@ R = TypeVar("R")
 
 # The app_rerun_live benchmark turns this off to time the same page without caching.
 CACHE_ENABLED = True
-UTC_ORIGIN = "2000-01-03T00:00:00+00:00"
-INTERVALS = {"1m": "1 minute", "5m": "5 minutes", "1h": "1 hour", "1d": "1 day"}
-AGGREGATE_VIEWS = {"5m": "bars_5m", "1h": "bars_1h", "1d": "bars_1d"}
-SPARK_WINDOW = "90 minutes"
+INTERVALS = db_bars.INTERVALS
 
 
 class DataUnavailable(RuntimeError):
@@ -103,6 +103,15 @@ def query(sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         raise DataUnavailable(describe_db_error(exc)) from None
 
 
+def from_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call one of `db`'s query functions, with failures turned into `DataUnavailable`."""
+    try:
+        return fn(*args, **kwargs)
+    except (SQLAlchemyError, psycopg2.Error, OSError, RuntimeError) as exc:
+        log.warning("query failed: %s", redact(str(exc)).splitlines()[0] if str(exc) else exc)
+        raise DataUnavailable(describe_db_error(exc)) from None
+
+
 def database_ok() -> bool:
     """True when the database answers a trivial query (uncached; used to recover)."""
     try:
@@ -115,65 +124,13 @@ def database_ok() -> bool:
 # --------------------------------------------------------------------------- live page
 
 
-class LiveStamp(NamedTuple):
-    """What changes when the live table must be rebuilt."""
-
-    bars_ts: pd.Timestamp | None
-    signal_ts: pd.Timestamp | None
-    signal_rows: int
-
-
-def _ts(value: Any) -> pd.Timestamp | None:
-    return None if value is None or pd.isna(value) else pd.Timestamp(value)
-
-
 def live_stamp(version: str | None) -> LiveStamp:
-    """The newest bar and the newest signals of `version` (two index lookups, uncached)."""
-    frame = query(
-        "WITH m AS (SELECT max(bar_ts) AS bar_ts FROM signals WHERE model_version = :v) "
-        "SELECT (SELECT max(ts) FROM bars_1m) AS bars_ts, m.bar_ts AS signal_ts, "
-        "(SELECT count(*) FROM signals s WHERE s.bar_ts = m.bar_ts AND s.model_version = :v) "
-        "AS signal_rows FROM m",
-        {"v": version or ""},
-    )
-    row = frame.iloc[0]
-    return LiveStamp(_ts(row["bars_ts"]), _ts(row["signal_ts"]), int(row["signal_rows"] or 0))
-
-
-LIVE_SQL = """
-SELECT t.ticker, b.ts AS bar_ts, b.close AS last, p.close AS prev_close, h.closes AS spark,
-       s.bar_ts AS signal_ts, s.action, s.confidence, s.reason,
-       s.lstm_label, s.lstm_p_down, s.lstm_p_neutral, s.lstm_p_up,
-       s.transformer_label, s.transformer_p_down, s.transformer_p_neutral, s.transformer_p_up
-FROM unnest(CAST(:tickers AS text[])) WITH ORDINALITY AS t(ticker, pos)
-LEFT JOIN LATERAL (
-    SELECT ts, close FROM bars_1m WHERE ticker = t.ticker ORDER BY ts DESC LIMIT 1) b ON true
-LEFT JOIN LATERAL (
-    SELECT close FROM bars_1m
-    WHERE ticker = t.ticker
-      AND ts < date_bin(CAST(:day AS interval), b.ts, CAST(:origin AS timestamptz))
-    ORDER BY ts DESC LIMIT 1) p ON true
-LEFT JOIN LATERAL (
-    SELECT array_agg(close ORDER BY ts) AS closes FROM bars_1m
-    WHERE ticker = t.ticker AND ts > b.ts - CAST(:spark AS interval)) h ON true
-LEFT JOIN LATERAL (
-    SELECT * FROM signals WHERE ticker = t.ticker AND model_version = :v
-    ORDER BY bar_ts DESC LIMIT 1) s ON true
-ORDER BY t.pos
-"""
+    """The newest bar, the newest signals of `version` and the last adjustment (uncached)."""
+    return from_db(db_signals.live_stamp, version)
 
 
 def _live_frame(version: str | None, tickers: tuple[str, ...]) -> pd.DataFrame:
-    frame = query(
-        LIVE_SQL,
-        {
-            "tickers": list(tickers),
-            "v": version or "",
-            "day": "1 day",
-            "origin": UTC_ORIGIN,
-            "spark": SPARK_WINDOW,
-        },
-    )
+    frame = from_db(db_signals.live_board, version, tickers)
     frame["change_pct"] = (frame["last"] / frame["prev_close"] - 1.0) * 100.0
     agree = (frame["lstm_label"] == frame["transformer_label"]).astype(object)
     frame["models_agree"] = agree.where(frame["action"].notna(), None)
@@ -194,72 +151,33 @@ def live_table(stamp: LiveStamp, version: str | None, tickers: tuple[str, ...]) 
 # --------------------------------------------------------------------------- stock detail
 
 
-@st.cache_data(ttl=600, max_entries=2, show_spinner=False)
-def timescale_views() -> bool:
-    """True when TimescaleDB and its continuous aggregates bars_5m/1h/1d exist."""
-    frame = query(
-        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = :ext) AS ext, "
-        "to_regclass(:view) IS NOT NULL AS view",
-        {"ext": "timescaledb", "view": "bars_1d"},
-    )
-    return bool(frame.iloc[0]["ext"]) and bool(frame.iloc[0]["view"])
+@cached_data(ttl=600, max_entries=64)
+def bar_extent(
+    ticker: str, newest: pd.Timestamp | None
+) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """First and last bar time of `ticker` (None, None without bars); keyed on the newest bar."""
+    del newest  # the cache key
+    return from_db(db_bars.bar_extent, ticker)
 
 
-@cached_data(ttl=30, max_entries=64)
-def bar_extent(ticker: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
-    """First and last bar time of `ticker` (None, None without bars)."""
-    frame = query(
-        "SELECT (SELECT min(ts) FROM bars_1m WHERE ticker = :t) AS first, "
-        "(SELECT max(ts) FROM bars_1m WHERE ticker = :t) AS last",
-        {"t": ticker},
-    )
-    return _ts(frame.iloc[0]["first"]), _ts(frame.iloc[0]["last"])
-
-
-def _bars_sql(interval: str) -> str:
-    if interval == "1m":
-        return (
-            "SELECT ts, open, high, low, close, volume FROM bars_1m "
-            "WHERE ticker = :t AND ts >= :start AND ts < :end ORDER BY ts"
-        )
-    if timescale_views():
-        view = AGGREGATE_VIEWS[interval]  # a fixed name, never user input
-        return (
-            f"SELECT ts, open, high, low, close, volume FROM {view} "
-            "WHERE ticker = :t AND ts >= :start AND ts < :end ORDER BY ts"
-        )
-    return (
-        "SELECT date_bin(CAST(:width AS interval), ts, CAST(:origin AS timestamptz)) AS ts, "
-        "(array_agg(open ORDER BY ts))[1] AS open, max(high) AS high, min(low) AS low, "
-        "(array_agg(close ORDER BY ts DESC))[1] AS close, sum(volume) AS volume "
-        "FROM bars_1m WHERE ticker = :t AND ts >= :start AND ts < :end GROUP BY 1 ORDER BY 1"
-    )
-
-
-@cached_data(ttl=60, max_entries=32)
-def bars(ticker: str, interval: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """OHLCV bars of `ticker` at `interval` (1m/5m/1h/1d), aggregated in the database."""
-    if interval not in INTERVALS:
-        raise ValueError(f"interval {interval!r} is not one of {list(INTERVALS)}")
-    params = {"t": ticker, "start": start, "end": end}
-    if interval != "1m":
-        params |= {"width": INTERVALS[interval], "origin": UTC_ORIGIN}
-    frame = query(_bars_sql(interval), params)
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    return frame
-
-
-@cached_data(ttl=60, max_entries=32)
-def signal_markers(
-    ticker: str, start: pd.Timestamp, end: pd.Timestamp, version: str | None
+@cached_data(ttl=600, max_entries=32)
+def bars(
+    ticker: str, interval: str, start: pd.Timestamp, end: pd.Timestamp, stamp: LiveStamp
 ) -> pd.DataFrame:
-    """BUY and SELL signals of `ticker` in [start, end) (of `version`, or of every version)."""
-    return query(
-        "SELECT bar_ts, action, confidence, close, model_version, reason FROM signals "
-        "WHERE ticker = :t AND bar_ts >= :start AND bar_ts < :end AND action <> :hold "
-        "AND (CAST(:v AS text) IS NULL OR model_version = :v) ORDER BY bar_ts",
-        {"t": ticker, "start": start, "end": end, "hold": "HOLD", "v": version},
-    )
+    """Adjusted OHLCV bars of `ticker` at `interval` (1m/5m/1h/1d), aggregated in the database
+    (keyed on the live stamp: a new bar or an applied corporate action rebuilds it)."""
+    del stamp  # the cache key
+    return from_db(db_bars.interval_bars, ticker, interval, start, end)
+
+
+@cached_data(ttl=600, max_entries=32)
+def signal_markers(
+    ticker: str, start: pd.Timestamp, end: pd.Timestamp, version: str | None, stamp: LiveStamp
+) -> pd.DataFrame:
+    """BUY and SELL signals of `ticker` in [start, end) (of `version`, or of every version),
+    at their bar's adjusted close."""
+    del stamp  # the cache key
+    return from_db(db_signals.signal_markers, ticker, start, end, version)
 
 
 @cached_data(ttl=120, max_entries=32)
@@ -291,12 +209,8 @@ def macro_context(as_of: pd.Timestamp) -> pd.DataFrame:
     return latest.rename(columns={"realtime_start": "released"}).reset_index(drop=True)
 
 
-@cached_data(ttl=5, max_entries=64)
-def latest_signal(ticker: str, version: str | None) -> dict[str, Any] | None:
+@cached_data(ttl=600, max_entries=64)
+def latest_signal(ticker: str, version: str | None, stamp: LiveStamp) -> dict[str, Any] | None:
     """The newest signal of `ticker` from `version`, as a dict, or None."""
-    frame = query(
-        "SELECT bar_ts, action, confidence, reason, lstm_label, transformer_label, close "
-        "FROM signals WHERE ticker = :t AND model_version = :v ORDER BY bar_ts DESC LIMIT 1",
-        {"t": ticker, "v": version or ""},
-    )
-    return None if frame.empty else dict(frame.iloc[0])
+    del stamp  # the cache key
+    return from_db(db_signals.latest_signal, ticker, version)

@@ -6,8 +6,9 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from app.data import cached_data, query
+from app.data import cached_data, from_db, query
 from config.market_calendar import session_minutes, xnys
+from db.database_manager import database_flavour
 
 TICKER_SQL = """
 SELECT t.ticker, b.ts AS latest_bar, coalesce(s.bars, 0) AS bars_in_session,
@@ -147,3 +148,9 @@ def job_runs(stamp: OpsStamp, since: pd.Timestamp) -> pd.DataFrame:
     finished = pd.to_datetime(frame["finished_at"], utc=True)
     frame["duration_s"] = (finished - started).dt.total_seconds()
     return frame
+
+
+@cached_data(ttl=600, max_entries=1)
+def flavour() -> str:
+    """The serving database: PostgreSQL's version and TimescaleDB's, or that it has none."""
+    return str(from_db(database_flavour))

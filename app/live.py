@@ -21,8 +21,9 @@ import pandas as pd
 import streamlit as st
 
 from app import data
-from app.data import DataUnavailable, query, redact
+from app.data import DataUnavailable, from_db, redact
 from config.settings import Settings, get_settings
+from db.bars import newest_bar_ts
 from ml.model_loader import LoadedModels, ModelManager
 
 log = logging.getLogger(__name__)
@@ -189,10 +190,9 @@ class LiveScorer:
 
 def _newest_bar_ts() -> pd.Timestamp | None:
     try:
-        value = query("SELECT max(ts) AS ts FROM bars_1m").iloc[0]["ts"]
+        return from_db(newest_bar_ts)
     except DataUnavailable:
         return None
-    return None if value is None or pd.isna(value) else pd.Timestamp(value)
 
 
 def _release(scorer: LiveScorer) -> None:

@@ -47,11 +47,13 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 @contextmanager
-def bench_database(name: str = "stockpulse_bench") -> Iterator[str]:
-    """A freshly migrated database `name`, exported as DATABASE_URL."""
+def bench_database(name: str = "stockpulse_bench", timescaledb: bool = True) -> Iterator[str]:
+    """A freshly migrated database `name`, exported as DATABASE_URL (`timescaledb=False`: plain
+    PostgreSQL tables even where the server has TimescaleDB)."""
     from config.settings import get_settings
     from db import database_manager, migrate
 
+    old_flavour = os.environ.get("TIMESCALEDB")
     get_settings.cache_clear()
     database_manager.dispose_engine()
     base = make_url(database_manager.database_url())
@@ -64,6 +66,8 @@ def bench_database(name: str = "stockpulse_bench") -> Iterator[str]:
     url = base.set(database=name).render_as_string(hide_password=False)
     old = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = url
+    if not timescaledb:
+        os.environ["TIMESCALEDB"] = "off"
     get_settings.cache_clear()
     database_manager.dispose_engine()
     migrate.upgrade()
@@ -71,10 +75,11 @@ def bench_database(name: str = "stockpulse_bench") -> Iterator[str]:
         yield url
     finally:
         database_manager.dispose_engine()
-        if old is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = old
+        for key, value in (("DATABASE_URL", old), ("TIMESCALEDB", old_flavour)):
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         get_settings.cache_clear()
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(PROJECT_ROOT / "var", description="folder for local state and logs")
     embedded_pg_port: int = Field(54329, ge=1024, le=65535, description="embedded server port")
     db_pool_size: int = Field(5, ge=1, le=100, description="SQLAlchemy pool size")
+    timescaledb: Literal["auto", "off"] = Field(
+        "auto", description="use TimescaleDB when the server has it (auto) or plain tables (off)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="logging")
 
     # --- universe and sources

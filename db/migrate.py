@@ -15,8 +15,13 @@ import sys
 from dataclasses import dataclass
 from types import ModuleType
 
-from db import migrations
-from db.database_manager import create_db_engine
+from db import migrations, timescale
+from db.database_manager import (
+    autocommit_cursor,
+    create_db_engine,
+    database_flavour,
+    forget_schema,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,7 @@ _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )"""
 _LOCK_KEY = 7_301_204  # advisory lock: one migrator at a time
+TIMESCALE_MIGRATION = 2
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,8 @@ def _run(migration: Migration, direction: str) -> None:
 
 
 def upgrade(to: int | None = None) -> list[int]:
-    """Apply pending migrations up to `to` (default: all). Returns the versions applied."""
+    """Apply pending migrations up to `to` (default: all), then make sure TimescaleDB is used
+    when the server has it (`db.timescale.ensure`, idempotent). Returns the versions applied."""
     done = applied_versions()
     ran = []
     for m in available():
@@ -105,7 +112,20 @@ def upgrade(to: int | None = None) -> list[int]:
         log.info("applying migration %04d %s", m.version, m.name)
         _run(m, "up")
         ran.append(m.version)
+    if TIMESCALE_MIGRATION in done | set(ran):
+        ensure_timescale()
+    forget_schema()
     return ran
+
+
+def ensure_timescale() -> list[str]:
+    """Convert to TimescaleDB if the server gained it after migration 0002 ran."""
+    with autocommit_cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            return timescale.ensure(cur)
+        finally:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
 
 def downgrade(to: int) -> list[int]:
@@ -133,10 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "up":
         ran = upgrade(args.to)
         print(f"applied: {ran or 'nothing (up to date)'}")
+        print(f"database: {database_flavour()}")
     elif args.action == "down":
         if args.to is None:
             parser.error("down needs --to N")
         print(f"reverted: {downgrade(args.to) or 'nothing'}")
+        forget_schema()
     else:
         done = applied_versions()
         for m in available():

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from db.bars import read_bars, read_last_bars
 from db.database_manager import read_from_db
 from ml.feature_engineering import (
     FEATURE_COLUMNS,
@@ -89,20 +90,9 @@ def load_raw(
     start, end = pd.Timestamp(start), pd.Timestamp(end)
     start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
     end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
-    p = {"tickers": list(tickers), "start": start, "end": end, "n": warmup_bars}
-    cols = "ticker, ts, open, high, low, close, volume"
-    bars = read_from_db(
-        f"SELECT {cols} FROM bars_1m WHERE ticker = ANY(:tickers) "
-        "AND ts >= :start AND ts < :end ORDER BY ticker, ts",
-        p,
-    )
+    bars = read_bars(tickers, start, end)
     if warmup_bars > 0:
-        before = read_from_db(
-            f"SELECT b.* FROM unnest(CAST(:tickers AS text[])) AS u(tk) CROSS JOIN LATERAL "
-            f"(SELECT {cols} FROM bars_1m WHERE ticker = u.tk AND ts < :start "
-            "ORDER BY ts DESC LIMIT :n) AS b",
-            p,
-        )
+        before = read_last_bars(tickers, warmup_bars, start)
         bars = pd.concat([before, bars], ignore_index=True)
     return _with_context(bars, list(tickers), end, params)
 
@@ -113,13 +103,7 @@ def load_recent(
     """The last `required_history_bars(metadata)` bars per ticker before `end` (default: all),
     with their news and macro: the input of `latest_windows`."""
     end = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=1) if end is None else end
-    p = {"tickers": list(tickers), "end": end, "n": required_history_bars(metadata)}
-    bars = read_from_db(
-        "SELECT b.* FROM unnest(CAST(:tickers AS text[])) AS u(tk) CROSS JOIN LATERAL "
-        "(SELECT ticker, ts, open, high, low, close, volume FROM bars_1m "
-        "WHERE ticker = u.tk AND ts < :end ORDER BY ts DESC LIMIT :n) AS b",
-        p,
-    )
+    bars = read_last_bars(tickers, required_history_bars(metadata), end)
     params = FeatureParams.from_dict(metadata.get("feature_params"))
     return _with_context(bars, list(tickers), end, params)
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from config.settings import Settings, get_settings
+from db.bars import read_bars
 from db.database_manager import read_from_db, write_to_db
 from ml import registry
 from ml.dataset import load_recent
@@ -113,14 +114,8 @@ def concept_figures(
 
 def _realised_labels(models: LoadedModels, sig: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     params = LabelParams.from_dict(models.metadata["label_params"])
-    bars = read_from_db(
-        "SELECT ticker, ts, open, high, low, close, volume FROM bars_1m "
-        "WHERE ticker = ANY(:t) AND ts >= :start ORDER BY ticker, ts",
-        {
-            "t": list(sig["ticker"].unique()),
-            "start": sig["bar_ts"].min() - pd.Timedelta(minutes=3 * params.vol_lookback),
-        },
-    )
+    start = pd.Timestamp(sig["bar_ts"].min()) - pd.Timedelta(minutes=3 * params.vol_lookback)
+    bars = read_bars(list(sig["ticker"].unique()), start, pd.Timestamp("2262-01-01", tz="UTC"))
     labels = triple_barrier_labels(bars, params).dropna(subset=["label"])
     labels = labels.assign(realised=[CLASSES[int(v)] for v in labels["label"]])
     return sig.merge(

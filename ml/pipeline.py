@@ -17,7 +17,7 @@ import pandas as pd
 
 from config.market_calendar import sessions_between
 from config.settings import Settings, get_settings
-from db.database_manager import read_from_db
+from db.bars import newest_bar_ts
 from db.jobs import EXIT_BUSY, LockBusyError, job_run, training_lock
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,9 @@ log = logging.getLogger(__name__)
 
 def training_cutoff(settings: Settings) -> pd.Timestamp:
     """The open of the first hold-out session: training uses bars before it."""
-    df = read_from_db("SELECT max(ts) AS ts FROM bars_1m")
-    if df.empty or pd.isna(df["ts"][0]):
+    latest = newest_bar_ts()
+    if latest is None:
         raise RuntimeError("no bars in the database: run the price worker or seed history first")
-    latest = pd.Timestamp(df["ts"][0])
     day = latest.tz_convert("America/New_York").normalize().tz_localize(None)
     days = sessions_between(day - pd.Timedelta(days=10 + 2 * settings.holdout_sessions), day)
     first = days[-settings.holdout_sessions]

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from config.settings import Settings, get_settings
+from db.bars import newest_bar_ts
 from ml import registry
 from ml.baselines import fit_baselines
 from ml.dataset import DatasetError, Samples, build_samples, load_raw
@@ -136,12 +137,10 @@ def _newest_challenger(champion: str | None, settings: Settings) -> str:
 
 
 def _latest_bar(tickers: list[str]) -> pd.Timestamp:
-    from db.database_manager import read_from_db
-
-    df = read_from_db("SELECT max(ts) AS ts FROM bars_1m WHERE ticker = ANY(:t)", {"t": tickers})
-    if df.empty or pd.isna(df["ts"][0]):
+    latest = newest_bar_ts(tickers)
+    if latest is None:
         raise ValidationRefused("no bars in the database")
-    return pd.Timestamp(df["ts"][0])
+    return latest
 
 
 def evaluate(

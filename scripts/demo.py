@@ -173,7 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     env = demo_env()
     if not env.get("DATABASE_URL"):
         step("embedded PostgreSQL", ["-m", "db.embedded", "start"], env)
-    step("database schema", ["-m", "db.migrate", "up"], env)
+    schema = step("database schema", ["-m", "db.migrate", "up"], env)
+    flavour = schema.stdout.strip().splitlines()[-1].removeprefix("database: ")
+    console.print(f"  {flavour}")
+    if "no TimescaleDB" in flavour and not env.get("DATABASE_URL"):
+        console.print(
+            "  plain PostgreSQL tables serve; `make timescaledb` builds TimescaleDB into the "
+            "embedded server (about 2 minutes) and the next `make demo` uses it"
+        )
     step("simulated price history (a few weeks, 20 stocks)", ["-m", "workers.seed_history"], env)
     step("simulated news (scored) and macro history", ["-m", "workers.seed_context"], env)
     ensure_models(env)

@@ -1,8 +1,12 @@
 """Shared fixtures: a real PostgreSQL database for the whole test session.
 
-With DATABASE_URL unset the embedded server is started; with it set, that server is used. Each
-test session migrates a fresh database of its own (`stockpulse_test_<pid>`), exported through
-DATABASE_URL so subprocesses (workers under supervisord, the app) use the same one.
+With DATABASE_URL unset the embedded server is started (TimescaleDB when it is installed and
+TIMESCALEDB is not `off`); with it set, that server is used. Each test session migrates a fresh
+database of its own (`stockpulse_test_<pid>`), exported through DATABASE_URL so subprocesses
+(workers under supervisord, the app) use the same one.
+
+Tests marked `no_db` never touch the database (enforced: opening a connection fails them);
+`make test-plain` runs every other test again on plain PostgreSQL.
 """
 
 from __future__ import annotations
@@ -56,4 +60,20 @@ def clean_tables() -> Iterator[None]:
 
     names = ", ".join(list(TABLES) + ["model_events", "model_evaluations", "job_runs"])
     execute(f"TRUNCATE {names}")
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _no_db_tests_stay_off_the_database(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """A test marked `no_db` that opens a database connection fails: the marker decides which
+    tests the plain-PostgreSQL run may leave out, so it must be true."""
+    if request.node.get_closest_marker("no_db") is not None:
+        from db import database_manager
+
+        def refuse(*_: object, **__: object) -> None:
+            raise AssertionError(f"{request.node.nodeid} is marked no_db but opened a connection")
+
+        monkeypatch.setattr(database_manager, "create_db_engine", refuse)
     yield

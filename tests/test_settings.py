@@ -6,6 +6,8 @@ import pytest
 
 from config.settings import DEFAULT_UNIVERSE, SettingsError, load_settings
 
+pytestmark = pytest.mark.no_db
+
 
 def test_defaults_have_the_twenty_ticker_universe():
     s = load_settings()

@@ -1,20 +1,22 @@
-"""Corporate actions: record splits and dividends, rescale stored history (cron, before the open).
+"""Corporate actions: record splits and dividends and their adjustment factors (cron, before the
+open).
 
     python -m workers.corporate_action_handler [--source S] [--lookback-days N] [--lookahead-days N]
 
 `run_daily_adjustment()` asks the source for the universe's splits and dividends from
 `lookback_days` ago to `lookahead_days` ahead, records new ones in the `corporate_actions`
-ledger, and applies every recorded action whose ex-date has come, with the standard backward
-adjustment of all stored bars before the ex-date:
+ledger, and applies every recorded action whose ex-date has come by stamping its factor, with
+the standard backward adjustment of all bars before the ex-date:
 
 - split of ratio r (4 for 4-for-1): prices / r, volume * r;
 - cash dividend D: prices * (1 - D / C), C the raw close before the ex-date.
 
-Each action is applied in one transaction that rescales the bars and stamps `applied_at` and
-`factor` in the ledger, under the bar writers' advisory lock: a second run, or a crash halfway,
-never applies an action twice, and no bar is written on the old scale meanwhile. Bars that arrive
-later for dates before an applied action are put on the adjusted scale by `write_bars`.
-Under cron the `workers.cron_job` guard records the run; the last line printed is the report.
+Bars are stored raw; every read adjusts them by the cumulative factors of the applied actions
+after them (`db.bars`, the `bar_adjustments` view), so nothing stored, compressed history
+included, is rewritten, and a bar that arrives later for a date before an applied action is
+adjusted like its neighbours. Applying is one conditional update of the ledger row: a second
+run, or a crash halfway, never applies an action twice. Under cron the `workers.cron_job` guard
+records the run; the last line printed is the report.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ import pandas as pd
 from sqlalchemy import Connection, text
 
 from config.settings import get_settings
+from db.bars import raw_close_before
 from db.database_manager import connect, read_from_db, write_to_db
-from workers.bar_store import ex_date_start, lock_bars
 from workers.common import setup_logging
 from workers.sources import SOURCE_KINDS, make_source
 from workers.sources.base import ACTION_COLUMNS, MarketDataSource
@@ -71,41 +73,27 @@ def due_actions(today: date, tickers: list[str]) -> pd.DataFrame:
     )
 
 
-def _previous_close(
-    conn: Connection, ticker: str, ex_date: date, source: MarketDataSource
-) -> float | None:
-    """The raw close before the ex-date: stored (undoing actions applied since), or sourced."""
+def ex_date_start(ex_date: date) -> pd.Timestamp:
+    """The first instant of the ex-date in New York, in UTC: bars before it get adjusted."""
+    return pd.Timestamp(ex_date).tz_localize("America/New_York").tz_convert("UTC")
+
+
+def _previous_close(ticker: str, ex_date: date, source: MarketDataSource) -> float | None:
+    """The raw close before the ex-date: the stored one (bars are stored raw), or sourced."""
     ex = ex_date_start(ex_date)
-    row = conn.execute(
-        text(
-            "SELECT ts, close FROM bars_1m WHERE ticker = :t AND ts < :ex ORDER BY ts DESC LIMIT 1"
-        ),
-        {"t": ticker, "ex": ex.to_pydatetime()},
-    ).first()
-    if row is not None:
-        later = conn.execute(
-            text(
-                "SELECT ex_date, factor FROM corporate_actions WHERE ticker = :t "
-                "AND applied_at IS NOT NULL AND ex_date > :d"
-            ),
-            {"t": ticker, "d": pd.Timestamp(row.ts).tz_convert("America/New_York").date()},
-        ).fetchall()
-        scale = 1.0
-        for action in later:
-            scale *= float(action.factor)
-        return float(row.close) / scale
+    close = raw_close_before(ticker, ex)
+    if close is not None:
+        return close
     bars = source.history([ticker], ex - pd.Timedelta(days=10), ex)
     return None if bars.empty else float(bars.sort_values("ts")["close"].iloc[-1])
 
 
-def action_factor(
-    conn: Connection, action: Any, source: MarketDataSource
-) -> tuple[float, float] | None:
-    """(price factor, volume factor) of an action, or None when it cannot be computed yet."""
+def action_factor(action: Any, source: MarketDataSource) -> float | None:
+    """The price factor of an action, or None when it cannot be computed yet."""
     value = float(action.value)
     if action.action_type == "split":
-        return 1.0 / value, value
-    close = _previous_close(conn, action.ticker, action.ex_date, source)
+        return 1.0 / value
+    close = _previous_close(action.ticker, action.ex_date, source)
     if close is None:
         log.warning(
             "%s dividend %s on %s: no close before the ex-date yet",
@@ -123,55 +111,34 @@ def action_factor(
             close,
         )
         return None
-    return 1.0 - value / close, 1.0
+    return 1.0 - value / close
 
 
-def _rescale(conn: Connection, ticker: str, ex_date: date, price_f: float, volume_f: float) -> int:
+def _mark_applied(conn: Connection, action: Any, price_f: float) -> int:
     return conn.execute(
         text(
-            "UPDATE bars_1m SET open = open * :f, high = high * :f, low = low * :f, "
-            "close = close * :f, volume = volume * :v WHERE ticker = :t AND ts < :ex"
-        ),
-        {"f": price_f, "v": volume_f, "t": ticker, "ex": ex_date_start(ex_date).to_pydatetime()},
-    ).rowcount
-
-
-def _mark_applied(conn: Connection, action: Any, price_f: float) -> None:
-    conn.execute(
-        text(
             "UPDATE corporate_actions SET applied_at = now(), factor = :f "
-            "WHERE ticker = :t AND ex_date = :d AND action_type = :k"
+            "WHERE ticker = :t AND ex_date = :d AND action_type = :k AND applied_at IS NULL"
         ),
         {"f": price_f, "t": action.ticker, "d": action.ex_date, "k": action.action_type},
-    )
+    ).rowcount
 
 
 def apply_action(action: Any, source: MarketDataSource) -> bool:
     """Apply one ledger action exactly once; False if already applied or not computable."""
+    factor = action_factor(action, source)
+    if factor is None:
+        return False
     with connect() as conn:
-        lock_bars(conn, exclusive=True)
-        row = conn.execute(
-            text(
-                "SELECT applied_at FROM corporate_actions "
-                "WHERE ticker = :t AND ex_date = :d AND action_type = :k FOR UPDATE"
-            ),
-            {"t": action.ticker, "d": action.ex_date, "k": action.action_type},
-        ).first()
-        if row is None or row.applied_at is not None:
+        if not _mark_applied(conn, action, factor):
             return False
-        factors = action_factor(conn, action, source)
-        if factors is None:
-            return False
-        rows = _rescale(conn, action.ticker, action.ex_date, *factors)
-        _mark_applied(conn, action, factors[0])
     log.info(
-        "applied %s %s %s (ex %s): %d bar(s) rescaled by %.6f",
+        "applied %s %s %s (ex %s): earlier prices x %.6f when read",
         action.ticker,
         action.action_type,
         action.value,
         action.ex_date,
-        rows,
-        factors[0],
+        factor,
     )
     return True
 

@@ -32,10 +32,11 @@ import pandas as pd
 
 from config.market_calendar import xnys
 from config.settings import get_settings
-from db.database_manager import DataValidationError
+from db.bars import newest_bar_per_ticker
+from db.database_manager import DB_ERRORS, DataValidationError
 from db.jobs import LockBusyError, heartbeat
 from workers.backfill import drain_queue
-from workers.bar_store import DB_ERRORS, last_bar_times, write_bars
+from workers.bar_store import write_bars
 from workers.common import Shutdown, backoff_s, setup_logging
 from workers.gaps import find_gaps
 from workers.sources import SOURCE_KINDS, make_source
@@ -114,7 +115,7 @@ class PriceIngestor:
 
     def load_state(self) -> None:
         """Seed the last-bar dict from the database (raises while it is unreachable)."""
-        stored = last_bar_times(self.tickers)
+        stored = newest_bar_per_ticker(self.tickers)
         for ticker, ts in stored.items():
             if ticker not in self.last_ts or ts > self.last_ts[ticker]:
                 self.last_ts[ticker] = ts

@@ -31,7 +31,7 @@ import pandas as pd
 from config.market_calendar import session_minutes, xnys
 from config.market_clock import reset_clock
 from config.settings import Settings, get_settings
-from db.database_manager import read_from_db
+from db.bars import bars_per_session_day
 from workers.bar_store import write_bars
 from workers.common import setup_logging
 from workers.corporate_action_handler import run_daily_adjustment
@@ -97,17 +97,12 @@ def session_chunks(source: MarketDataSource, sessions: pd.DatetimeIndex) -> list
 
 def stored_counts(tickers: list[str], sessions: pd.DatetimeIndex) -> dict[pd.Timestamp, int]:
     """Bars stored per session (New York date) for `tickers`."""
-    counts = read_from_db(
-        "SELECT CAST(ts AT TIME ZONE :tz AS date) AS day, count(*) AS n FROM bars_1m "
-        "WHERE ticker = ANY(CAST(:t AS text[])) AND ts >= :lo AND ts < :hi GROUP BY 1",
-        {
-            "tz": "America/New_York",
-            "t": list(tickers),
-            "lo": pd.Timestamp(xnys().session_open(sessions[0])),
-            "hi": pd.Timestamp(xnys().session_close(sessions[-1])),
-        },
+    cal = xnys()
+    return bars_per_session_day(
+        tickers,
+        pd.Timestamp(cal.session_open(sessions[0])),
+        pd.Timestamp(cal.session_close(sessions[-1])),
     )
-    return {pd.Timestamp(r.day): int(r.n) for r in counts.itertuples(index=False)}
 
 
 def empty_minutes(bars: pd.DataFrame, tickers: list[str], session: pd.Timestamp) -> pd.DataFrame:

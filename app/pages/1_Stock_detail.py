@@ -30,8 +30,10 @@ def choose_ticker(universe: list[str]) -> str:
     return str(ticker)
 
 
-def choose_range(ticker: str, interval: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-    first, last = data.bar_extent(ticker)
+def choose_range(
+    ticker: str, interval: str, stamp: data.LiveStamp
+) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    first, last = data.bar_extent(ticker, stamp.bars_ts)
     if last is None or first is None:
         st.info(f"No bars stored for {ticker} yet: the price ingestor has not delivered any.")
         return None
@@ -51,8 +53,8 @@ def choose_range(ticker: str, interval: str) -> tuple[pd.Timestamp, pd.Timestamp
     return start, pd.Timestamp(picked[1], tz="UTC") + pd.Timedelta(days=1)
 
 
-def signal_card(ticker: str, version: str | None) -> None:
-    signal = data.latest_signal(ticker, version) if version else None
+def signal_card(ticker: str, version: str | None, stamp: data.LiveStamp) -> None:
+    signal = data.latest_signal(ticker, version, stamp) if version else None
     if signal is None:
         st.caption("No signal for this ticker yet.")
         return
@@ -101,18 +103,21 @@ def page() -> None:
     with ui.guard():
         models = live.serving_models()
         version = models.version if models else None
-        picked = choose_range(ticker, interval)
+        stamp = data.live_stamp(version)
+        picked = choose_range(ticker, interval, stamp)
         if picked is None:
             return
         start, end = picked
-        bars = data.bars(ticker, interval, start, end)
+        bars = data.bars(ticker, interval, start, end, stamp)
         if bars.empty:
             st.info(
                 f"No {interval} bars for {ticker} between {ui.fmt_ts(start)} and "
                 f"{ui.fmt_ts(end)}: pick another range."
             )
             return
-        signals = data.signal_markers(ticker, start, end, None if all_versions else version)
+        signals = data.signal_markers(
+            ticker, start, end, None if all_versions else version, stamp
+        )
         headlines = data.news(ticker, start, end)
         fig = charts.price_figure(
             bars,
@@ -126,7 +131,7 @@ def page() -> None:
         chart, card = st.columns([4, 1])
         chart.plotly_chart(fig, key="price_chart", width="stretch")
         with card:
-            signal_card(ticker, version)
+            signal_card(ticker, version, stamp)
             st.caption(
                 f"{len(bars)} bars, {len(signals)} BUY/SELL markers, {len(headlines)} headlines"
             )

@@ -110,6 +110,7 @@ def page() -> None:
     st.title("Data health")
     now = pd.Timestamp.now(tz="UTC")
     with ui.guard():
+        st.caption(f"Database: {health_data.flavour()}")
         stamp = health_data.ops_stamp()
         tickers_section(list(settings.universe), market_time(settings), stamp)
         backfill_section(stamp)

@@ -12,6 +12,8 @@ from app import auth, charts, data, indicators, retrain
 from config.settings import load_settings
 from db.jobs import training_lock
 
+pytestmark = pytest.mark.no_db
+
 
 def test_password_check_is_exact_and_needs_a_name():
     settings = load_settings(analyst_password="correct horse")

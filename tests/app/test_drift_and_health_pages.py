@@ -103,6 +103,9 @@ def test_data_health_shows_tickers_gaps_workers_and_jobs(app_env):
         raise RuntimeError("source unreachable")
     at = open_page("health")
     assert not at.exception
+    from db.database_manager import database_flavour
+
+    assert f"Database: {database_flavour()}" in texts(at)  # which flavour serves
     assert all("corporate_action_handler" in e for e in alerts(at, "error"))
     tickers = table_with(at, "ticker", "latest_bar", "gaps_pending")
     assert list(tickers["ticker"]) == get_settings().universe

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ml.drift import AlarmState, data_drift, ks_pvalue, psi, step_alarm
+
+pytestmark = pytest.mark.no_db
 
 
 def reference(sample: np.ndarray) -> dict:

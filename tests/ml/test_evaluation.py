@@ -11,6 +11,8 @@ from ml.evaluation import (
     paired_block_bootstrap,
 )
 
+pytestmark = pytest.mark.no_db
+
 
 def onehot(labels, p=0.8):
     out = np.full((len(labels), 3), (1 - p) / 2)

@@ -21,6 +21,8 @@ from ml.feature_engineering import (
 from ml.windows import FeatureScaler, gather_windows, window_ready
 from workers.sources.simulated import SimulatedMarket
 
+pytestmark = [pytest.mark.no_db, pytest.mark.xdist_group("features")]
+
 WARMUP = 300  # rows after which EMA seeding conventions no longer matter (< 1e-9)
 
 

@@ -33,7 +33,7 @@ from ml.train_model import MODEL_NAMES, train_from_raw
 from ml.training_report import logistic_baseline, macro_f1, majority_class
 from workers.sources.simulated import SimulatedMarket
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.no_db]
 
 TICKERS = ["AAPL", "MSFT", "JPM", "KO", "XOM", "PG"]
 START = {"random_walk": "2026-01-05", "planted": "2025-12-08"}
@@ -131,6 +131,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return run_scenario(simulated_raw(1.0), tmp_path_factory.mktemp("planted"))
 
 
+@pytest.mark.xdist_group("honesty_random_walk")
 def test_random_walk_scores_inside_the_chance_band(random_walk: dict[str, Any]) -> None:
     test, blocks = random_walk["test"], random_walk["blocks"]
     assert len(test) > 10_000
@@ -146,6 +147,7 @@ def test_random_walk_scores_inside_the_chance_band(random_walk: dict[str, Any]) 
         assert hits <= np.quantile(null_hits, 0.995) + 0.01
 
 
+@pytest.mark.xdist_group("honesty_random_walk")
 def test_the_chance_band_catches_a_leaky_feature(random_walk: dict[str, Any]) -> None:
     """Logistic regression given the next bar's return (a one-bar misalignment) is far outside."""
     train, test = random_walk["train"], random_walk["test"]
@@ -164,6 +166,7 @@ def test_the_chance_band_catches_a_leaky_feature(random_walk: dict[str, Any]) ->
     assert hit_rate(test.y, pred) > np.quantile(null_hits, 0.995) + 0.05
 
 
+@pytest.mark.xdist_group("honesty_planted")
 def test_planted_signal_beats_majority_and_logistic_regression(planted: dict[str, Any]) -> None:
     test = planted["test"]
     for name, pred in planted["pred"].items():
@@ -179,6 +182,7 @@ def test_planted_signal_beats_majority_and_logistic_regression(planted: dict[str
         assert np.quantile(gains, 0.05) > 0.0
 
 
+@pytest.mark.xdist_group("honesty_planted")
 def test_saved_metrics_and_parity_of_the_trained_versions(planted: dict[str, Any]) -> None:
     meta = planted["meta"]
     for name in MODEL_NAMES:

@@ -8,6 +8,8 @@ import pytest
 
 from ml.labels import CLASSES, DOWN, NEUTRAL, UP, LabelParams, triple_barrier_labels
 
+pytestmark = pytest.mark.no_db
+
 # Warm-up returns alternate +-1e-3: with lookback 4 their sample std is known exactly.
 WARM = [1e-3, -1e-3] * 4
 SESSION_OPEN = pd.Timestamp("2026-03-02 14:30", tz="UTC")  # a Monday, 09:30 New York

@@ -63,12 +63,14 @@ def leaky_features(bars: pd.DataFrame, news: object, macro: object) -> pd.DataFr
     return out
 
 
+@pytest.mark.no_db
 def test_inputs_exercise_news_and_macro() -> None:
     assert len(NEWS) > 10 and len(MACRO) > 10
     assert (FULL["news_count"] > 0).mean() > 0.3
     assert FULL["macro_vixcls"].notna().mean() > 0.5
 
 
+@pytest.mark.no_db
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cut_at=st.integers(min_value=1, max_value=len(STAMPS) - 2))
 def test_features_at_t_do_not_depend_on_data_after_t(cut_at: int) -> None:
@@ -82,6 +84,7 @@ def test_features_at_t_do_not_depend_on_data_after_t(cut_at: int) -> None:
     )
 
 
+@pytest.mark.no_db
 def test_the_property_catches_a_leaky_feature() -> None:
     leaky_full = leaky_features(BARS, None, None).set_index(["ticker", "ts"])
 
@@ -97,11 +100,13 @@ def test_the_property_catches_a_leaky_feature() -> None:
         same_property_on_leaky_features()
 
 
+@pytest.mark.no_db
 def test_checker_finds_no_lookahead_in_the_features() -> None:
     cuts = random_cuts(BARS, 25, seed=3)
     assert feature_lookahead(BARS, cuts, NEWS, MACRO, PARAMS) == {}
 
 
+@pytest.mark.no_db
 def test_checker_names_exactly_the_leaky_columns() -> None:
     found = find_lookahead(leaky_features, BARS, random_cuts(BARS, 10, seed=4))
     assert set(found) == {"centered_mean", "dpo_centered"}
@@ -109,6 +114,7 @@ def test_checker_names_exactly_the_leaky_columns() -> None:
     assert v.ts <= v.cut and v.truncated != v.full
 
 
+@pytest.mark.no_db
 def test_checker_catches_news_joined_by_day_instead_of_publication_time() -> None:
     def day_joined(bars: pd.DataFrame, news: pd.DataFrame, macro: object) -> pd.DataFrame:
         out = create_features(bars, params=PARAMS)[["ticker", "ts"]]
@@ -123,6 +129,7 @@ def test_checker_catches_news_joined_by_day_instead_of_publication_time() -> Non
     assert set(found) == {"news_today"}
 
 
+@pytest.mark.no_db
 def test_labels_look_ahead_by_at_most_the_horizon() -> None:
     params = LabelParams(1.5, 1.5, horizon_bars=15, vol_lookback=30)
     cuts = random_cuts(BARS, 15, seed=6)

@@ -5,6 +5,8 @@ import pytest
 
 from ml.generate_recommendation import DISCLAIMER, get_trade_recommendation
 
+pytestmark = pytest.mark.no_db
+
 TS = pd.Timestamp("2026-11-24 15:00", tz="UTC")
 UP = (0.1, 0.2, 0.7)
 WEAK_UP = (0.2, 0.3, 0.5)

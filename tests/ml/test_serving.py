@@ -10,6 +10,8 @@ from ml.registry import promote
 
 from .conftest import BATCH, FEATURES, WINDOW
 
+pytestmark = pytest.mark.no_db
+
 
 def test_no_champion_means_no_models(model_env):
     assert load_active_models() is None

@@ -21,6 +21,8 @@ from ml.labels import CLASSES, LabelParams
 from ml.progress import Progress, read_progress
 from workers.sources.simulated import SimulatedMarket
 
+pytestmark = pytest.mark.xdist_group("train")  # one worker trains the module's shared version
+
 TICKERS = ["AAPL", "KO", "XOM"]
 START, END = pd.Timestamp("2026-03-02", tz="UTC"), pd.Timestamp("2026-03-07", tz="UTC")
 META_KEYS = {

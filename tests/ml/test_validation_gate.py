@@ -14,7 +14,7 @@ from ml.registry import promote, read_registry
 from workers.sources.simulated import SimulatedMarket
 
 TICKERS = ["AAPL", "MSFT", "JPM", "KO", "XOM", "DIS"]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("validation_gate")]
 
 
 @pytest.fixture(scope="module")

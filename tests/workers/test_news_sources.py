@@ -16,6 +16,8 @@ from workers.news_text import TickerTagger, article_key, batch_queries, normalis
 from workers.sources.base import RateLimitError, SourceError
 from workers.sources.simulated import SimulatedMarket
 
+pytestmark = pytest.mark.no_db
+
 UNIVERSE = "AAPL MSFT GOOGL AMZN META NVDA TSLA JPM V JNJ WMT PG XOM UNH HD MA BAC KO PEP DIS"
 TICKERS = UNIVERSE.split()
 NOW = pd.Timestamp("2024-05-08 12:00", tz="UTC")

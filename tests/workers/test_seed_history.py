@@ -10,6 +10,7 @@ import pytest
 
 from config.market_calendar import xnys
 from config.settings import get_settings
+from db.bars import read_bars
 from db.database_manager import read_from_db
 from tests.workers.price_support import stored_bars
 from workers import seed_history
@@ -64,7 +65,8 @@ def test_cli_seeds_and_applies_the_window_s_dividends(
         zip(window["ticker"], window["ex_date"], strict=True)
     )
     assert ledger["applied_at"].notna().all()
-    stored = stored_bars()
+    far = pd.Timestamp("2262-01-01", tz="UTC")
+    stored = read_bars(["AAPL", "KO"], pd.Timestamp("2000-01-01", tz="UTC"), far)  # adjusted
     action = got.iloc[0]
     ex = pd.Timestamp(action["ex_date"]).tz_localize("America/New_York")
     session_before = xnys().sessions_window(pd.Timestamp(action["ex_date"]), -2)[0]
@@ -73,4 +75,5 @@ def test_cli_seeds_and_applies_the_window_s_dividends(
     last = mine[mine["ts"] >= raw["ts"].min()]
     assert len(last) == len(raw)
     assert last["close"].to_numpy() == pytest.approx(raw["close"].to_numpy() * action["factor"])
+    assert stored_bars()["close"].sum() != pytest.approx(stored["close"].sum())  # stored raw
     assert 0.99 < action["factor"] < 1.0  # 1 - D / previous close

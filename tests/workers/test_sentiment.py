@@ -21,6 +21,8 @@ from workers.sentiment import (
 )
 from workers.sources.simulated import NEGATIVE, POSITIVE
 
+pytestmark = [pytest.mark.no_db, pytest.mark.xdist_group("sentiment")]
+
 WORDS = "aapl msft beats misses earnings expectations guidance probe record buyback weak demand"
 
 

@@ -23,6 +23,8 @@ from workers.sources.replay import ReplayFileError, ReplaySource, load_bars_file
 from workers.sources.simulated import SimulatedMarket
 from workers.sources.yfinance_source import YFinanceSource
 
+pytestmark = pytest.mark.no_db
+
 SESSION = pd.Timestamp("2024-06-10")
 OPEN = pd.Timestamp("2024-06-10 13:30", tz="UTC")
 TICKERS = ["AAPL", "MSFT", "KO"]

@@ -16,6 +16,8 @@ from tests.workers.fake_yahoo import FakeYahoo, install, session_bars
 from workers.sources.base import BAR_COLUMNS, HistoryOutOfReachError, RateLimitError, SourceError
 from workers.sources.yfinance_source import YFinanceSource, normalise_download
 
+pytestmark = pytest.mark.no_db
+
 NOW = pd.Timestamp("2024-06-10 15:00:30", tz="UTC")  # 11:00:30 in New York
 TICKERS = ["AAPL", "MSFT", "NVDA"]
 

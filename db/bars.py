@@ -1,0 +1,177 @@
+"""Every read of the 1-minute bars and their aggregates: one query per question.
+
+Prices are stored raw (as the source served them) and adjusted for splits and dividends when
+read: each bar is multiplied by the cumulative factors of the applied corporate actions whose
+ex-date is after it (the `bar_adjustments` view over the `corporate_actions` ledger; see
+`workers.corporate_action_handler`). Every function here that returns prices returns them
+adjusted, so training, serving, the charts and the signal markers all see one scale, and
+nothing stored, compressed TimescaleDB history included, is ever rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from db.database_manager import has_aggregates, read_from_db
+
+OHLCV = ("open", "high", "low", "close", "volume")
+INTERVALS = {"1m": "1 minute", "5m": "5 minutes", "1h": "1 hour", "1d": "1 day"}
+AGGREGATE_VIEWS = {"5m": "bars_5m", "1h": "bars_1h", "1d": "bars_1d"}
+UTC_ORIGIN = "2000-01-03T00:00:00+00:00"
+# the cumulative factors of the actions after each bar (factor 1 when none)
+ADJUSTED = (
+    "b.ticker, b.ts, b.open * coalesce(a.price_factor, 1) AS open, "
+    "b.high * coalesce(a.price_factor, 1) AS high, b.low * coalesce(a.price_factor, 1) AS low, "
+    "b.close * coalesce(a.price_factor, 1) AS close, "
+    "b.volume * coalesce(a.volume_factor, 1) AS volume"
+)
+ADJUST_JOIN = (
+    "LEFT JOIN bar_adjustments a ON a.ticker = b.ticker "
+    "AND b.ts >= a.valid_from AND b.ts < a.valid_to"
+)
+
+
+def _utc(ts: Any) -> pd.Timestamp:
+    t = pd.Timestamp(ts)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True).dt.as_unit("ns")
+    for col in OHLCV:
+        if col in frame.columns:
+            frame[col] = frame[col].astype("float64")
+    return frame
+
+
+def read_bars(tickers: Sequence[str], start: Any, end: Any) -> pd.DataFrame:
+    """Adjusted bars of `tickers` with start <= ts < end, ordered by ticker and time."""
+    return _typed(
+        read_from_db(
+            f"SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "
+            "WHERE b.ticker = ANY(:tickers) AND b.ts >= :start AND b.ts < :end "
+            "ORDER BY b.ticker, b.ts",
+            {"tickers": list(tickers), "start": _utc(start), "end": _utc(end)},
+        )
+    )
+
+
+def read_last_bars(tickers: Sequence[str], per_ticker: int, before: Any) -> pd.DataFrame:
+    """The last `per_ticker` adjusted bars of each ticker with ts < `before` (one index scan
+    per ticker), ordered by ticker and time."""
+    frame = read_from_db(
+        "SELECT last.* FROM unnest(CAST(:tickers AS text[])) AS u(tk) CROSS JOIN LATERAL "
+        f"(SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "
+        "WHERE b.ticker = u.tk AND b.ts < :before ORDER BY b.ts DESC LIMIT :n) AS last",
+        {"tickers": list(tickers), "before": _utc(before), "n": int(per_ticker)},
+    )
+    return _typed(frame).sort_values(["ticker", "ts"], kind="stable", ignore_index=True)
+
+
+def newest_bar_ts(tickers: Sequence[str] | None = None) -> pd.Timestamp | None:
+    """The newest stored bar's time (of `tickers`, or of all), or None without bars."""
+    if tickers is None:
+        frame = read_from_db("SELECT max(ts) AS ts FROM bars_1m")
+    else:
+        frame = read_from_db(
+            "SELECT max(ts) AS ts FROM bars_1m WHERE ticker = ANY(:t)", {"t": list(tickers)}
+        )
+    value = frame["ts"].iloc[0] if len(frame) else None
+    return None if value is None or pd.isna(value) else _utc(value)
+
+
+def newest_bar_per_ticker(tickers: Sequence[str]) -> dict[str, pd.Timestamp]:
+    """The newest stored bar's time per ticker (one index probe each; tickers without bars
+    are left out)."""
+    frame = read_from_db(
+        "SELECT t.ticker, (SELECT max(b.ts) FROM bars_1m b WHERE b.ticker = t.ticker) AS ts "
+        "FROM unnest(CAST(:tickers AS text[])) AS t(ticker)",
+        {"tickers": list(tickers)},
+    ).dropna(subset=["ts"])
+    return {str(r.ticker): _utc(r.ts).as_unit("ns") for r in frame.itertuples(index=False)}
+
+
+def bar_extent(ticker: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """First and last bar time of `ticker` (None, None without bars)."""
+    frame = read_from_db(
+        "SELECT (SELECT min(ts) FROM bars_1m WHERE ticker = :t) AS first, "
+        "(SELECT max(ts) FROM bars_1m WHERE ticker = :t) AS last",
+        {"t": ticker},
+    )
+    first, last = frame["first"].iloc[0], frame["last"].iloc[0]
+    return (
+        None if first is None or pd.isna(first) else _utc(first),
+        None if last is None or pd.isna(last) else _utc(last),
+    )
+
+
+def bars_per_session_day(
+    tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp
+) -> dict[pd.Timestamp, int]:
+    """Bars stored per New York date in [start, end) for `tickers`."""
+    counts = read_from_db(
+        "SELECT CAST(ts AT TIME ZONE :tz AS date) AS day, count(*) AS n FROM bars_1m "
+        "WHERE ticker = ANY(CAST(:t AS text[])) AND ts >= :lo AND ts < :hi GROUP BY 1",
+        {"tz": "America/New_York", "t": list(tickers), "lo": _utc(start), "hi": _utc(end)},
+    )
+    return {pd.Timestamp(r.day): int(r.n) for r in counts.itertuples(index=False)}
+
+
+def raw_close_before(ticker: str, before: pd.Timestamp) -> float | None:
+    """The newest stored raw (unadjusted) close before `before`, as the source served it."""
+    frame = read_from_db(
+        "SELECT close FROM bars_1m WHERE ticker = :t AND ts < :before ORDER BY ts DESC LIMIT 1",
+        {"t": ticker, "before": _utc(before)},
+    )
+    return None if frame.empty else float(frame["close"].iloc[0])
+
+
+# --------------------------------------------------------------------------- the chart's bars
+
+
+def _interval_sql(interval: str) -> str:
+    if interval == "1m":
+        return (
+            f"SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "
+            "WHERE b.ticker = :t AND b.ts >= :start AND b.ts < :end ORDER BY b.ts"
+        )
+    if has_aggregates():
+        # raw buckets from the continuous aggregate, adjusted by the factor of the bucket's
+        # first bar: ex-dates fall between sessions, so one factor holds for a whole bucket
+        view = AGGREGATE_VIEWS[interval]  # a fixed name, never user input
+        return (
+            "SELECT b.ticker, b.ts, b.open * coalesce(a.price_factor, 1) AS open, "
+            "b.high * coalesce(a.price_factor, 1) AS high, "
+            "b.low * coalesce(a.price_factor, 1) AS low, "
+            "b.close * coalesce(a.price_factor, 1) AS close, "
+            "b.volume * coalesce(a.volume_factor, 1) AS volume "
+            f"FROM {view} b LEFT JOIN bar_adjustments a ON a.ticker = b.ticker "  # noqa: S608
+            "AND b.first_bar >= a.valid_from AND b.first_bar < a.valid_to "
+            "WHERE b.ticker = :t AND b.ts >= :start AND b.ts < :end ORDER BY b.ts"
+        )
+    return (
+        "SELECT ticker, date_bin(CAST(:width AS interval), ts, CAST(:origin AS timestamptz)) "
+        "AS ts, (array_agg(open ORDER BY ts))[1] AS open, max(high) AS high, min(low) AS low, "
+        "(array_agg(close ORDER BY ts DESC))[1] AS close, sum(volume) AS volume "
+        f"FROM (SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "
+        "WHERE b.ticker = :t AND b.ts >= :start AND b.ts < :end) AS adjusted "
+        "GROUP BY 1, 2 ORDER BY 2"
+    )
+
+
+def interval_bars(ticker: str, interval: str, start: Any, end: Any) -> pd.DataFrame:
+    """Adjusted OHLCV of `ticker` at `interval` (1m/5m/1h/1d): every whole bucket from the one
+    holding `start` to the last one starting before `end`. TimescaleDB's continuous aggregates
+    when present (real-time: the newest bucket included), `date_bin` over the 1-minute bars
+    otherwise; the same buckets either way, starting at UTC boundaries."""
+    if interval not in INTERVALS:
+        raise ValueError(f"interval {interval!r} is not one of {list(INTERVALS)}")
+    first = _utc(start).floor(pd.Timedelta(INTERVALS[interval]))
+    params: dict[str, Any] = {"t": ticker, "start": first, "end": _utc(end)}
+    if interval != "1m":
+        params |= {"width": INTERVALS[interval], "origin": UTC_ORIGIN}
+    frame = _typed(read_from_db(_interval_sql(interval), params))
+    return frame.drop(columns=["ticker"]).reset_index(drop=True)

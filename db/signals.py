@@ -1,0 +1,122 @@
+"""Reads of the signals log and the live board: one query per question.
+
+Prices shown beside signals (the last price, the previous session's close, the sparkline, the
+close a marker sits at) are adjusted for corporate actions like every bar read (`db.bars`), so
+markers and candles share one scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from db.bars import ADJUST_JOIN, UTC_ORIGIN
+from db.database_manager import read_from_db
+
+SPARK_WINDOW = "90 minutes"
+
+
+class LiveStamp(NamedTuple):
+    """What changes when the live board must be rebuilt (one cheap query)."""
+
+    bars_ts: pd.Timestamp | None
+    signal_ts: pd.Timestamp | None
+    signal_rows: int
+    adjusted_at: pd.Timestamp | None
+
+
+def _ts(value: Any) -> pd.Timestamp | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value)
+
+
+def live_stamp(version: str | None) -> LiveStamp:
+    """The newest bar, the newest signals of `version` and the last corporate action applied
+    (index lookups)."""
+    frame = read_from_db(
+        "WITH m AS (SELECT max(bar_ts) AS bar_ts FROM signals WHERE model_version = :v) "
+        "SELECT (SELECT max(ts) FROM bars_1m) AS bars_ts, m.bar_ts AS signal_ts, "
+        "(SELECT count(*) FROM signals s WHERE s.bar_ts = m.bar_ts AND s.model_version = :v) "
+        "AS signal_rows, (SELECT max(applied_at) FROM corporate_actions) AS adjusted_at FROM m",
+        {"v": version or ""},
+    )
+    row = frame.iloc[0]
+    return LiveStamp(
+        _ts(row["bars_ts"]),
+        _ts(row["signal_ts"]),
+        int(row["signal_rows"] or 0),
+        _ts(row["adjusted_at"]),
+    )
+
+
+def _adjusted_bars(columns: str) -> str:
+    """A sub-select of one ticker's adjusted bars (`t.ticker` from the outer query)."""
+    return (
+        f"SELECT {columns} FROM bars_1m b {ADJUST_JOIN} WHERE b.ticker = t.ticker"  # noqa: S608
+    )
+
+
+LIVE_BOARD = f"""
+SELECT t.ticker, lb.ts AS bar_ts, lb.close AS last, pc.close AS prev_close, sp.closes AS spark,
+       sg.bar_ts AS signal_ts, sg.action, sg.confidence, sg.reason,
+       sg.lstm_label, sg.lstm_p_down, sg.lstm_p_neutral, sg.lstm_p_up,
+       sg.transformer_label, sg.transformer_p_down, sg.transformer_p_neutral,
+       sg.transformer_p_up
+FROM unnest(CAST(:tickers AS text[])) WITH ORDINALITY AS t(ticker, pos)
+LEFT JOIN LATERAL (
+    {_adjusted_bars("b.ts, b.close * coalesce(a.price_factor, 1) AS close")}
+    ORDER BY b.ts DESC LIMIT 1) lb ON true
+LEFT JOIN LATERAL (
+    {_adjusted_bars("b.close * coalesce(a.price_factor, 1) AS close")}
+      AND b.ts < date_bin(CAST(:day AS interval), lb.ts, CAST(:origin AS timestamptz))
+    ORDER BY b.ts DESC LIMIT 1) pc ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(recent.close ORDER BY recent.ts) AS closes FROM (
+        {_adjusted_bars("b.ts, b.close * coalesce(a.price_factor, 1) AS close")}
+          AND b.ts > lb.ts - CAST(:spark AS interval)) AS recent) sp ON true
+LEFT JOIN LATERAL (
+    SELECT * FROM signals WHERE ticker = t.ticker AND model_version = :v
+    ORDER BY bar_ts DESC LIMIT 1) sg ON true
+ORDER BY t.pos
+"""  # noqa: S608 - composed from fixed fragments only
+
+
+def live_board(version: str | None, tickers: Sequence[str]) -> pd.DataFrame:
+    """Per ticker: the last adjusted price, the previous session's adjusted close, the last
+    90 minutes of adjusted closes, and the newest signal of `version`."""
+    return read_from_db(
+        LIVE_BOARD,
+        {
+            "tickers": list(tickers),
+            "v": version or "",
+            "day": "1 day",
+            "origin": UTC_ORIGIN,
+            "spark": SPARK_WINDOW,
+        },
+    )
+
+
+def signal_markers(
+    ticker: str, start: pd.Timestamp, end: pd.Timestamp, version: str | None
+) -> pd.DataFrame:
+    """BUY and SELL signals of `ticker` in [start, end) (of `version`, or of every version),
+    each at its bar's close on today's adjusted scale."""
+    return read_from_db(
+        "SELECT s.bar_ts, s.action, s.confidence, s.close * coalesce(a.price_factor, 1) AS close, "
+        "s.model_version, s.reason FROM signals s LEFT JOIN bar_adjustments a "
+        "ON a.ticker = s.ticker AND s.bar_ts >= a.valid_from AND s.bar_ts < a.valid_to "
+        "WHERE s.ticker = :t AND s.bar_ts >= :start AND s.bar_ts < :end AND s.action <> :hold "
+        "AND (CAST(:v AS text) IS NULL OR s.model_version = :v) ORDER BY s.bar_ts",
+        {"t": ticker, "start": start, "end": end, "hold": "HOLD", "v": version},
+    )
+
+
+def latest_signal(ticker: str, version: str | None) -> dict[str, Any] | None:
+    """The newest signal of `ticker` from `version`, as a dict, or None."""
+    frame = read_from_db(
+        "SELECT bar_ts, action, confidence, reason, lstm_label, transformer_label "
+        "FROM signals WHERE ticker = :t AND model_version = :v ORDER BY bar_ts DESC LIMIT 1",
+        {"t": ticker, "v": version or ""},
+    )
+    return None if frame.empty else dict(frame.iloc[0])

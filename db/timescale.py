@@ -1,0 +1,181 @@
+"""TimescaleDB when the server has it: the hypertable, compression and continuous aggregates.
+
+`ensure(cur)` is idempotent and runs with every `python -m db.migrate up`: when the
+`timescaledb` extension is available on the server (and `settings.timescaledb` is not `off`),
+`bars_1m` becomes a hypertable (existing rows migrated) compressed after `COMPRESS_AFTER`
+(segmented by ticker, ordered by time), with 5-minute, 1-hour and 1-day continuous aggregates
+that use real-time aggregation (`materialized_only = false`: the newest, unmaterialized buckets
+are computed from the raw bars at query time), refresh policies, and a first refresh that
+populates existing history. Without the extension nothing changes and the plain tables serve
+(the app aggregates with `date_bin`).
+
+Every write path works on compressed history: `write_to_db` upserts into hypertables with
+`INSERT .. ON CONFLICT` (TimescaleDB has no MERGE with UPDATE on compressed chunks), and
+`refresh_aggregates(start, end)` re-materializes the complete buckets a write touched, never
+the newest (still real-time) one. Prices are stored raw and adjusted for corporate actions when
+read (`db.bars`), so nothing compressed is rewritten when a split or dividend is applied.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+AGGREGATES = {"bars_5m": "5 minutes", "bars_1h": "1 hour", "bars_1d": "1 day"}
+WIDTHS = {"bars_5m": pd.Timedelta(minutes=5), "bars_1h": pd.Timedelta(hours=1)}
+WIDTHS["bars_1d"] = pd.Timedelta(days=1)
+COMPRESS_AFTER = "7 days"
+POLICY_WINDOW = "30 days"
+HYPERTABLES = ("bars_1m",)
+
+
+def available(cur: Any) -> bool:
+    """True when the server offers the extension and the settings allow it."""
+    from config.settings import get_settings
+
+    if get_settings().timescaledb == "off":
+        return False
+    cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", ("timescaledb",))
+    return cur.fetchone() is not None
+
+
+def installed(cur: Any) -> str | None:
+    """The extension's version in this database, or None."""
+    cur.execute("SELECT extversion FROM pg_extension WHERE extname = %s", ("timescaledb",))
+    row = cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+def _is_hypertable(cur: Any, table: str) -> bool:
+    cur.execute(
+        "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = %s", (table,)
+    )
+    return cur.fetchone() is not None
+
+
+def _aggregate_exists(cur: Any, view: str) -> bool:
+    cur.execute(
+        "SELECT 1 FROM timescaledb_information.continuous_aggregates WHERE view_name = %s",
+        (view,),
+    )
+    return cur.fetchone() is not None
+
+
+def _aggregate_sql(view: str, width: str) -> str:
+    bucket = f"time_bucket(INTERVAL '{width}', ts)"
+    return (
+        f"CREATE MATERIALIZED VIEW {view} "
+        "WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS "
+        f"SELECT ticker, {bucket} AS ts, first(open, ts) AS open, max(high) AS high, "
+        "min(low) AS low, last(close, ts) AS close, sum(volume) AS volume, "
+        f"min(ts) AS first_bar FROM bars_1m GROUP BY ticker, {bucket} WITH NO DATA"
+    )
+
+
+def ensure(cur: Any) -> list[str]:
+    """Make the schema use TimescaleDB when available (idempotent; needs autocommit, since
+    continuous aggregates cannot be created or refreshed inside a transaction). Returns what
+    it did."""
+    if not available(cur):
+        return []
+    done = []
+    if installed(cur) is None:
+        cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        done.append("extension")
+    if not _is_hypertable(cur, "bars_1m"):
+        cur.execute(
+            "SELECT create_hypertable('bars_1m', 'ts', chunk_time_interval => INTERVAL '1 day', "
+            "migrate_data => true)"
+        )
+        cur.execute(
+            "ALTER TABLE bars_1m SET (timescaledb.compress, "
+            "timescaledb.compress_segmentby = 'ticker', timescaledb.compress_orderby = 'ts')"
+        )
+        cur.execute(
+            f"SELECT add_compression_policy('bars_1m', INTERVAL '{COMPRESS_AFTER}', "
+            "if_not_exists => true)"
+        )
+        done.append("hypertable")
+    for view, width in AGGREGATES.items():
+        if _aggregate_exists(cur, view):
+            continue
+        cur.execute(_aggregate_sql(view, width))
+        cur.execute(
+            f"SELECT add_continuous_aggregate_policy('{view}', "
+            f"start_offset => INTERVAL '{POLICY_WINDOW}', end_offset => INTERVAL '{width}', "
+            f"schedule_interval => INTERVAL '{width}', if_not_exists => true)"
+        )
+        _refresh(cur, view, None, _newest_complete(cur, view))  # existing history
+        done.append(view)
+    if done:
+        log.info("TimescaleDB: %s", ", ".join(done))
+    return done
+
+
+def drop(cur: Any) -> None:
+    """Undo `ensure`: the aggregates, then `bars_1m` back to a plain table (data kept)."""
+    if installed(cur) is None:
+        return
+    for view in AGGREGATES:
+        cur.execute(f"DROP MATERIALIZED VIEW IF EXISTS {view}")
+    if not _is_hypertable(cur, "bars_1m"):
+        return
+    cur.execute("SELECT remove_compression_policy('bars_1m', if_exists => true)")
+    cur.execute("SELECT decompress_chunk(c, true) FROM show_chunks('bars_1m') c")
+    # a hypertable cannot be turned back into a plain table in place: copy it
+    cur.execute("CREATE TABLE bars_1m_plain (LIKE bars_1m INCLUDING ALL)")
+    cur.execute("INSERT INTO bars_1m_plain SELECT * FROM bars_1m")
+    cur.execute("DROP TABLE bars_1m")
+    cur.execute("ALTER TABLE bars_1m_plain RENAME TO bars_1m")
+
+
+def _newest_complete(cur: Any, view: str) -> pd.Timestamp | None:
+    """The start of the bucket holding the newest bar: buckets before it are complete."""
+    cur.execute("SELECT max(ts) FROM bars_1m")
+    row = cur.fetchone()
+    if row is None or row[0] is None:
+        return None
+    return pd.Timestamp(row[0]).tz_convert("UTC").floor(WIDTHS[view])
+
+
+def watermark(cur: Any, view: str) -> pd.Timestamp | None:
+    """Where the aggregate's materialized part ends (None: nothing materialized yet). Buckets
+    from there on are computed from the raw bars at query time (real-time aggregation)."""
+    cur.execute(
+        "SELECT _timescaledb_functions.cagg_watermark(mat_hypertable_id) "
+        "FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = %s",
+        (view,),
+    )
+    row = cur.fetchone()
+    if row is None or row[0] is None or int(row[0]) <= 0:
+        return None
+    return pd.Timestamp(int(row[0]), unit="us", tz="UTC")
+
+
+def _refresh(
+    cur: Any, view: str, start: pd.Timestamp | None, end: pd.Timestamp | None
+) -> None:
+    if end is None or (start is not None and start >= end):
+        return
+    cur.execute(
+        "CALL refresh_continuous_aggregate(%s, %s, %s)",
+        (view, None if start is None else start.to_pydatetime(), end.to_pydatetime()),
+    )
+
+
+def refresh(cur: Any, start: pd.Timestamp, end: pd.Timestamp) -> None:
+    """Re-materialize the buckets of every aggregate that overlap [start, end) and lie below its
+    watermark: those could be stale; buckets above it are computed from the raw bars at query
+    time, and refreshing them would move the watermark past bars still to come. Needs
+    autocommit."""
+    for view, width in WIDTHS.items():
+        mark = watermark(cur, view)
+        if mark is None:
+            continue
+        lo = pd.Timestamp(start).tz_convert("UTC").floor(width)
+        hi = min(pd.Timestamp(end).tz_convert("UTC").ceil(width), mark)
+        _refresh(cur, view, lo, hi)
