@@ -58,7 +58,9 @@ def _median_query_s(interval: str) -> float:
     from db.bars import interval_bars
 
     start, end = pd.Timestamp(YEAR[0], tz="UTC"), pd.Timestamp("2026-01-01", tz="UTC")
-    times = [timed(lambda: interval_bars("T07", interval, start, end))[0] for _ in range(QUERY_RUNS)]
+    times = [
+        timed(lambda: interval_bars("T07", interval, start, end))[0] for _ in range(QUERY_RUNS)
+    ]
     return statistics.median(times)
 
 
@@ -72,9 +74,10 @@ def _load(bars: pd.DataFrame) -> None:
 def _size_mb() -> float:
     from db.database_manager import read_from_db
 
-    return float(
-        read_from_db("SELECT hypertable_size(:t) AS b", {"t": "bars_1m"})["b"].iloc[0]
-    ) / 2**20
+    return (
+        float(read_from_db("SELECT hypertable_size(:t) AS b", {"t": "bars_1m"})["b"].iloc[0])
+        / 2**20
+    )
 
 
 def _compress_all() -> None:
