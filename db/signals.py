@@ -52,9 +52,7 @@ def live_stamp(version: str | None) -> LiveStamp:
 
 def _adjusted_bars(columns: str) -> str:
     """A sub-select of one ticker's adjusted bars (`t.ticker` from the outer query)."""
-    return (
-        f"SELECT {columns} FROM bars_1m b {ADJUST_JOIN} WHERE b.ticker = t.ticker"  # noqa: S608
-    )
+    return f"SELECT {columns} FROM bars_1m b {ADJUST_JOIN} WHERE b.ticker = t.ticker"  # noqa: S608
 
 
 LIVE_BOARD = f"""

@@ -156,9 +156,7 @@ def watermark(cur: Any, view: str) -> pd.Timestamp | None:
     return pd.Timestamp(int(row[0]), unit="us", tz="UTC")
 
 
-def _refresh(
-    cur: Any, view: str, start: pd.Timestamp | None, end: pd.Timestamp | None
-) -> None:
+def _refresh(cur: Any, view: str, start: pd.Timestamp | None, end: pd.Timestamp | None) -> None:
     if end is None or (start is not None and start >= end):
         return
     cur.execute(

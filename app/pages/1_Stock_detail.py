@@ -115,9 +115,7 @@ def page() -> None:
                 f"{ui.fmt_ts(end)}: pick another range."
             )
             return
-        signals = data.signal_markers(
-            ticker, start, end, None if all_versions else version, stamp
-        )
+        signals = data.signal_markers(ticker, start, end, None if all_versions else version, stamp)
         headlines = data.news(ticker, start, end)
         fig = charts.price_figure(
             bars,
