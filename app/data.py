@@ -16,7 +16,6 @@ from typing import Any, ParamSpec, TypeVar
 import pandas as pd
 import psycopg2
 import streamlit as st
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
 from config.settings import Settings, get_settings
@@ -54,29 +53,9 @@ def cached_data(*, ttl: float, max_entries: int) -> Callable[[Callable[P, R]], C
     return decorate
 
 
-def secrets_of(settings: Settings) -> list[str]:
-    """Every secret value in the settings (to be masked in any message shown)."""
-    values = [settings.analyst_password.get_secret_value()]
-    for secret in (settings.news_api_key, settings.fred_api_key):
-        if secret is not None:
-            values.append(secret.get_secret_value())
-    if settings.database_url is not None:
-        url = settings.database_url.get_secret_value()
-        values.append(url)
-        try:
-            password = make_url(url).password
-        except Exception:  # an unparsable URL is masked whole above
-            password = None
-        if password:
-            values.append(str(password))
-    return [v for v in values if v]
-
-
 def redact(message: str, settings: Settings | None = None) -> str:
-    """`message` with every secret of the settings replaced by asterisks."""
-    for secret in sorted(secrets_of(settings or get_settings()), key=len, reverse=True):
-        message = message.replace(secret, "**********")
-    return message
+    """`message` with every secret of the settings masked (`Settings.redact`)."""
+    return (settings or get_settings()).redact(message)
 
 
 def describe_db_error(exc: BaseException) -> str:

@@ -166,7 +166,7 @@ class LiveScorer:
             "covered_ts": None if s.covered_ts is None else s.covered_ts.isoformat(),
         }
         try:
-            from db.jobs import heartbeat
+            from db.ops import heartbeat
 
             heartbeat(HEARTBEAT_WORKER, "ok", **details)
         except Exception as exc:

@@ -2,104 +2,42 @@
 
 The process runs outside the Streamlit script run, in its own session, so closing the page or
 restarting the app does not stop it. The pipeline takes the shared training lock
-(`db.jobs.training_lock`, the nightly cron job's lock) itself; before starting, the app checks
-`db.jobs.lock_holder()` and its own child and refuses a second start with a message. Progress is
+(`db.ops.training_lock`, the nightly cron job's lock) itself; before starting, the app checks
+`core.locks.lock_holder()` and its own child and refuses a second start with a message. Progress is
 read from `settings.data_dir / "training_progress.json"`, which training writes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from app.data import redact
 from config.settings import PROJECT_ROOT, Settings, get_settings
-from db.jobs import lock_holder
+from core.locks import lock_holder
+from ml import progress as progress_file
+from ml.progress import TrainingProgress
 
 PIPELINE_MODULE = "ml.pipeline"
-FINAL_STAGES = {"done", "failed", "rejected", "promoted", "finished", "error"}
 
 
 class RetrainRefused(RuntimeError):
     """Training is already running (or cannot start); the message is safe to show."""
 
 
-@dataclass(frozen=True)
-class Progress:
-    """The training progress file: stage, epoch of epochs, model, message, updated_at."""
-
-    stage: str
-    epoch: int | None
-    epochs: int | None
-    model: str | None
-    message: str
-    updated_at: pd.Timestamp | None
-
-    @property
-    def fraction(self) -> float | None:
-        if self.epoch is None or not self.epochs:
-            return None
-        return max(0.0, min(1.0, self.epoch / self.epochs))
-
-    @property
-    def finished(self) -> bool:
-        return self.stage.lower() in FINAL_STAGES
-
-
-def progress_path(settings: Settings | None = None) -> Path:
-    return (settings or get_settings()).data_dir / "training_progress.json"
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
+def read_progress(settings: Settings | None = None) -> TrainingProgress | None:
+    """The last progress written by training (message secrets masked), or None."""
+    progress = progress_file.read_progress((settings or get_settings()).data_dir)
+    if progress is None:
         return None
-
-
-def read_progress(settings: Settings | None = None) -> Progress | None:
-    """The last progress written by training, or None when there is none (or it is unreadable)."""
-    try:
-        raw = json.loads(progress_path(settings).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(raw, dict):
-        return None
-    stamp = pd.to_datetime(raw.get("updated_at"), utc=True, errors="coerce")
-    return Progress(
-        stage=str(raw.get("stage") or "unknown"),
-        epoch=_int(raw.get("epoch")),
-        epochs=_int(raw.get("epochs")),
-        model=None if raw.get("model") is None else str(raw["model"]),
-        message=redact(str(raw.get("message") or "")),
-        updated_at=None if pd.isna(stamp) else stamp,
-    )
-
-
-def write_progress(settings: Settings, stage: str, message: str) -> None:
-    """Atomically write a progress record (the app writes only the 'queued' one)."""
-    path = progress_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "stage": stage,
-        "epoch": None,
-        "epochs": None,
-        "model": None,
-        "message": message,
-        "updated_at": pd.Timestamp.now(tz="UTC").isoformat(),
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
+    return replace(progress, message=redact(progress.message))
 
 
 class RetrainLauncher:
@@ -136,7 +74,10 @@ class RetrainLauncher:
             reason = self.busy_reason()
             if reason is not None:
                 raise RetrainRefused(f"{reason} A second run was not started.")
-            write_progress(self.settings, "queued", f"retrain requested by {by}")
+            queued = progress_file.Progress(
+                progress_file.progress_path(self.settings.data_dir), None
+            )
+            queued.update("queued", f"retrain requested by {by}")
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             args = [sys.executable, "-m", PIPELINE_MODULE, *(["--quick"] if quick else [])]
             env = dict(os.environ)

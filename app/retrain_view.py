@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import auth, retrain, ui
+from ml.progress import TrainingProgress
 
 SEEN_BUSY = "_stockpulse_retrain_seen_busy"
 
@@ -63,7 +64,7 @@ def progress_status(launcher: retrain.RetrainLauncher, running: bool) -> None:
     show()
 
 
-def _outcome(launcher: retrain.RetrainLauncher, progress: retrain.Progress | None) -> None:
+def _outcome(launcher: retrain.RetrainLauncher, progress: TrainingProgress | None) -> None:
     code = launcher.returncode
     last = progress and f"{progress.stage}: {progress.message} ({ui.fmt_ts(progress.updated_at)})"
     if code is not None and code != 0:

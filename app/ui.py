@@ -12,6 +12,7 @@ import streamlit as st
 
 from app.data import DataUnavailable, database_ok, redact
 from config.settings import Settings, SettingsError, get_settings
+from core.timeutil import utc
 from ml.generate_recommendation import DISCLAIMER
 from ml.registry import RegistryError
 
@@ -98,9 +99,7 @@ def fmt_ts(value: object, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """A UTC timestamp as text ('—' when missing)."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "—"
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return f"{ts.strftime(fmt)} UTC"
+    return f"{utc(value).strftime(fmt)} UTC"
 
 
 def fmt_age(seconds: float | None) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import pandas as pd
 
 from config.market_calendar import xnys
 from config.settings import Settings, get_settings
+from core.files import link_exclusive, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -103,18 +103,10 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def _write(path: Path, anchor: dict[str, Any], exclusive: bool) -> bool:
     """Write the anchor atomically; with `exclusive`, only if no anchor exists yet."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(anchor, indent=2) + "\n")
+    text = json.dumps(anchor, indent=2) + "\n"
     if exclusive:
-        try:
-            os.link(tmp, path)  # fails if another process created the anchor first
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
-        return True
-    os.replace(tmp, path)
+        return link_exclusive(path, text)  # False: another process anchored first
+    write_text_atomic(path, text)
     return True
 
 

@@ -7,11 +7,17 @@ printed; `Settings.redacted()` is the only dump of the settings and it masks the
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core import logs
+from core.redact import MASK, redact
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,12 +178,31 @@ class Settings(BaseSettings):
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
+    def secret_values(self) -> list[str]:
+        """Every secret value in the settings, and the password inside DATABASE_URL, so any
+        message shown or logged can be masked (`redact`)."""
+        values = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                values.append(value.get_secret_value())
+        if self.database_url is not None:
+            password = urlsplit(self.database_url.get_secret_value()).password
+            if password:
+                values.append(unquote(password))
+                values.append(password)
+        return values
+
+    def redact(self, message: str) -> str:
+        """`message` with every secret of these settings masked."""
+        return redact(message, self.secret_values())
+
     def redacted(self) -> dict[str, Any]:
         """A dump of every setting with secrets masked."""
         out: dict[str, Any] = {}
         for name, value in self.model_dump().items():
             if isinstance(value, SecretStr):
-                out[name] = "**********" if value.get_secret_value() else ""
+                out[name] = MASK if value.get_secret_value() else ""
             else:
                 out[name] = str(value) if isinstance(value, Path) else value
         return out
@@ -205,3 +230,14 @@ def load_settings(**overrides: Any) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings (cached). Tests call `get_settings.cache_clear()`."""
     return load_settings()
+
+
+def setup_logging(name: str) -> logging.Logger:
+    """Logging for a worker or job at `LOG_LEVEL`; a bad setting stops it with exit code 2 and a
+    message naming the setting."""
+    try:
+        level = get_settings().log_level
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return logs.setup_logging(name, level)

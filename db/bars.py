@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.timeutil import utc
 from db.database_manager import has_aggregates, read_from_db
 
 OHLCV = ("open", "high", "low", "close", "volume")
@@ -34,11 +35,6 @@ ADJUST_JOIN = (
 )
 
 
-def _utc(ts: Any) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True).dt.as_unit("ns")
     for col in OHLCV:
@@ -54,7 +50,7 @@ def read_bars(tickers: Sequence[str], start: Any, end: Any) -> pd.DataFrame:
             f"SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "
             "WHERE b.ticker = ANY(:tickers) AND b.ts >= :start AND b.ts < :end "
             "ORDER BY b.ticker, b.ts",
-            {"tickers": list(tickers), "start": _utc(start), "end": _utc(end)},
+            {"tickers": list(tickers), "start": utc(start), "end": utc(end)},
         )
     )
 
@@ -66,7 +62,7 @@ def read_last_bars(tickers: Sequence[str], per_ticker: int, before: Any) -> pd.D
         "SELECT last.* FROM unnest(CAST(:tickers AS text[])) AS u(tk) CROSS JOIN LATERAL "
         f"(SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "
         "WHERE b.ticker = u.tk AND b.ts < :before ORDER BY b.ts DESC LIMIT :n) AS last",
-        {"tickers": list(tickers), "before": _utc(before), "n": int(per_ticker)},
+        {"tickers": list(tickers), "before": utc(before), "n": int(per_ticker)},
     )
     return _typed(frame).sort_values(["ticker", "ts"], kind="stable", ignore_index=True)
 
@@ -80,7 +76,7 @@ def newest_bar_ts(tickers: Sequence[str] | None = None) -> pd.Timestamp | None:
             "SELECT max(ts) AS ts FROM bars_1m WHERE ticker = ANY(:t)", {"t": list(tickers)}
         )
     value = frame["ts"].iloc[0] if len(frame) else None
-    return None if value is None or pd.isna(value) else _utc(value)
+    return None if value is None or pd.isna(value) else utc(value)
 
 
 def newest_bar_per_ticker(tickers: Sequence[str]) -> dict[str, pd.Timestamp]:
@@ -91,7 +87,7 @@ def newest_bar_per_ticker(tickers: Sequence[str]) -> dict[str, pd.Timestamp]:
         "FROM unnest(CAST(:tickers AS text[])) AS t(ticker)",
         {"tickers": list(tickers)},
     ).dropna(subset=["ts"])
-    return {str(r.ticker): _utc(r.ts).as_unit("ns") for r in frame.itertuples(index=False)}
+    return {str(r.ticker): utc(r.ts).as_unit("ns") for r in frame.itertuples(index=False)}
 
 
 def bar_extent(ticker: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
@@ -103,8 +99,8 @@ def bar_extent(ticker: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
     )
     first, last = frame["first"].iloc[0], frame["last"].iloc[0]
     return (
-        None if first is None or pd.isna(first) else _utc(first),
-        None if last is None or pd.isna(last) else _utc(last),
+        None if first is None or pd.isna(first) else utc(first),
+        None if last is None or pd.isna(last) else utc(last),
     )
 
 
@@ -115,7 +111,7 @@ def bars_per_session_day(
     counts = read_from_db(
         "SELECT CAST(ts AT TIME ZONE :tz AS date) AS day, count(*) AS n FROM bars_1m "
         "WHERE ticker = ANY(CAST(:t AS text[])) AND ts >= :lo AND ts < :hi GROUP BY 1",
-        {"tz": "America/New_York", "t": list(tickers), "lo": _utc(start), "hi": _utc(end)},
+        {"tz": "America/New_York", "t": list(tickers), "lo": utc(start), "hi": utc(end)},
     )
     return {pd.Timestamp(r.day): int(r.n) for r in counts.itertuples(index=False)}
 
@@ -124,7 +120,7 @@ def raw_close_before(ticker: str, before: pd.Timestamp) -> float | None:
     """The newest stored raw (unadjusted) close before `before`, as the source served it."""
     frame = read_from_db(
         "SELECT close FROM bars_1m WHERE ticker = :t AND ts < :before ORDER BY ts DESC LIMIT 1",
-        {"t": ticker, "before": _utc(before)},
+        {"t": ticker, "before": utc(before)},
     )
     return None if frame.empty else float(frame["close"].iloc[0])
 
@@ -169,8 +165,8 @@ def interval_bars(ticker: str, interval: str, start: Any, end: Any) -> pd.DataFr
     otherwise; the same buckets either way, starting at UTC boundaries."""
     if interval not in INTERVALS:
         raise ValueError(f"interval {interval!r} is not one of {list(INTERVALS)}")
-    first = _utc(start).floor(pd.Timedelta(INTERVALS[interval]))
-    params: dict[str, Any] = {"t": ticker, "start": first, "end": _utc(end)}
+    first = utc(start).floor(pd.Timedelta(INTERVALS[interval]))
+    params: dict[str, Any] = {"t": ticker, "start": first, "end": utc(end)}
     if interval != "1m":
         params |= {"width": INTERVALS[interval], "origin": UTC_ORIGIN}
     frame = _typed(read_from_db(_interval_sql(interval), params))

@@ -97,7 +97,7 @@ def ensure_running(settings: Settings | None = None, database: str = DATABASE_NA
     settings = settings or get_settings()
     server = _server(settings)
     pgdata = pgdata_path(settings)
-    from db.jobs import file_lock
+    from core.locks import file_lock
 
     with file_lock(pgdata.parent / "pg-config.lock", "embedded server set-up", wait=True):
         if _configure(pgdata, settings):

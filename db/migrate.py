@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from types import ModuleType
 
+from config.settings import setup_logging
 from db import migrations, timescale
 from db.database_manager import (
     autocommit_cursor,
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--to", type=int, default=None, help="target version")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging("db.migrate")
     if args.action == "up":
         ran = upgrade(args.to)
         print(f"applied: {ran or 'nothing (up to date)'}")

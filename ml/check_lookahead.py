@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.timeutil import utc, utc_now
 from ml.feature_engineering import FeatureParams, clean_bars, create_features
 from ml.labels import LabelParams, triple_barrier_labels
 
@@ -162,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cuts", type=int, default=40, help="random cut points")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cut points")
     args = parser.parse_args(argv)
-    end = pd.Timestamp(args.end or pd.Timestamp.now(tz="UTC"))
-    end = end.tz_localize("UTC") if end.tzinfo is None else end
+    end = utc_now() if args.end is None else utc(args.end)
     tickers = [t.strip().upper() for t in args.tickers.split(",") if t.strip()]
     params = FeatureParams.from_settings(settings)
     raw = load_raw(tickers, end - pd.Timedelta(days=args.days), end, params=params)

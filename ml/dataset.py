@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.timeutil import utc
 from db.bars import read_bars, read_last_bars
 from db.database_manager import read_from_db
 from ml.feature_engineering import (
@@ -87,9 +88,7 @@ def load_raw(
 ) -> RawData:
     """Bars with start <= ts < end (plus `warmup_bars` earlier bars per ticker), and the news
     and macro releases their features need."""
-    start, end = pd.Timestamp(start), pd.Timestamp(end)
-    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
-    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    start, end = utc(start), utc(end)
     bars = read_bars(tickers, start, end)
     if warmup_bars > 0:
         before = read_last_bars(tickers, warmup_bars, start)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from config.settings import Settings, get_settings
+from config.settings import Settings, get_settings, setup_logging
 from db.bars import read_bars
 from db.database_manager import read_from_db, write_to_db
 from ml import registry
@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from db.jobs import job_run
+    setup_logging("ml.drift_monitor")
+    from db.ops import job_run
 
     with job_run("drift_monitor") as run:
         report = check()

@@ -2,7 +2,7 @@
 
 This is what cron and the app's retrain button run. The newest `HOLDOUT_SESSIONS` sessions are
 kept out of training so the champion/challenger gate has a held-out window; the lock shared
-with the app (db.jobs.training_lock) is held across both steps, so runs never overlap.
+with the app (db.ops.training_lock) is held across both steps, so runs never overlap.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 import pandas as pd
 
 from config.market_calendar import sessions_between
-from config.settings import Settings, get_settings
+from config.settings import Settings, get_settings, setup_logging
+from core.locks import EXIT_BUSY, LockBusyError
 from db.bars import newest_bar_ts
-from db.jobs import EXIT_BUSY, LockBusyError, job_run, training_lock
+from db.ops import job_run, training_lock
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="max epochs per model")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging("ml.pipeline")
     from ml.validate_model import ValidationRefused, summary
 
     try:

@@ -8,12 +8,9 @@ the app's history page) when the database is reachable.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +20,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.settings import Settings, get_settings
+from core.files import write_text_atomic
+from core.locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -95,30 +94,15 @@ def read_registry(path: Path | None = None) -> Registry:
 def write_registry(registry: Registry, path: Path | None = None) -> None:
     """Atomically replace the registry file."""
     path = path or get_settings().model_config_path
-    path.parent.mkdir(parents=True, exist_ok=True)
     registry.updated_at = _now()
-    payload = json.dumps(registry.model_dump(), indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".model_config.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(registry.model_dump(), indent=2) + "\n")
 
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """Serialise registry changes (every writer waits its turn)."""
+    with file_lock(path.with_suffix(".lock"), "a registry change", wait=True):
+        yield
 
 
 def version_dir(version: str, settings: Settings | None = None) -> Path:

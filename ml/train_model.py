@@ -26,11 +26,13 @@ import numpy as np
 import pandas as pd
 
 from config.settings import Settings, get_settings
+from core.files import write_json_atomic
+from core.timeutil import iso, utc, utc_now
 from ml.dataset import DatasetError, RawData, Samples, chronological_split, load_raw, prepare
 from ml.dataset import samples_from as _samples_from
 from ml.feature_engineering import FEATURE_COLUMNS, FeatureParams
 from ml.labels import CLASSES, LabelParams
-from ml.progress import PROGRESS_FILE, Progress, write_json_atomic
+from ml.progress import PROGRESS_FILE, Progress
 from ml.training_report import (
     baseline_scores,
     class_weights,
@@ -184,10 +186,6 @@ def build_training_data(raw: RawData, cfg: TrainConfig, progress: Progress) -> T
     return TrainingData(train, val, scaler, reference, split.gap)
 
 
-def _iso(ts: pd.Timestamp) -> str:
-    return pd.Timestamp(ts).tz_convert("UTC").isoformat()
-
-
 def new_version_dir(models_dir: Path) -> Path:
     """A new folder named by the UTC time (YYYYMMDDTHHMMSSZ), unique."""
     now = pd.Timestamp.now(tz="UTC").floor("s")
@@ -242,7 +240,7 @@ def train_from_raw(
     confidence = {name: metrics[name]["mean_confidence"] for name in MODEL_NAMES}
     metadata = {
         "version": folder.name,
-        "created_at": _iso(pd.Timestamp.now(tz="UTC")),
+        "created_at": iso(utc_now()),
         "features": list(FEATURE_COLUMNS),
         "scaler": data.scaler.to_dict(),
         "window_length": cfg.window,
@@ -250,8 +248,8 @@ def train_from_raw(
         "label_params": cfg.label_params.to_dict(),
         "feature_params": cfg.feature_params.to_dict(),
         "tickers": sorted({str(t) for t in data.train.ticker} | {str(t) for t in data.val.ticker}),
-        "train_range": [_iso(data.train.bar_ts.min()), _iso(data.train.bar_ts.max())],
-        "val_range": [_iso(data.val.bar_ts.min()), _iso(data.val.bar_ts.max())],
+        "train_range": [iso(data.train.bar_ts.min()), iso(data.train.bar_ts.max())],
+        "val_range": [iso(data.val.bar_ts.min()), iso(data.val.bar_ts.max())],
         "purge_gap_minutes": data.gap / pd.Timedelta(minutes=1),
         "tflite_batch": cfg.serving_batch,
         "reference_stats": data.reference,
@@ -293,20 +291,19 @@ def train(
     quick : a short run (few epochs, fewer windows) for demos.
     epochs : cap on epochs per model (default: settings.train_epochs).
     progress : where progress goes (default: stdout and data_dir/training_progress.json).
-    take_lock : False when the caller already holds `db.jobs.training_lock()`.
+    take_lock : False when the caller already holds `db.ops.training_lock()`.
 
     Returns
     -------
-    The version folder. Raises `db.jobs.LockBusyError` when another run holds the lock.
+    The version folder. Raises `core.locks.LockBusyError` when another run holds the lock.
     """
     from contextlib import nullcontext
 
-    from db.jobs import job_run, training_lock
+    from db.ops import job_run, training_lock
 
     settings = settings or get_settings()
     progress = progress or Progress(settings.data_dir / PROGRESS_FILE)
-    end_ts = pd.Timestamp.now(tz="UTC") if end is None else pd.Timestamp(end)
-    end_ts = end_ts.tz_localize("UTC") if end_ts.tzinfo is None else end_ts.tz_convert("UTC")
+    end_ts = utc_now() if end is None else utc(end)
     lock = training_lock(settings.lock_path) if take_lock else nullcontext()
     with lock, job_run("train_model") as run:
         start = end_ts - pd.Timedelta(days=settings.train_lookback_days)
@@ -335,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be >= 1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from db.jobs import EXIT_BUSY, LockBusyError
+    from core.locks import EXIT_BUSY, LockBusyError
 
     try:
         folder = train(end=args.end, quick=args.quick, epochs=args.epochs)

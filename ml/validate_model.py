@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from config.settings import Settings, get_settings
+from config.settings import Settings, get_settings, setup_logging
+from core.files import write_text_atomic
 from db.bars import newest_bar_ts
 from ml import registry
 from ml.baselines import fit_baselines
@@ -231,9 +232,7 @@ def store_report(report: dict[str, Any], settings: Settings | None = None) -> No
 
     folder = registry.version_dir(report["challenger"], settings)
     payload = json.dumps(report, indent=1, default=str)
-    tmp = folder / ".evaluation.json.tmp"
-    tmp.write_text(payload)
-    tmp.replace(folder / "evaluation.json")
+    write_text_atomic(folder / "evaluation.json", payload)
     execute(
         "INSERT INTO model_evaluations (challenger, champion, promoted, report) "
         "VALUES (:c, :h, :p, CAST(:r AS jsonb))",
@@ -266,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from db.jobs import EXIT_BUSY, LockBusyError, job_run, training_lock
+    from core.locks import EXIT_BUSY, LockBusyError
+    from db.ops import job_run, training_lock
 
     parser = argparse.ArgumentParser(
         prog="python -m ml.validate_model",
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--challenger", help="version to evaluate (default: the newest)")
     parser.add_argument("--no-promote", action="store_true", help="report only")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging("ml.validate_model")
     try:
         with training_lock(), job_run("validate_model") as run:
             try:

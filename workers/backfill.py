@@ -8,7 +8,7 @@ source has bars for becomes `filled`; a gap the source has nothing for is a minu
 trades: `empty`, never retried. Errors count an attempt and keep the gap `pending`; after
 `--max-attempts`, or when the gap is older than the source's history reaches, it is `failed`.
 The price ingestor also drains the queue itself whenever a session closes; every drain holds one
-lock (`db.jobs.backfill_lock`), so the two never race: the second says so and exits 75. Under
+lock (`db.ops.backfill_lock`), so the two never race: the second says so and exits 75. Under
 cron the `workers.cron_job` guard records the run in `job_runs`; the last line printed is the
 report.
 """
@@ -25,11 +25,12 @@ import pandas as pd
 from sqlalchemy import text
 
 from config.market_calendar import sessions_between, xnys
-from config.settings import get_settings
+from config.settings import get_settings, setup_logging
+from core.locks import EXIT_BUSY, LockBusyError
+from core.timeutil import utc_series
 from db.database_manager import connect, read_from_db
-from db.jobs import EXIT_BUSY, LockBusyError, backfill_lock
+from db.ops import backfill_lock
 from workers.bar_store import write_bars
-from workers.common import setup_logging
 from workers.sources import SOURCE_KINDS, make_source
 from workers.sources.base import HistoryOutOfReachError, MarketDataSource, clean_bars, final_only
 
@@ -55,10 +56,6 @@ class BackfillReport:
         )
 
 
-def _utc_ns(col: pd.Series) -> pd.Series:
-    return pd.to_datetime(col, utc=True).dt.as_unit("ns")
-
-
 def pending_gaps(
     before: pd.Timestamp | None = None,
     start: pd.Timestamp | None = None,
@@ -81,7 +78,7 @@ def pending_gaps(
             "limit": limit,
         },
     )
-    gaps["gap_start"], gaps["gap_end"] = _utc_ns(gaps["gap_start"]), _utc_ns(gaps["gap_end"])
+    gaps["gap_start"], gaps["gap_end"] = utc_series(gaps["gap_start"]), utc_series(gaps["gap_end"])
     return gaps
 
 
@@ -167,7 +164,7 @@ def drain_queue(
 ) -> BackfillReport:
     """Fill pending gaps (ending before `before`), one history request per session.
 
-    Holds `db.jobs.backfill_lock`; raises `LockBusyError` at once when another drain holds it.
+    Holds `db.ops.backfill_lock`; raises `LockBusyError` at once when another drain holds it.
     """
     report = BackfillReport()
     with backfill_lock():
@@ -184,7 +181,7 @@ def backfill_range(
     source: MarketDataSource, tickers: list[str], start: date, end: date
 ) -> BackfillReport:
     """Refetch every session from `start` to `end` and store the bars that are missing (under
-    `db.jobs.backfill_lock`, like every drain)."""
+    `db.ops.backfill_lock`, like every drain)."""
     with backfill_lock():
         return _backfill_range(source, tickers, start, end)
 

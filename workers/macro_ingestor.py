@@ -18,10 +18,10 @@ from datetime import date
 
 import pandas as pd
 
-from config.settings import Settings, get_settings
+from config.settings import Settings, get_settings, setup_logging
 from db.database_manager import read_from_db, write_to_db
-from db.jobs import job_run
-from workers.common import setup_logging, with_retries
+from db.ops import job_run
+from workers.common import with_retries
 from workers.http_fetch import PayloadError
 from workers.macro_sources import (
     DEFAULT_SERIES,

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from config.settings import get_settings
+from config.settings import get_settings, setup_logging
 from db.database_manager import read_from_db, write_to_db
-from db.jobs import heartbeat
-from workers.common import Shutdown, setup_logging, with_retries
+from db.ops import heartbeat
+from workers.common import Shutdown, with_retries
 from workers.news_sources import NewsSource, make_news_source
 from workers.sentiment import SentimentModel, article_texts, load_sentiment_model
 from workers.sources.base import SourceError

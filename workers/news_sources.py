@@ -24,6 +24,7 @@ import requests
 from config.market_calendar import sessions_between
 from config.market_clock import SessionClock
 from config.settings import Settings, get_settings
+from core.files import write_json_atomic
 from workers.http_fetch import PayloadError, http_get, new_session
 from workers.news_text import (
     ARTICLE_COLUMNS,
@@ -148,9 +149,8 @@ class RequestBudget:
 
     def _save(self) -> None:
         if self.state_path is not None:
-            self.state_path.parent.mkdir(parents=True, exist_ok=True)
             state = {"day": self.day, "used": self.used, "last_at": self.last_at}
-            self.state_path.write_text(json.dumps(state))
+            write_json_atomic(self.state_path, state)
 
 
 class NewsApiSource(HttpNewsSource):

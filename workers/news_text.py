@@ -9,6 +9,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
+from core.timeutil import utc
+
 ARTICLE_COLUMNS = ["article_key", "ticker", "published_at", "source", "title", "url", "summary"]
 
 # Company names that identify a ticker in a headline (default universe). Tickers outside this
@@ -136,4 +138,4 @@ def to_utc(value: object) -> pd.Timestamp | None:
         return None
     if ts is pd.NaT:
         return None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return utc(ts)

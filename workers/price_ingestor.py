@@ -31,13 +31,14 @@ import numpy as np
 import pandas as pd
 
 from config.market_calendar import xnys
-from config.settings import get_settings
+from config.settings import get_settings, setup_logging
+from core.locks import LockBusyError
 from db.bars import newest_bar_per_ticker
 from db.database_manager import DB_ERRORS, DataValidationError
-from db.jobs import LockBusyError, heartbeat
+from db.ops import heartbeat
 from workers.backfill import drain_queue
 from workers.bar_store import write_bars
-from workers.common import Shutdown, backoff_s, setup_logging
+from workers.common import Shutdown, backoff_s
 from workers.gaps import find_gaps
 from workers.sources import SOURCE_KINDS, make_source
 from workers.sources.base import (

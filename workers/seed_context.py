@@ -19,9 +19,8 @@ import pandas as pd
 from rich.progress import Progress
 
 from config.market_calendar import xnys
-from config.settings import get_settings
-from db.jobs import job_run
-from workers.common import setup_logging
+from config.settings import get_settings, setup_logging
+from db.ops import job_run
 from workers.macro_ingestor import ingest_all
 from workers.macro_sources import SimulatedMacroSource
 from workers.news_ingestor import store_articles

@@ -30,10 +30,9 @@ import pandas as pd
 
 from config.market_calendar import session_minutes, xnys
 from config.market_clock import reset_clock
-from config.settings import Settings, get_settings
+from config.settings import Settings, get_settings, setup_logging
 from db.bars import bars_per_session_day
 from workers.bar_store import write_bars
-from workers.common import setup_logging
 from workers.corporate_action_handler import run_daily_adjustment
 from workers.gaps import runs
 from workers.sources import SOURCE_KINDS, make_source

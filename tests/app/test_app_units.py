@@ -10,7 +10,8 @@ import pytest
 
 from app import auth, charts, data, indicators, retrain
 from config.settings import load_settings
-from db.jobs import training_lock
+from db.ops import training_lock
+from ml.progress import progress_path
 
 pytestmark = pytest.mark.no_db
 
@@ -43,7 +44,7 @@ def test_redact_masks_every_secret():
 def test_progress_file_reading_tolerates_partial_and_bad_content(tmp_path):
     settings = load_settings(data_dir=tmp_path)
     assert retrain.read_progress(settings) is None
-    path = retrain.progress_path(settings)
+    path = progress_path(settings.data_dir)
     path.write_text("{not json")
     assert retrain.read_progress(settings) is None
     record = {

@@ -9,7 +9,7 @@ import pytest
 
 from config.settings import get_settings
 from db.database_manager import dispose_engine, execute, write_to_db
-from db.jobs import heartbeat, job_run
+from db.ops import heartbeat, job_run
 from tests.app.support import alerts, figures, open_page, table_with, texts
 
 

@@ -12,7 +12,7 @@ import pytest
 from app import retrain
 from config.settings import get_settings
 from db.database_manager import execute
-from db.jobs import training_lock
+from db.ops import training_lock
 from ml.registry import read_registry
 from tests.app.conftest import TRAINING_ENV
 from tests.app.support import alerts, figures, open_page, table_with, texts

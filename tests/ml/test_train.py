@@ -184,8 +184,7 @@ def test_train_from_the_database_records_the_job(
     assert (folder / "metadata.json").is_file()
     assert "training [lstm 1/1]" in capsys.readouterr().out
     progress = read_progress(settings.data_dir)
-    assert progress is not None and progress["stage"] == "done"
-    assert set(progress) == {"stage", "epoch", "epochs", "model", "message", "updated_at"}
+    assert progress is not None and progress.stage == "done" and progress.finished
     runs = read_from_db(
         "SELECT job, status, message FROM job_runs WHERE job = :j", {"j": "train_model"}
     )
@@ -195,7 +194,8 @@ def test_train_from_the_database_records_the_job(
 def test_train_refuses_while_the_lock_is_held(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from db.jobs import EXIT_BUSY, LockBusyError, training_lock
+    from core.locks import EXIT_BUSY, LockBusyError
+    from db.ops import training_lock
     from ml.train_model import main, train
 
     settings = small_settings(tmp_path)
@@ -227,5 +227,5 @@ def test_empty_database_range_gives_a_clear_error(clean_tables: None, tmp_path: 
     with pytest.raises(DatasetError, match="no bars"):
         train(settings, end="2020-01-10", quick=True)
     progress = read_progress(settings.data_dir)
-    assert progress is not None and progress["stage"] == "failed"
-    assert "no bars" in progress["message"]
+    assert progress is not None and progress.stage == "failed"
+    assert "no bars" in progress.message

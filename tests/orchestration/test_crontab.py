@@ -20,8 +20,8 @@ import pytest
 from croniter import croniter
 
 from config.market_calendar import is_session_day
+from core.locks import EXIT_BUSY
 from db.database_manager import read_from_db
-from db.jobs import EXIT_BUSY
 
 ROOT = Path(__file__).resolve().parents[2]
 NY = ZoneInfo("America/New_York")

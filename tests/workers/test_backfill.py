@@ -121,7 +121,8 @@ def test_drains_of_the_queue_never_race(
     """The price ingestor's post-market drain and the cron job share one lock: while one holds
     it, the other does nothing to the queue and says so (the CLI exits 75, cron records it
     skipped); the ingestor retries after its next poll."""
-    from db.jobs import EXIT_BUSY, LockBusyError, backfill_lock
+    from core.locks import EXIT_BUSY, LockBusyError
+    from db.ops import backfill_lock
 
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     monkeypatch.setenv("MARKET_SOURCE", "simulated")

@@ -3,13 +3,12 @@
 - `job_run(name)`: records a row in `job_runs` (running → ok / failed / skipped).
 - `heartbeat(worker, status, **details)`: upserts `worker_heartbeats` for the data-health page.
 - `training_lock()`: the one lock that nightly training, validation and the app's retrain button
-  share (an `fcntl` lock on `settings.lock_path`), so runs never overlap.
+  share (`core.locks.file_lock` on `settings.lock_path`), so runs never overlap.
 - `backfill_lock()`: the one lock of every backfill-queue drain (ingestor and cron job).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -21,13 +20,8 @@ import pandas as pd
 from sqlalchemy import text
 
 from config.settings import get_settings
+from core.locks import file_lock, lock_holder
 from db.database_manager import connect, write_to_db
-
-EXIT_BUSY = 75  # EX_TEMPFAIL: every command whose lock is held by another run exits with it
-
-
-class LockBusyError(RuntimeError):
-    """Another training or validation run holds the lock."""
 
 
 class JobRun:
@@ -88,32 +82,6 @@ def heartbeat(worker: str, status: str = "ok", **details: Any) -> None:
 
 
 @contextmanager
-def file_lock(path: Path, what: str, wait: bool = False) -> Iterator[Path]:
-    """An exclusive `fcntl` lock on `path` that records its holder in the file.
-
-    Raises LockBusyError("<what> is already running (pid N since ...)") when it is taken,
-    unless `wait`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise LockBusyError(f"{what} is already running ({holder})") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} since {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M:%S} UTC")
-        fh.flush()
-        try:
-            yield path
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@contextmanager
 def backfill_lock(wait: bool = False) -> Iterator[Path]:
     """The one lock every drain of the backfill queue holds (the price ingestor after the close,
     `python -m workers.backfill` from cron or by hand), so two drains never race."""
@@ -128,16 +96,6 @@ def training_lock(path: Path | None = None, wait: bool = False) -> Iterator[Path
         yield held
 
 
-def lock_holder(path: Path | None = None) -> str | None:
+def training_lock_holder() -> str | None:
     """Who holds the training lock, or None when it is free."""
-    path = path or get_settings().lock_path
-    if not path.exists():
-        return None
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            return fh.read().strip() or "another process"
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return None
+    return lock_holder(get_settings().lock_path)
