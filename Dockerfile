@@ -56,6 +56,7 @@ COPY workers ./workers
 COPY ml ./ml
 COPY db ./db
 COPY config ./config
+COPY core ./core
 COPY .streamlit ./.streamlit
 COPY supervisord.conf crontab pyproject.toml ./
 # Writable state for the unprivileged user: logs and locks (var), model versions and the model
@@ -63,7 +64,7 @@ COPY supervisord.conf crontab pyproject.toml ./
 RUN set -eu; \
     mkdir -p var/logs models; \
     chown -R stockpulse:stockpulse var models; \
-    python -m compileall -q app workers ml db config
+    python -m compileall -q app workers ml db config core
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/opt/stockpulse \
     PYTHONUNBUFFERED=1 \

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
@@ -20,8 +20,9 @@ from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
 from config.settings import Settings, get_settings
 from db import bars as db_bars
+from db import context as db_context
 from db import signals as db_signals
-from db.database_manager import read_from_db
+from db.database_manager import ping
 from db.signals import LiveStamp
 
 log = logging.getLogger(__name__)
@@ -73,15 +74,6 @@ def describe_db_error(exc: BaseException) -> str:
     )
 
 
-def query(sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """`read_from_db`, with failures turned into `DataUnavailable`."""
-    try:
-        return read_from_db(sql, params)
-    except (SQLAlchemyError, psycopg2.Error, OSError, RuntimeError) as exc:
-        log.warning("query failed: %s", redact(str(exc)).splitlines()[0] if str(exc) else exc)
-        raise DataUnavailable(describe_db_error(exc)) from None
-
-
 def from_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Call one of `db`'s query functions, with failures turned into `DataUnavailable`."""
     try:
@@ -94,7 +86,7 @@ def from_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 def database_ok() -> bool:
     """True when the database answers a trivial query (uncached; used to recover)."""
     try:
-        query("SELECT 1 AS ok")
+        from_db(ping)
     except DataUnavailable:
         return False
     return True
@@ -162,30 +154,13 @@ def signal_markers(
 @cached_data(ttl=120, max_entries=32)
 def news(ticker: str, start: pd.Timestamp, end: pd.Timestamp, limit: int = 200) -> pd.DataFrame:
     """Headlines about `ticker` published in [start, end), newest last."""
-    return query(
-        "SELECT published_at, title, source, sentiment, url FROM news_articles "
-        "WHERE ticker = :t AND published_at >= :start AND published_at < :end "
-        "ORDER BY published_at DESC LIMIT :n",
-        {"t": ticker, "start": start, "end": end, "n": limit},
-    ).iloc[::-1]
+    return from_db(db_context.headlines, ticker, start, end, limit)
 
 
 @cached_data(ttl=600, max_entries=8)
 def macro_context(as_of: pd.Timestamp) -> pd.DataFrame:
     """Per macro series, the latest value known at `as_of` and the one before it."""
-    frame = query(
-        "SELECT series_id, obs_date, value, realtime_start FROM ("
-        " SELECT DISTINCT ON (series_id, obs_date) series_id, obs_date, value, realtime_start"
-        " FROM macro_observations WHERE realtime_start <= :as_of"
-        " ORDER BY series_id, obs_date DESC, realtime_start DESC) v "
-        "ORDER BY series_id, obs_date DESC",
-        {"as_of": as_of},
-    )
-    if frame.empty:
-        return pd.DataFrame(columns=["series_id", "obs_date", "value", "previous", "released"])
-    frame["previous"] = frame.groupby("series_id")["value"].shift(-1)
-    latest = frame.groupby("series_id", sort=True).head(1)
-    return latest.rename(columns={"realtime_start": "released"}).reset_index(drop=True)
+    return from_db(db_context.macro_snapshot, as_of)
 
 
 @cached_data(ttl=600, max_entries=64)

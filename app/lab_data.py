@@ -6,22 +6,17 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from app.data import cached_data, query
+from app.data import cached_data, from_db
 from config.settings import get_settings
+from db import models
 from ml.registry import Registry, RegistryError, list_versions, read_metadata, read_registry
 
 
 class LabStamp(NamedTuple):
-    """What changes when the lab, history or drift views must be rebuilt (one cheap query)."""
+    """What changes when the lab, history or drift views must be rebuilt."""
 
-    evaluation_id: int | None
-    event_id: int | None
-    drift_checked_at: pd.Timestamp | None
+    database: models.LabStamp  # the newest evaluation, registry event and drift check
     registry_mtime_ns: int | None
-
-
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None or pd.isna(value) else int(value)
 
 
 def lab_stamp() -> LabStamp:
@@ -29,22 +24,11 @@ def lab_stamp() -> LabStamp:
 
     The cached reads below are keyed on it, so a retrain, a validation, a promotion or a
     rollback (from any session or process) shows on the next rerun of every page."""
-    row = query(
-        "SELECT (SELECT max(id) FROM model_evaluations) AS evaluation_id, "
-        "(SELECT max(id) FROM model_events) AS event_id, "
-        "(SELECT max(checked_at) FROM drift_metrics) AS drift_checked_at"
-    ).iloc[0]
     try:
         mtime: int | None = get_settings().model_config_path.stat().st_mtime_ns
     except FileNotFoundError:
         mtime = None
-    checked = row["drift_checked_at"]
-    return LabStamp(
-        _int_or_none(row["evaluation_id"]),
-        _int_or_none(row["event_id"]),
-        None if checked is None or pd.isna(checked) else pd.Timestamp(checked),
-        mtime,
-    )
+    return LabStamp(from_db(models.lab_stamp), mtime)
 
 
 def registry() -> Registry:
@@ -95,32 +79,20 @@ def _span(value: Any) -> str | None:
 def evaluations(stamp: LabStamp, limit: int = 50) -> pd.DataFrame:
     """The newest validation runs: id, at, challenger, champion, promoted (keyed on `stamp`)."""
     del stamp  # the cache key
-    return query(
-        "SELECT id, at, challenger, champion, promoted FROM model_evaluations "
-        "ORDER BY at DESC, id DESC LIMIT :n",
-        {"n": limit},
-    )
+    return from_db(models.evaluations, limit)
 
 
 @cached_data(ttl=600, max_entries=16)
 def evaluation_report(evaluation_id: int) -> dict[str, Any] | None:
-    """The stored report of one validation run."""
-    frame = query("SELECT report FROM model_evaluations WHERE id = :i", {"i": int(evaluation_id)})
-    if frame.empty:
-        return None
-    report = frame.iloc[0]["report"]
-    return dict(report) if isinstance(report, dict) else None
+    """The stored report of one validation run (reports never change once stored)."""
+    return from_db(models.evaluation_report, evaluation_id)
 
 
 @cached_data(ttl=600, max_entries=8)
 def model_events(stamp: LabStamp, limit: int = 200) -> pd.DataFrame:
     """Registry events as recorded in the database (newest first; keyed on `stamp`)."""
     del stamp  # the cache key
-    return query(
-        "SELECT at, event, version, previous_version, actor, reason FROM model_events "
-        "ORDER BY at DESC, id DESC LIMIT :n",
-        {"n": limit},
-    )
+    return from_db(models.model_events, limit)
 
 
 @cached_data(ttl=600, max_entries=8)
@@ -128,13 +100,7 @@ def drift_metrics(stamp: LabStamp, since: pd.Timestamp) -> pd.DataFrame:
     """Drift checks since `since`: checked_at, model_version, metric, feature, value, ...
     (keyed on `stamp`)."""
     del stamp  # the cache key
-    frame = query(
-        "SELECT checked_at, model_version, metric, feature, value, threshold, alarm "
-        "FROM drift_metrics WHERE checked_at >= :since ORDER BY checked_at",
-        {"since": since},
-    )
-    frame["checked_at"] = pd.to_datetime(frame["checked_at"], utc=True)
-    return frame
+    return from_db(models.drift_metrics, since)
 
 
 @cached_data(ttl=600, max_entries=8)
@@ -144,14 +110,4 @@ def live_confidence(
     """Mean top-class probability of each model per time bucket, from the signals log (keyed on
     the version's newest signal, `signal_ts`)."""
     del signal_ts  # the cache key
-    frame = query(
-        "SELECT date_bin(CAST(:bucket AS interval), bar_ts, CAST(:origin AS timestamptz)) AS ts, "
-        "avg(GREATEST(lstm_p_down, lstm_p_neutral, lstm_p_up)) AS lstm, "
-        "avg(GREATEST(transformer_p_down, transformer_p_neutral, transformer_p_up)) "
-        "AS transformer, avg(CASE WHEN lstm_label = transformer_label THEN 1.0 ELSE 0.0 END) "
-        "AS agreement, count(*) AS signals "
-        "FROM signals WHERE model_version = :v AND bar_ts >= :since GROUP BY 1 ORDER BY 1",
-        {"bucket": bucket, "origin": "2000-01-03T00:00:00+00:00", "v": version, "since": since},
-    )
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    return frame
+    return from_db(models.live_confidence, version, since, bucket)

@@ -37,6 +37,7 @@ def simulated_inputs() -> tuple[pd.DataFrame, pd.DataFrame]:
     bars = market.history(tickers, start, end)
     news = pd.concat([market.news_events(t, d) for t in tickers for d in days], ignore_index=True)
     news["sentiment"] = 0.6 * news["sign"]
+    news["available_at"] = news["published_at"] + pd.Timedelta(minutes=5)
     return bars, news
 
 

@@ -96,7 +96,8 @@ def bench_store() -> list[dict[str, Any]]:
     model = VaderSentiment(batch_size=16)
     rows = _articles(STORE_ROWS)
     with bench_database():
-        fast_s, written = timed(lambda: store_articles(rows, model))
+        arrived = rows["published_at"].max()
+        fast_s, written = timed(lambda: store_articles(rows, model, arrived_at=arrived))
         assert written == len(rows)
         execute("TRUNCATE news_articles")
 
@@ -109,8 +110,9 @@ def bench_store() -> list[dict[str, Any]]:
                 if found.empty:
                     score = float(model.score([r.title])[0])
                     execute(
-                        "INSERT INTO news_articles (article_key, ticker, published_at, source, "
-                        "title, sentiment, sentiment_model) VALUES (:k, :t, :p, :s, :ti, :se, :m)",
+                        "INSERT INTO news_articles (article_key, ticker, published_at, "
+                        "available_at, source, title, sentiment, sentiment_model) "
+                        "VALUES (:k, :t, :p, :p, :s, :ti, :se, :m)",
                         {
                             "k": r.article_key,
                             "t": r.ticker,

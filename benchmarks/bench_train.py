@@ -105,7 +105,8 @@ def fill_demo_database() -> pd.Timestamp:
         article_key=[f"sim-{i}" for i in range(len(news))],
         source="simulated",
         title=news["headline"],
-    )[["article_key", "ticker", "published_at", "source", "title", "sentiment"]]
+        available_at=news["published_at"],
+    )[["article_key", "ticker", "published_at", "available_at", "source", "title", "sentiment"]]
     write_to_db(articles, table="news_articles")
     end = bars["ts"].max() + pd.Timedelta(minutes=1)
     ingest_all(SimulatedMacroSource(), start=(end - pd.Timedelta(days=500)).date(), now=end)

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     )
     sentiment_batch_size: int = Field(16, ge=1, description="articles scored per batch")
     news_half_life_min: float = Field(240.0, gt=0, description="news sentiment decay half-life")
+    news_seed_delay_min: float = Field(
+        5.0, ge=0, description="seeded news: minutes after publication it counts as known"
+    )
     macro_source: Literal["fred", "fred_csv", "simulated"] = Field("fred", description="macro")
     fred_api_key: SecretStr | None = Field(None, description="FRED key; unset = keyless CSV")
 

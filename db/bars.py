@@ -11,9 +11,11 @@ nothing stored, compressed TimescaleDB history included, is ever rewritten.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import Connection, text
 
 from core.timeutil import utc
 from db.database_manager import has_aggregates, read_from_db
@@ -47,7 +49,7 @@ def read_bars(tickers: Sequence[str], start: Any, end: Any) -> pd.DataFrame:
     """Adjusted bars of `tickers` with start <= ts < end, ordered by ticker and time."""
     return _typed(
         read_from_db(
-            f"SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "
+            f"SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "  # noqa: S608 (fixed names)
             "WHERE b.ticker = ANY(:tickers) AND b.ts >= :start AND b.ts < :end "
             "ORDER BY b.ticker, b.ts",
             {"tickers": list(tickers), "start": utc(start), "end": utc(end)},
@@ -59,7 +61,7 @@ def read_last_bars(tickers: Sequence[str], per_ticker: int, before: Any) -> pd.D
     """The last `per_ticker` adjusted bars of each ticker with ts < `before` (one index scan
     per ticker), ordered by ticker and time."""
     frame = read_from_db(
-        "SELECT last.* FROM unnest(CAST(:tickers AS text[])) AS u(tk) CROSS JOIN LATERAL "
+        "SELECT last.* FROM unnest(CAST(:tickers AS text[])) AS u(tk) CROSS JOIN LATERAL "  # noqa: S608 (fixed names)
         f"(SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "
         "WHERE b.ticker = u.tk AND b.ts < :before ORDER BY b.ts DESC LIMIT :n) AS last",
         {"tickers": list(tickers), "before": utc(before), "n": int(per_ticker)},
@@ -131,7 +133,7 @@ def raw_close_before(ticker: str, before: pd.Timestamp) -> float | None:
 def _interval_sql(interval: str) -> str:
     if interval == "1m":
         return (
-            f"SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "
+            f"SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "  # noqa: S608 (fixed names)
             "WHERE b.ticker = :t AND b.ts >= :start AND b.ts < :end ORDER BY b.ts"
         )
     if has_aggregates():
@@ -139,7 +141,7 @@ def _interval_sql(interval: str) -> str:
         # first bar: ex-dates fall between sessions, so one factor holds for a whole bucket
         view = AGGREGATE_VIEWS[interval]  # a fixed name, never user input
         return (
-            "SELECT b.ticker, b.ts, b.open * coalesce(a.price_factor, 1) AS open, "
+            "SELECT b.ticker, b.ts, b.open * coalesce(a.price_factor, 1) AS open, "  # noqa: S608 (fixed names)
             "b.high * coalesce(a.price_factor, 1) AS high, "
             "b.low * coalesce(a.price_factor, 1) AS low, "
             "b.close * coalesce(a.price_factor, 1) AS close, "
@@ -149,7 +151,7 @@ def _interval_sql(interval: str) -> str:
             "WHERE b.ticker = :t AND b.ts >= :start AND b.ts < :end ORDER BY b.ts"
         )
     return (
-        "SELECT ticker, date_bin(CAST(:width AS interval), ts, CAST(:origin AS timestamptz)) "
+        "SELECT ticker, date_bin(CAST(:width AS interval), ts, CAST(:origin AS timestamptz)) "  # noqa: S608 (fixed names)
         "AS ts, (array_agg(open ORDER BY ts))[1] AS open, max(high) AS high, min(low) AS low, "
         "(array_agg(close ORDER BY ts DESC))[1] AS close, sum(volume) AS volume "
         f"FROM (SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "
@@ -171,3 +173,31 @@ def interval_bars(ticker: str, interval: str, start: Any, end: Any) -> pd.DataFr
         params |= {"width": INTERVALS[interval], "origin": UTC_ORIGIN}
     frame = _typed(read_from_db(_interval_sql(interval), params))
     return frame.drop(columns=["ticker"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- the action ledger
+
+
+def due_actions(today: date, tickers: Sequence[str]) -> pd.DataFrame:
+    """Recorded, not yet applied corporate actions with ex-date on or before `today`."""
+    return read_from_db(
+        "SELECT ticker, ex_date, action_type, value FROM corporate_actions "
+        "WHERE applied_at IS NULL AND ex_date <= :today AND ticker = ANY(CAST(:t AS text[])) "
+        "ORDER BY ex_date, ticker, action_type",
+        {"today": today, "t": list(tickers)},
+    )
+
+
+def mark_action_applied(
+    conn: Connection, ticker: str, ex_date: date, action_type: str, factor: float
+) -> bool:
+    """Stamp an action applied with its price factor, in `conn`'s transaction; False when it
+    was applied already (the update is conditional, so an action is applied once)."""
+    done = conn.execute(
+        text(
+            "UPDATE corporate_actions SET applied_at = now(), factor = :f "
+            "WHERE ticker = :t AND ex_date = :d AND action_type = :k AND applied_at IS NULL"
+        ),
+        {"f": factor, "t": ticker, "d": ex_date, "k": action_type},
+    ).rowcount
+    return bool(done)

@@ -18,6 +18,7 @@ from types import ModuleType
 from config.settings import setup_logging
 from db import migrations, timescale
 from db.database_manager import (
+    ADVISORY_LOCKS,
     autocommit_cursor,
     create_db_engine,
     database_flavour,
@@ -31,7 +32,7 @@ _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
     name text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 )"""
-_LOCK_KEY = 7_301_204  # advisory lock: one migrator at a time
+_LOCK_KEY = ADVISORY_LOCKS["migrate"]  # one migrator at a time
 TIMESCALE_MIGRATION = 2
 
 

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import pandas as pd
+from sqlalchemy import Connection, text
 
 from db.bars import ADJUST_JOIN, UTC_ORIGIN
-from db.database_manager import read_from_db
+from db.database_manager import ADVISORY_LOCKS, read_from_db
 
 SPARK_WINDOW = "90 minutes"
+SCORING_LOCK = ADVISORY_LOCKS["scoring"]
 
 
 class LiveStamp(NamedTuple):
@@ -118,3 +120,34 @@ def latest_signal(ticker: str, version: str | None) -> dict[str, Any] | None:
         {"t": ticker, "v": version or ""},
     )
     return None if frame.empty else dict(frame.iloc[0])
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def try_scoring_lock(conn: Connection) -> bool:
+    """Take the scorers' transaction-level advisory lock in `conn` (False: another scorer holds
+    it). Scorers in every process take turns, so a bar is scored once per version."""
+    return bool(
+        conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SCORING_LOCK}).scalar()
+    )
+
+
+def last_scored(version: str, tickers: Sequence[str]) -> dict[str, pd.Timestamp]:
+    """The newest bar each ticker has been scored at by `version` (in any role)."""
+    frame = read_from_db(
+        "SELECT ticker, max(bar_ts) AS last FROM signals WHERE model_version = :v "
+        "AND ticker = ANY(:t) GROUP BY ticker",
+        {"v": version, "t": list(tickers)},
+    )
+    return {str(t): pd.Timestamp(v) for t, v in zip(frame["ticker"], frame["last"], strict=True)}
+
+
+def predictions(version: str, since: pd.Timestamp) -> pd.DataFrame:
+    """Both models' labels and probabilities of `version` at every bar scored since `since`."""
+    return read_from_db(
+        "SELECT ticker, bar_ts, lstm_label, transformer_label, lstm_p_down, lstm_p_neutral, "
+        "lstm_p_up, transformer_p_down, transformer_p_neutral, transformer_p_up FROM signals "
+        "WHERE model_version = :v AND bar_ts >= :since",
+        {"v": version, "since": since},
+    )

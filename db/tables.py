@@ -64,6 +64,7 @@ NEWS = TableSpec(
         "sentiment",
         "sentiment_model",
         "ingested_at",
+        "available_at",
     ),
     ("article_key", "ticker"),
     finite=("sentiment",),
@@ -115,6 +116,8 @@ SIGNALS = TableSpec(
         "close",
         "reason",
         "created_at",
+        "role",
+        "provisional",
     ),
     ("ticker", "bar_ts", "model_version"),
     finite=(
@@ -127,6 +130,11 @@ SIGNALS = TableSpec(
         "transformer_p_up",
     ),
 )
+OUTCOMES = TableSpec(
+    "outcomes",
+    ("ticker", "bar_ts", "label_key", "label", "fwd_return", "exit_ts", "computed_at"),
+    ("ticker", "bar_ts", "label_key"),
+)
 HEARTBEATS = TableSpec(
     "worker_heartbeats", ("worker", "last_beat", "pid", "status", "details"), ("worker",)
 )
@@ -138,5 +146,15 @@ DRIFT = TableSpec(
 
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
-    for spec in (BARS, NEWS, MACRO, CORPORATE_ACTIONS, BACKFILL, SIGNALS, HEARTBEATS, DRIFT)
+    for spec in (
+        BARS,
+        NEWS,
+        MACRO,
+        CORPORATE_ACTIONS,
+        BACKFILL,
+        SIGNALS,
+        OUTCOMES,
+        HEARTBEATS,
+        DRIFT,
+    )
 }

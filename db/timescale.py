@@ -68,7 +68,7 @@ def _aggregate_exists(cur: Any, view: str) -> bool:
 def _aggregate_sql(view: str, width: str) -> str:
     bucket = f"time_bucket(INTERVAL '{width}', ts)"
     return (
-        f"CREATE MATERIALIZED VIEW {view} "
+        f"CREATE MATERIALIZED VIEW {view} "  # noqa: S608 (fixed names)
         "WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS "
         f"SELECT ticker, {bucket} AS ts, first(open, ts) AS open, max(high) AS high, "
         "min(low) AS low, last(close, ts) AS close, sum(volume) AS volume, "

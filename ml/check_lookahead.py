@@ -50,7 +50,7 @@ def truncate(
     known = cut + BAR
     bars = bars[bars["ts"] <= cut]
     if news is not None:
-        news = news[news["published_at"] < known]
+        news = news[news["available_at"] < known]
     if macro is not None:
         macro = macro[macro["realtime_start"] < known]
     return bars, news, macro

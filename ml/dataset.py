@@ -19,7 +19,7 @@ import pandas as pd
 
 from core.timeutil import utc
 from db.bars import read_bars, read_last_bars
-from db.database_manager import read_from_db
+from db.context import macro_for_features, news_for_features
 from ml.feature_engineering import (
     FEATURE_COLUMNS,
     MACRO_SERIES,
@@ -32,8 +32,6 @@ from ml.feature_engineering import (
 from ml.labels import LabelParams, session_codes, triple_barrier_labels
 from ml.windows import FeatureScaler, gather_windows, window_ready
 
-MACRO_HISTORY = pd.Timedelta(days=400)  # the last release of a monthly series is within this
-
 
 class DatasetError(ValueError):
     """Not enough (or unusable) data to build samples."""
@@ -41,7 +39,7 @@ class DatasetError(ValueError):
 
 @dataclass
 class RawData:
-    """Bars (ticker, ts, OHLCV), news (ticker, published_at, sentiment), macro releases."""
+    """Bars (ticker, ts, OHLCV), news (ticker, available_at, sentiment), macro releases."""
 
     bars: pd.DataFrame
     news: pd.DataFrame | None = None
@@ -114,16 +112,8 @@ def _with_context(
     bars = bars.sort_values(["ticker", "ts"], kind="stable").reset_index(drop=True)
     first = bars["ts"].min() if len(bars) else end
     news_from = first - pd.Timedelta(minutes=params.news_lookback_min)
-    news = read_from_db(
-        "SELECT ticker, published_at, sentiment FROM news_articles WHERE ticker = ANY(:tickers) "
-        "AND published_at >= :start AND published_at < :end ORDER BY published_at",
-        {"tickers": tickers, "start": news_from, "end": end},
-    )
-    macro = read_from_db(
-        "SELECT series_id, obs_date, realtime_start, value FROM macro_observations "
-        "WHERE series_id = ANY(:series) AND realtime_start >= :start AND realtime_start < :end",
-        {"series": list(MACRO_SERIES), "start": first - MACRO_HISTORY, "end": end},
-    )
+    news = news_for_features(tickers, news_from, end)
+    macro = macro_for_features(MACRO_SERIES, first, end)
     return RawData(bars, news, macro)
 
 

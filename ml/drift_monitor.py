@@ -27,7 +27,9 @@ import pandas as pd
 
 from config.settings import Settings, get_settings, setup_logging
 from db.bars import read_bars
-from db.database_manager import read_from_db, write_to_db
+from db.database_manager import write_to_db
+from db.models import alarm_states
+from db.signals import predictions
 from ml import registry
 from ml.dataset import load_recent
 from ml.drift import AlarmState, data_drift, step_alarm
@@ -75,22 +77,13 @@ def monitored(reference: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _signals(version: str, since: pd.Timestamp) -> pd.DataFrame:
-    return read_from_db(
-        "SELECT ticker, bar_ts, lstm_label, transformer_label, lstm_p_down, lstm_p_neutral, "
-        "lstm_p_up, transformer_p_down, transformer_p_neutral, transformer_p_up FROM signals "
-        "WHERE model_version = :v AND bar_ts >= :since",
-        {"v": version, "since": since},
-    )
-
-
 def concept_figures(
     models: LoadedModels, feats: pd.DataFrame, settings: Settings
 ) -> dict[str, float]:
     meta = models.metadata
     if feats.empty:
         return {}
-    sig = _signals(models.version, feats["ts"].min())
+    sig = predictions(models.version, feats["ts"].min())
     out: dict[str, float] = {}
     if sig.empty:
         return out
@@ -126,11 +119,7 @@ def _realised_labels(models: LoadedModels, sig: pd.DataFrame, settings: Settings
 
 
 def _previous_states(version: str) -> dict[str, AlarmState]:
-    df = read_from_db(
-        "SELECT DISTINCT ON (metric) metric, value, alarm FROM drift_metrics "
-        "WHERE model_version = :v AND metric LIKE :p ORDER BY metric, checked_at DESC",
-        {"v": version, "p": "alarm_%"},
-    )
+    df = alarm_states(version, "alarm_")
     return {
         r.metric.removeprefix("alarm_"): AlarmState(int(r.value), bool(r.alarm))
         for r in df.itertuples()

@@ -1,8 +1,9 @@
 """Causal features for every 1-minute bar, shared by training, validation and live scoring.
 
 A bar stamped `ts` is final at its close `ts + 1 min`; its features use that bar and earlier
-bars only, news published before that close, and macro figures released before it. Technical
-indicators come from pandas-ta (`pandas_ta_classic`), computed per ticker over the bar sequence.
+bars only, news StockPulse could have known before that close (`available_at`), and macro
+figures released before it. Technical indicators come from pandas-ta (`pandas_ta_classic`),
+computed per ticker over the bar sequence.
 
 - `create_features(bars, news, macro)`: the feature frame (ticker, ts, FEATURE_COLUMNS).
 - `FeatureScaler`: standardisation fitted on the training range only, saved in metadata.
@@ -165,7 +166,7 @@ def _ns(values: Any) -> np.ndarray:
 def news_features(
     bar_ts: pd.Series, news: pd.DataFrame | None, params: FeatureParams
 ) -> pd.DataFrame:
-    """Decayed sentiment sum and article count of one ticker's news published before each close.
+    """Decayed sentiment sum and article count of one ticker's news available before each close.
 
     Only articles within `news_lookback_min` before the close count, so a bounded history gives
     the same values as the whole one.
@@ -173,7 +174,7 @@ def news_features(
     n = len(bar_ts)
     sent, count = np.zeros(n), np.zeros(n)
     if news is not None and len(news):
-        pub = _ns(news["published_at"])
+        pub = _ns(news["available_at"])
         order = np.argsort(pub, kind="stable")
         pub = pub[order]
         score = pd.to_numeric(news["sentiment"], errors="coerce").fillna(0.0).to_numpy()[order]
@@ -247,7 +248,8 @@ def create_features(
     Parameters
     ----------
     bars : 1-minute bars (ticker, ts UTC, open, high, low, close, volume), any tickers and order.
-    news : articles (ticker, published_at UTC, sentiment in [-1, 1]) or None.
+    news : articles (ticker, available_at UTC: when StockPulse could first have known the
+        article, sentiment in [-1, 1]) or None.
     macro : releases (series_id, obs_date, realtime_start UTC = release time, value) or None.
     settings, params : feature knobs (`params` wins; default from settings).
 
@@ -307,7 +309,7 @@ def latest_windows(
     Parameters
     ----------
     bars : recent bars; only the last `required_history_bars(metadata)` per ticker are used.
-    news : articles published from `feature_params.news_lookback_min` before the oldest bar.
+    news : articles available from `feature_params.news_lookback_min` before the oldest bar.
     macro : releases, including the last one of each series before the oldest bar.
     metadata : a model version's metadata (features, scaler, window_length, feature_params).
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
 
 from config.settings import Settings, get_settings
-from db.database_manager import connect, read_from_db, write_to_db
+from db.database_manager import connect, write_to_db
+from db.signals import last_scored, try_scoring_lock
 from ml.dataset import RawData, load_recent
 from ml.feature_engineering import (
     FeatureParams,
@@ -34,8 +34,6 @@ from ml.predict import to_prediction
 from ml.windows import FeatureScaler, gather_windows, window_ready
 
 log = logging.getLogger(__name__)
-
-SCORING_LOCK_KEY = 7_301_205
 
 
 @dataclass
@@ -72,15 +70,6 @@ def windows_at(
     return hit[["ticker", "ts", "close"]], gather_windows(scaled, hit["row"].to_numpy(), window)
 
 
-def _last_scored(version: str, tickers: list[str]) -> dict[str, pd.Timestamp]:
-    df = read_from_db(
-        "SELECT ticker, max(bar_ts) AS last FROM signals WHERE model_version = :v "
-        "AND ticker = ANY(:t) GROUP BY ticker",
-        {"v": version, "t": tickers},
-    )
-    return dict(zip(df["ticker"], df["last"], strict=True))
-
-
 def _targets(raw: RawData, last: dict[str, pd.Timestamp], max_backlog: int) -> pd.DataFrame:
     bars = raw.bars[["ticker", "ts"]].sort_values(["ticker", "ts"])
     since = pd.to_datetime(bars["ticker"].map(last), utc=True)
@@ -103,12 +92,9 @@ def score_new_bars(
     tickers = list(tickers or settings.universe)
     meta = models.metadata
     with connect() as conn:
-        got = conn.execute(
-            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SCORING_LOCK_KEY}
-        ).scalar()
-        if not got:
+        if not try_scoring_lock(conn):
             return ScoreResult(busy=True)
-        last = _last_scored(models.version, tickers)
+        last = last_scored(models.version, tickers)
         raw = load_recent(
             tickers, {**meta, "window_length": int(meta["window_length"]) + max_backlog}
         )

@@ -196,13 +196,9 @@ def rollback(
 
 def _record_event(event: str, version: str, previous: str | None, by: str, reason: str) -> None:
     try:
-        from db.database_manager import execute
+        from db.models import record_model_event
 
-        execute(
-            "INSERT INTO model_events (event, version, previous_version, actor, reason) "
-            "VALUES (:e, :v, :p, :a, :r)",
-            {"e": event, "v": version, "p": previous, "a": by, "r": reason},
-        )
+        record_model_event(event, version, previous, by, reason)
     except Exception as exc:  # the registry file is the source of truth
         log.warning("could not record %s of %s in model_events: %s", event, version, exc)
 

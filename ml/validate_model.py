@@ -26,6 +26,7 @@ import pandas as pd
 from config.settings import Settings, get_settings, setup_logging
 from core.files import write_text_atomic
 from db.bars import newest_bar_ts
+from db.models import store_evaluation
 from ml import registry
 from ml.baselines import fit_baselines
 from ml.dataset import DatasetError, Samples, build_samples, load_raw
@@ -228,20 +229,11 @@ def evaluate(
 
 def store_report(report: dict[str, Any], settings: Settings | None = None) -> None:
     """Write the report to the challenger's folder and to `model_evaluations`."""
-    from db.database_manager import execute
-
     folder = registry.version_dir(report["challenger"], settings)
     payload = json.dumps(report, indent=1, default=str)
     write_text_atomic(folder / "evaluation.json", payload)
-    execute(
-        "INSERT INTO model_evaluations (challenger, champion, promoted, report) "
-        "VALUES (:c, :h, :p, CAST(:r AS jsonb))",
-        {
-            "c": report["challenger"],
-            "h": report["champion"],
-            "p": report["gate"]["decision"] == "promote",
-            "r": payload,
-        },
+    store_evaluation(
+        report["challenger"], report["champion"], report["gate"]["decision"] == "promote", report
     )
 
 

@@ -5,9 +5,10 @@
 # Source, first found: $TIMESCALEDB_SRC (a tarball), timescaledb-$VERSION.tar.gz in a
 # `shared/vendor` folder beside or above this checkout, or the release tarball from GitHub
 # (needs internet). The build needs cmake and a C compiler (cmake is installed from apt when
-# missing). The installed files are cached in ~/.cache/stockpulse, keyed on the source, the
-# PostgreSQL build and the machine, so a second checkout on the same machine installs them in
-# seconds; delete that folder to build again. Idempotent: an installed extension is left alone.
+# missing). The installed files (and the source) are cached in ~/.cache/stockpulse, keyed on the
+# release, the PostgreSQL version and the machine, so another checkout on the same machine
+# installs them in seconds; delete that folder to build again. Idempotent: an installed
+# extension is left alone.
 set -euo pipefail
 
 VERSION="${TIMESCALEDB_VERSION:-2.29.2}"
@@ -22,6 +23,9 @@ if [ -f "$PKGLIBDIR/timescaledb-$VERSION.so" ]; then
     echo "TimescaleDB $VERSION is installed in the embedded server ($PG_VERSION)"
     exit 0
 fi
+
+CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/stockpulse"
+BUILT="$CACHE_DIR/timescaledb-$VERSION-$(echo "$PG_VERSION" | tr -cd '[:alnum:].')-$(uname -m)-install.tar.gz"
 
 find_source() {
     if [ -n "${TIMESCALEDB_SRC:-}" ]; then
@@ -48,15 +52,11 @@ find_source() {
     echo "$cached"
 }
 
-CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/stockpulse"
-SRC="$(find_source)"
-KEY="$( { sha256sum "$SRC" | cut -c1-64; echo "$PG_VERSION"; uname -m; } | sha256sum | cut -c1-16)"
-BUILT="$CACHE_DIR/timescaledb-$VERSION-$KEY-install.tar.gz"
-
 if [ -f "$BUILT" ]; then
     echo "==> installing TimescaleDB $VERSION from the build cache ($BUILT)"
     tar -xzf "$BUILT" -C "$PGINSTALL"
 else
+    SRC="$(find_source)"
     command -v cmake >/dev/null || { SUDO=$([ "$(id -u)" = 0 ] || echo sudo); \
         $SUDO apt-get update && $SUDO apt-get install -y cmake; }
     WORK="$(mktemp -d)"
@@ -74,6 +74,7 @@ else
     cp -a "$WORK/stage$PGINSTALL/." "$PGINSTALL/"
     mkdir -p "$CACHE_DIR"
     tar -czf "$BUILT.part" -C "$WORK/stage$PGINSTALL" . && mv "$BUILT.part" "$BUILT"
+    [ -f "$CACHE_DIR/timescaledb-$VERSION.tar.gz" ] || cp "$SRC" "$CACHE_DIR/timescaledb-$VERSION.tar.gz"
 fi
 test -f "$PKGLIBDIR/timescaledb-$VERSION.so"
 echo "TimescaleDB $VERSION installed into the embedded server ($PG_VERSION); it is preloaded at"

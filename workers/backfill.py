@@ -22,14 +22,12 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pandas as pd
-from sqlalchemy import text
 
 from config.market_calendar import sessions_between, xnys
 from config.settings import get_settings, setup_logging
 from core.locks import EXIT_BUSY, LockBusyError
-from core.timeutil import utc_series
-from db.database_manager import connect, read_from_db
 from db.ops import backfill_lock
+from db.queue import mark_gaps, pending_gaps
 from workers.bar_store import write_bars
 from workers.sources import SOURCE_KINDS, make_source
 from workers.sources.base import HistoryOutOfReachError, MarketDataSource, clean_bars, final_only
@@ -54,32 +52,6 @@ class BackfillReport:
             f"gaps filled {self.filled}, confirmed empty {self.empty}, failed {self.failed}, "
             f"to retry {self.retry}; bars written {self.bars_written}"
         )
-
-
-def pending_gaps(
-    before: pd.Timestamp | None = None,
-    start: pd.Timestamp | None = None,
-    tickers: list[str] | None = None,
-    limit: int = 20_000,
-) -> pd.DataFrame:
-    """Gaps still to fill (oldest first), optionally only those ending before `before`."""
-    far = pd.Timestamp("2262-01-01", tz="UTC")
-    gaps = read_from_db(
-        "SELECT ticker, gap_start, gap_end, attempts FROM backfill_queue "
-        "WHERE status = :pending AND gap_end < :before AND gap_start >= :start "
-        "AND (CAST(:all_tickers AS boolean) OR ticker = ANY(CAST(:tickers AS text[]))) "
-        "ORDER BY gap_start, ticker LIMIT :limit",
-        {
-            "pending": "pending",
-            "before": before if before is not None else far,
-            "start": start if start is not None else pd.Timestamp("1970-01-01", tz="UTC"),
-            "all_tickers": tickers is None,
-            "tickers": list(tickers or []),
-            "limit": limit,
-        },
-    )
-    gaps["gap_start"], gaps["gap_end"] = utc_series(gaps["gap_start"]), utc_series(gaps["gap_end"])
-    return gaps
 
 
 def _session_of(ts: pd.Series) -> pd.Series:
@@ -107,28 +79,6 @@ def resolve(gaps: pd.DataFrame, bars: pd.DataFrame) -> tuple[list[str], pd.DataF
     return statuses, found
 
 
-def mark(gaps: pd.DataFrame, statuses: list[str], error: str | None = None) -> None:
-    """Record one attempt for each gap with its new status."""
-    if gaps.empty:
-        return
-    with connect() as conn:
-        conn.execute(
-            text(
-                "UPDATE backfill_queue q SET status = u.status, attempts = q.attempts + 1, "
-                "last_error = :error, updated_at = now() "
-                "FROM unnest(CAST(:tickers AS text[]), CAST(:starts AS timestamptz[]), "
-                "CAST(:statuses AS text[])) AS u(ticker, gap_start, status) "
-                "WHERE q.ticker = u.ticker AND q.gap_start = u.gap_start"
-            ),
-            {
-                "tickers": [str(t) for t in gaps["ticker"]],
-                "starts": [pd.Timestamp(t).to_pydatetime() for t in gaps["gap_start"]],
-                "statuses": statuses,
-                "error": error,
-            },
-        )
-
-
 def _fill_session(
     source: MarketDataSource, gaps: pd.DataFrame, report: BackfillReport, max_attempts: int
 ) -> None:
@@ -137,20 +87,22 @@ def _fill_session(
     try:
         bars, _ = clean_bars(final_only(source.history(tickers, start, end), source.now()))
     except HistoryOutOfReachError as exc:
-        mark(gaps, ["failed"] * len(gaps), str(exc))
+        mark_gaps(gaps, ["failed"] * len(gaps), str(exc))
         report.failed += len(gaps)
         return
     except Exception as exc:  # a source failure: count the attempt, retry on a later run
         log.warning("backfill of %d gap(s) %s..%s failed: %s", len(gaps), start, end, exc)
         give_up = gaps["attempts"] + 1 >= max_attempts
-        mark(gaps, ["failed" if g else "pending" for g in give_up], f"{type(exc).__name__}: {exc}")
+        mark_gaps(
+            gaps, ["failed" if g else "pending" for g in give_up], f"{type(exc).__name__}: {exc}"
+        )
         report.failed += int(give_up.sum())
         report.retry += int((~give_up).sum())
         report.errors.append(str(exc))
         return
     statuses, inside = resolve(gaps, bars)
     report.bars_written += write_bars(inside, source=source.name, on_conflict="nothing")
-    mark(gaps, statuses)
+    mark_gaps(gaps, statuses)
     report.filled += statuses.count("filled")
     report.empty += statuses.count("empty")
 
@@ -204,7 +156,7 @@ def _backfill_range(
         report.bars_written += write_bars(bars, source=source.name, on_conflict="nothing")
         gaps = pending_gaps(before=hi, start=lo, tickers=tickers)
         statuses, _ = resolve(gaps, bars)
-        mark(gaps, statuses)
+        mark_gaps(gaps, statuses)
         report.filled += statuses.count("filled")
         report.empty += statuses.count("empty")
         log.info("backfill %s..%s: %d bar(s) added", chunk[0].date(), chunk[-1].date(), len(bars))

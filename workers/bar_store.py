@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 
 import pandas as pd
-from sqlalchemy import Connection, text
 
 from config.market_calendar import regular_session_mask
 from db.database_manager import connect, refresh_aggregates, write_to_db
+from db.queue import queue_gaps
 from workers.sources.base import BAR_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -55,25 +55,3 @@ def write_bars(
     if written:
         refresh_aggregates(bars["ts"].min(), bars["ts"].max() + MINUTE)
     return written
-
-
-def queue_gaps(conn: Connection, gaps: pd.DataFrame) -> None:
-    """Add gap rows, pending unless they carry a `status` (seeding records minutes the source
-    confirmed empty); a gap already queued keeps its status. One statement."""
-    status = gaps["status"] if "status" in gaps.columns else pd.Series("pending", gaps.index)
-    conn.execute(
-        text(
-            "INSERT INTO backfill_queue (ticker, gap_start, gap_end, status, attempts) "
-            "SELECT u.t, u.s, u.e, u.status, CASE WHEN u.status = :pending THEN 0 ELSE 1 END "
-            "FROM unnest(CAST(:t AS text[]), CAST(:s AS timestamptz[]), "
-            "CAST(:e AS timestamptz[]), CAST(:status AS text[])) AS u(t, s, e, status) "
-            "ON CONFLICT (ticker, gap_start) DO NOTHING"
-        ),
-        {
-            "t": [str(t) for t in gaps["ticker"]],
-            "s": [pd.Timestamp(x).to_pydatetime() for x in gaps["gap_start"]],
-            "e": [pd.Timestamp(x).to_pydatetime() for x in gaps["gap_end"]],
-            "status": [str(x) for x in status],
-            "pending": "pending",
-        },
-    )

@@ -29,11 +29,12 @@ from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from config.settings import get_settings, setup_logging
-from db.bars import raw_close_before
-from db.database_manager import connect, read_from_db, write_to_db
+from core.timeutil import ny_midnight
+from db.bars import due_actions, mark_action_applied, raw_close_before
+from db.database_manager import connect, write_to_db
 from workers.sources import SOURCE_KINDS, make_source
 from workers.sources.base import ACTION_COLUMNS, MarketDataSource
 
@@ -62,24 +63,9 @@ def record_actions(actions: pd.DataFrame, source: str) -> int:
     return write_to_db(frame, table="corporate_actions", on_conflict="nothing")
 
 
-def due_actions(today: date, tickers: list[str]) -> pd.DataFrame:
-    """Recorded, not yet applied actions with ex-date on or before `today`, oldest first."""
-    return read_from_db(
-        "SELECT ticker, ex_date, action_type, value FROM corporate_actions "
-        "WHERE applied_at IS NULL AND ex_date <= :today AND ticker = ANY(CAST(:t AS text[])) "
-        "ORDER BY ex_date, ticker, action_type",
-        {"today": today, "t": list(tickers)},
-    )
-
-
-def ex_date_start(ex_date: date) -> pd.Timestamp:
-    """The first instant of the ex-date in New York, in UTC: bars before it get adjusted."""
-    return pd.Timestamp(ex_date).tz_localize("America/New_York").tz_convert("UTC")
-
-
 def _previous_close(ticker: str, ex_date: date, source: MarketDataSource) -> float | None:
     """The raw close before the ex-date: the stored one (bars are stored raw), or sourced."""
-    ex = ex_date_start(ex_date)
+    ex = ny_midnight(ex_date)  # bars before the ex-date's first instant get adjusted
     close = raw_close_before(ticker, ex)
     if close is not None:
         return close
@@ -113,14 +99,8 @@ def action_factor(action: Any, source: MarketDataSource) -> float | None:
     return 1.0 - value / close
 
 
-def _mark_applied(conn: Connection, action: Any, price_f: float) -> int:
-    return conn.execute(
-        text(
-            "UPDATE corporate_actions SET applied_at = now(), factor = :f "
-            "WHERE ticker = :t AND ex_date = :d AND action_type = :k AND applied_at IS NULL"
-        ),
-        {"f": price_f, "t": action.ticker, "d": action.ex_date, "k": action.action_type},
-    ).rowcount
+def _mark_applied(conn: Connection, action: Any, price_f: float) -> bool:
+    return mark_action_applied(conn, action.ticker, action.ex_date, action.action_type, price_f)
 
 
 def apply_action(action: Any, source: MarketDataSource) -> bool:

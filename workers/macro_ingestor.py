@@ -19,7 +19,8 @@ from datetime import date
 import pandas as pd
 
 from config.settings import Settings, get_settings, setup_logging
-from db.database_manager import read_from_db, write_to_db
+from db.context import newest_macro_observation, newest_macro_values
+from db.database_manager import write_to_db
 from db.ops import job_run
 from workers.common import with_retries
 from workers.http_fetch import PayloadError
@@ -44,15 +45,6 @@ class MacroIngestError(RuntimeError):
     """Some series could not be ingested; the message names them."""
 
 
-def latest_stored(series_id: str, start: date) -> pd.DataFrame:
-    """The newest stored value per observation date of a series (obs_date >= start)."""
-    return read_from_db(
-        "SELECT DISTINCT ON (obs_date) obs_date, value FROM macro_observations "
-        "WHERE series_id = :s AND obs_date >= :start ORDER BY obs_date, realtime_start DESC",
-        {"s": series_id, "start": start},
-    )
-
-
 def new_rows(
     fetched: pd.DataFrame, source: MacroSource, now: pd.Timestamp, start: date
 ) -> pd.DataFrame:
@@ -60,7 +52,7 @@ def new_rows(
     that differ from the newest stored one, a changed value stamped with the time it was seen."""
     if fetched.empty or source.has_vintages:
         return fetched
-    stored = latest_stored(str(fetched["series_id"].iloc[0]), start)
+    stored = newest_macro_values(str(fetched["series_id"].iloc[0]), start)
     if stored.empty:
         return fetched
     merged = fetched.merge(stored, on="obs_date", how="left", suffixes=("", "_stored"))
@@ -92,11 +84,8 @@ def ingest_series(
 
 def default_start(series_id: str) -> date:
     """First run: FIRST_START; later runs: two years before the newest stored observation."""
-    last = read_from_db(
-        "SELECT max(obs_date) AS last FROM macro_observations WHERE series_id = :s",
-        {"s": series_id},
-    )["last"].iloc[0]
-    if last is None or pd.isna(last):
+    last = newest_macro_observation(series_id)
+    if last is None:
         return FIRST_START
     return max(FIRST_START, (pd.Timestamp(last) - REVISION_WINDOW).date())
 

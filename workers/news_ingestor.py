@@ -19,7 +19,9 @@ from collections.abc import Sequence
 import pandas as pd
 
 from config.settings import get_settings, setup_logging
-from db.database_manager import read_from_db, write_to_db
+from core.timeutil import utc_now
+from db.context import newest_article_time, stored_article_pairs
+from db.database_manager import write_to_db
 from db.ops import heartbeat
 from workers.common import Shutdown, with_retries
 from workers.news_sources import NewsSource, make_news_source
@@ -33,17 +35,6 @@ FIRST_LOOKBACK = pd.Timedelta(days=4)  # first cycle on an empty table: a few se
 MAX_CATCH_UP = pd.Timedelta(days=30)  # never ask for more than this after a long stop
 
 
-def existing_pairs(keys: Sequence[str]) -> set[tuple[str, str]]:
-    """The (article_key, ticker) pairs of `keys` already stored."""
-    if not keys:
-        return set()
-    found = read_from_db(
-        "SELECT article_key, ticker FROM news_articles WHERE article_key = ANY(:keys)",
-        {"keys": list(keys)},
-    )
-    return set(zip(found["article_key"], found["ticker"], strict=True))
-
-
 def score_articles(articles: pd.DataFrame, model: SentimentModel) -> pd.DataFrame:
     """Add `sentiment` and `sentiment_model`; each distinct article is scored once."""
     out = articles.copy()
@@ -55,17 +46,36 @@ def score_articles(articles: pd.DataFrame, model: SentimentModel) -> pd.DataFram
     return out
 
 
-def store_articles(articles: pd.DataFrame, model: SentimentModel) -> int:
-    """Score and write the articles not stored yet; returns rows written."""
+def store_articles(
+    articles: pd.DataFrame,
+    model: SentimentModel,
+    *,
+    arrived_at: pd.Timestamp | None = None,
+    seed_delay: pd.Timedelta | None = None,
+) -> int:
+    """Score and write the articles not stored yet; returns rows written.
+
+    Each row records when StockPulse could first have known the article (`available_at`), the
+    time features join it on: for articles collected live, the later of publication and
+    `arrived_at` (the source's clock: the market clock for simulated news); for seeded history,
+    publication plus `seed_delay`."""
+    if (arrived_at is None) == (seed_delay is None):
+        raise ValueError("store_articles needs arrived_at (live) or seed_delay (seeding)")
     if articles.empty:
         return 0
-    seen = existing_pairs(articles["article_key"].unique().tolist())
+    seen = stored_article_pairs(articles["article_key"].unique().tolist())
     pairs = zip(articles["article_key"], articles["ticker"], strict=True)
     fresh = articles[[p not in seen for p in pairs]]
     if fresh.empty:
         return 0
     scored = score_articles(fresh, model)
-    scored["ingested_at"] = pd.Timestamp.now(tz="UTC")
+    scored["ingested_at"] = utc_now()
+    published = pd.to_datetime(scored["published_at"], utc=True)
+    if arrived_at is not None:
+        scored["available_at"] = published.where(published >= arrived_at, arrived_at)
+    else:
+        assert seed_delay is not None
+        scored["available_at"] = published + seed_delay
     return write_to_db(scored, table="news_articles", on_conflict="nothing")
 
 
@@ -86,21 +96,17 @@ class NewsIngestor:
         self._fetch = with_retries((SourceError,), retry_attempts, max_wait_s, log)(source.fetch)
 
     def _initial_since(self, now: pd.Timestamp) -> pd.Timestamp:
-        last = read_from_db(
-            "SELECT max(published_at) AS last FROM news_articles "
-            "WHERE source = :name OR source LIKE :prefix",
-            {"name": self.source.name, "prefix": f"{self.source.name}:%"},
-        )["last"].iloc[0]
-        if last is None or pd.isna(last):
+        last = newest_article_time(self.source.name)
+        if last is None:
             return now - FIRST_LOOKBACK
-        return max(pd.Timestamp(last).tz_convert("UTC"), now - MAX_CATCH_UP)
+        return max(last, now - MAX_CATCH_UP)
 
     def poll_once(self) -> int:
         """Fetch, de-duplicate, score and store; the watermark moves only after a good write."""
         now = self.source.now()
         since = self.since if self.since is not None else self._initial_since(now)
         articles = self._fetch(since, now)
-        written = store_articles(articles, self.model)
+        written = store_articles(articles, self.model, arrived_at=now)
         self.since = now
         log.info(
             "%s: %d article row(s) fetched, %d new stored (up to %s)",

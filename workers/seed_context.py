@@ -50,15 +50,17 @@ def seed_news(
     sessions: pd.DatetimeIndex,
     end: pd.Timestamp,
     progress: Progress | None = None,
+    delay: pd.Timedelta = pd.Timedelta(minutes=5),
 ) -> int:
-    """Store each session's simulated news published before `end`; returns rows written."""
+    """Store each session's simulated news published before `end`, each known `delay` after
+    its publication (as if it had been collected live); returns rows written."""
     cal = xnys()
     task = progress.add_task("news", total=len(sessions)) if progress else None
     written = 0
     for session in sessions:
         since = cal.session_open(session) - pd.Timedelta(minutes=1)
         until = min(cal.session_close(session), end - pd.Timedelta(microseconds=1))
-        written += store_articles(source.fetch(since, until), model)
+        written += store_articles(source.fetch(since, until), model, seed_delay=delay)
         if progress is not None and task is not None:
             progress.update(task, advance=1, description=f"news {session:%Y-%m-%d}")
     return written
@@ -100,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         start,
     )
     with job_run(JOB) as run, Progress(transient=False) as progress:
-        news_rows = seed_news(source, model, sessions, start, progress)
+        delay = pd.Timedelta(minutes=settings.news_seed_delay_min)
+        news_rows = seed_news(source, model, sessions, start, progress, delay)
         task = progress.add_task("macro", total=1)
         macro_rows, failed = ingest_all(
             SimulatedMacroSource(settings.sim_seed), start=(first - MACRO_LEAD).date(), now=start

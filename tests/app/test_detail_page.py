@@ -44,6 +44,7 @@ def test_chart_has_candles_volume_signals_news_and_macro(app_env):
         "article_key": "k1",
         "ticker": "MSFT",
         "published_at": newest - pd.Timedelta(minutes=45),
+        "available_at": newest - pd.Timedelta(minutes=44),
         "source": "simulated",
         "title": "MSFT wins major contract",
         "sentiment": 0.7,

@@ -105,10 +105,8 @@ def test_a_failing_batch_inside_a_transaction_writes_nothing(clean_tables):
 def test_reads_are_parameterised(clean_tables):
     write_to_db(pd.concat([bars(3), bars(4, ticker="MSFT")]), table="bars_1m")
     assert count("MSFT") == 4
-    with pytest.raises(UnsafeQueryError, match="bound parameters"):
-        read_from_db("SELECT * FROM bars_1m WHERE ticker = 'MSFT'")
-    with pytest.raises(UnsafeQueryError):
-        read_from_db("SELECT * FROM bars_1m WHERE ticker = %(t)s", {"t": "MSFT"})
+    with pytest.raises(UnsafeQueryError, match="mapping"):
+        read_from_db("SELECT * FROM bars_1m WHERE ticker = :t", ["MSFT"])  # type: ignore[arg-type]
     # A hostile value stays a value.
     assert count("MSFT' OR '1'='1") == 0
 
@@ -119,6 +117,7 @@ def test_other_tables_round_trip(clean_tables):
             "article_key": ["k1", "k1"],
             "ticker": ["AAPL", "MSFT"],
             "published_at": pd.to_datetime(["2024-03-04 15:00"] * 2, utc=True),
+            "available_at": pd.to_datetime(["2024-03-04 15:01"] * 2, utc=True),
             "source": "test",
             "title": ['Apple, "quoted" headline\nwith newline', "x"],
             "sentiment": [0.5, -0.2],
@@ -150,6 +149,7 @@ def test_missing_values_are_stored_as_null(clean_tables):
             "article_key": ["k"],
             "ticker": ["AAPL"],
             "published_at": pd.to_datetime(["2024-03-04 15:00"], utc=True),
+            "available_at": pd.to_datetime(["2024-03-04 15:01"], utc=True),
             "source": "test",
             "title": "t",
             "url": [None],

@@ -131,7 +131,7 @@ def test_news_counts_only_after_publication_and_decays() -> None:
     news = pd.DataFrame(
         {
             "ticker": ["AAA", "AAA", "BBB"],
-            "published_at": pd.to_datetime(
+            "available_at": pd.to_datetime(
                 ["2026-02-02 14:35:30", "2026-02-02 16:00:00", "2026-02-02 14:31:00"], utc=True
             ),
             "sentiment": [0.8, -0.4, 1.0],
@@ -243,6 +243,7 @@ def test_live_windows_equal_the_batch_result() -> None:
     )
     news = pd.concat([market.news_events(t, d) for t in tickers for d in days], ignore_index=True)
     news["sentiment"] = 0.7 * news["sign"]
+    news["available_at"] = news["published_at"] + pd.Timedelta(minutes=2)
     macro = pd.DataFrame(
         {
             "series_id": "VIXCLS",

@@ -49,6 +49,7 @@ def simulated_raw(signal: float) -> RawData:
     days = pd.DatetimeIndex(bars["ts"].dt.tz_convert("America/New_York").dt.date.unique())
     news = pd.concat([market.news_events(t, d) for t in TICKERS for d in days], ignore_index=True)
     news["sentiment"] = 0.8 * news["sign"]
+    news["available_at"] = news["published_at"]  # known when published
     return RawData(bars, news, None)
 
 

@@ -36,6 +36,7 @@ def _inputs() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     days = pd.date_range(START.tz_localize(None), END.tz_localize(None), freq="B")
     news = pd.concat([market.news_events(t, d) for t in TICKERS for d in days], ignore_index=True)
     news["sentiment"] = 0.9 * news["sign"]
+    news["available_at"] = news["published_at"]  # known when published
     stamps = pd.date_range(START + pd.Timedelta(hours=15), END, freq="97min")
     macro = pd.DataFrame(
         {

@@ -61,7 +61,9 @@ def test_simulated_cycle_stores_scored_tagged_news_once(vader: VaderSentiment) -
     # a second cycle over the same window, and a fresh ingestor, add nothing
     assert (
         store_articles(
-            simulated_source().fetch(CLOCK_START - pd.Timedelta(days=4), CLOCK_START), vader
+            simulated_source().fetch(CLOCK_START - pd.Timedelta(days=4), CLOCK_START),
+            vader,
+            arrived_at=CLOCK_START,
         )
         == 0
     )

@@ -1,0 +1,143 @@
+"""Reads and bookkeeping of the context tables: news with sentiment, macro releases.
+
+Features join context *as of* when StockPulse could have known it, one rule for training,
+validation and live scoring (`ml.feature_engineering`): an article counts for a bar when it was
+available (`available_at`: the later of its publication and its arrival for articles collected
+live; publication plus `settings.news_seed_delay_min` for seeded history) strictly before the
+bar's close; a macro value when it was released (`realtime_start`, never its observation date)
+strictly before the bar's close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from core.timeutil import utc
+from db.database_manager import read_from_db
+
+MACRO_HISTORY = pd.Timedelta(days=400)  # the last release of a monthly series lies within this
+
+
+def news_for_features(tickers: Sequence[str], start: Any, end: Any) -> pd.DataFrame:
+    """Articles of `tickers` available in [start, end): ticker, available_at, sentiment,
+    sentiment_model; oldest first."""
+    frame = read_from_db(
+        "SELECT ticker, available_at, sentiment, sentiment_model FROM news_articles "
+        "WHERE ticker = ANY(:tickers) AND available_at >= :start AND available_at < :end "
+        "ORDER BY available_at, ticker, article_key",
+        {"tickers": list(tickers), "start": utc(start), "end": utc(end)},
+    )
+    frame["available_at"] = pd.to_datetime(frame["available_at"], utc=True)
+    frame["sentiment"] = pd.to_numeric(frame["sentiment"], errors="coerce").astype("float64")
+    return frame
+
+
+def macro_for_features(series: Sequence[str], start: Any, end: Any) -> pd.DataFrame:
+    """Macro releases of `series` in [start - MACRO_HISTORY, end): series_id, obs_date,
+    realtime_start (the release time), value; revisions are rows of their own."""
+    frame = read_from_db(
+        "SELECT series_id, obs_date, realtime_start, value FROM macro_observations "
+        "WHERE series_id = ANY(:series) AND realtime_start >= :start AND realtime_start < :end "
+        "ORDER BY realtime_start, series_id, obs_date",
+        {"series": list(series), "start": utc(start) - MACRO_HISTORY, "end": utc(end)},
+    )
+    frame["realtime_start"] = pd.to_datetime(frame["realtime_start"], utc=True)
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
+    return frame
+
+
+def sentiment_models(tickers: Sequence[str], start: Any, end: Any) -> list[str]:
+    """The sentiment models that scored the articles available in [start, end)."""
+    frame = read_from_db(
+        "SELECT DISTINCT sentiment_model FROM news_articles WHERE ticker = ANY(:tickers) "
+        "AND available_at >= :start AND available_at < :end AND sentiment_model IS NOT NULL",
+        {"tickers": list(tickers), "start": utc(start), "end": utc(end)},
+    )
+    return sorted(str(m) for m in frame["sentiment_model"])
+
+
+def latest_sentiment_model() -> str | None:
+    """The model that scored the newest stored article (what the news worker runs now)."""
+    frame = read_from_db(
+        "SELECT sentiment_model FROM news_articles WHERE sentiment_model IS NOT NULL "
+        "ORDER BY ingested_at DESC LIMIT 1"
+    )
+    return None if frame.empty else str(frame["sentiment_model"].iloc[0])
+
+
+# --------------------------------------------------------------------------- the pages
+
+
+def headlines(ticker: str, start: Any, end: Any, limit: int = 200) -> pd.DataFrame:
+    """Headlines about `ticker` published in [start, end), oldest first (at most `limit`)."""
+    return read_from_db(
+        "SELECT published_at, title, source, sentiment, url FROM news_articles "
+        "WHERE ticker = :t AND published_at >= :start AND published_at < :end "
+        "ORDER BY published_at DESC LIMIT :n",
+        {"t": ticker, "start": utc(start), "end": utc(end), "n": limit},
+    ).iloc[::-1]
+
+
+def macro_snapshot(as_of: Any) -> pd.DataFrame:
+    """Per macro series, the newest observation released by `as_of` (in its newest revision
+    released by then) with the value before it: series_id, obs_date, value, previous,
+    released."""
+    frame = read_from_db(
+        "SELECT series_id, obs_date, value, realtime_start FROM ("
+        " SELECT DISTINCT ON (series_id, obs_date) series_id, obs_date, value, realtime_start"
+        " FROM macro_observations WHERE realtime_start <= :as_of"
+        " ORDER BY series_id, obs_date DESC, realtime_start DESC) v "
+        "ORDER BY series_id, obs_date DESC",
+        {"as_of": utc(as_of)},
+    )
+    if frame.empty:
+        return pd.DataFrame(columns=["series_id", "obs_date", "value", "previous", "released"])
+    frame["previous"] = frame.groupby("series_id")["value"].shift(-1)
+    latest = frame.groupby("series_id", sort=True).head(1)
+    return latest.rename(columns={"realtime_start": "released"}).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- the workers
+
+
+def stored_article_pairs(keys: Sequence[str]) -> set[tuple[str, str]]:
+    """The (article_key, ticker) pairs of `keys` already stored."""
+    if not keys:
+        return set()
+    found = read_from_db(
+        "SELECT article_key, ticker FROM news_articles WHERE article_key = ANY(:keys)",
+        {"keys": list(keys)},
+    )
+    return set(zip(found["article_key"], found["ticker"], strict=True))
+
+
+def newest_article_time(feed: str) -> pd.Timestamp | None:
+    """The newest publication time stored from `feed` (its name, or `feed:<publisher>`)."""
+    last = read_from_db(
+        "SELECT max(published_at) AS last FROM news_articles "
+        "WHERE source = :name OR source LIKE :prefix",
+        {"name": feed, "prefix": f"{feed}:%"},
+    )["last"].iloc[0]
+    return None if last is None or pd.isna(last) else utc(last)
+
+
+def newest_macro_values(series_id: str, start: date) -> pd.DataFrame:
+    """The newest stored value per observation date of a series (obs_date >= start)."""
+    return read_from_db(
+        "SELECT DISTINCT ON (obs_date) obs_date, value FROM macro_observations "
+        "WHERE series_id = :s AND obs_date >= :start ORDER BY obs_date, realtime_start DESC",
+        {"s": series_id, "start": start},
+    )
+
+
+def newest_macro_observation(series_id: str) -> date | None:
+    """The newest observation date stored for a series."""
+    last = read_from_db(
+        "SELECT max(obs_date) AS last FROM macro_observations WHERE series_id = :s",
+        {"s": series_id},
+    )["last"].iloc[0]
+    return None if last is None or pd.isna(last) else pd.Timestamp(last).date()
