@@ -81,8 +81,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
 USER stockpulse:stockpulse
 EXPOSE 8501
-HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+# The first start seeds the history and trains a first pair before the app comes up.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30m --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).read()"]
-# Bring the schema up to date (TimescaleDB is healthy by then), then hand over to supervisord.
-ENTRYPOINT ["/bin/sh", "-c", "python -m db.migrate up && exec \"$@\"", "stockpulse-entrypoint"]
+# The deployment's start (workers.startup: schema, history seeded or caught up, a first model
+# when none serves), then it hands over to supervisord.
+ENTRYPOINT ["python", "-m", "workers.startup", "--"]
 CMD ["supervisord", "-c", "/opt/stockpulse/supervisord.conf"]

@@ -6,6 +6,7 @@ instead of building a new one; pages draw them with stable keys.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -14,8 +15,9 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app.indicators import overlay_lines, rsi
+from ml.labels import CLASSES
+from ml.metrics import Calibration
 
-CLASSES = ("DOWN", "NEUTRAL", "UP")
 ACTION_STYLE = {
     "BUY": ("triangle-up", "#16a34a"),
     "SELL": ("triangle-down", "#dc2626"),
@@ -174,7 +176,7 @@ def _add_news(fig: go.Figure, bars: pd.DataFrame, news: pd.DataFrame) -> None:
 
 
 @st.cache_data(ttl=600, max_entries=32, show_spinner=False)
-def confusion_figure(matrix: list[list[float]], title: str) -> go.Figure:
+def confusion_figure(matrix: Sequence[Sequence[float]], title: str) -> go.Figure:
     """A 3x3 confusion matrix (rows: true class, columns: predicted)."""
     fig = go.Figure(
         go.Heatmap(
@@ -193,7 +195,7 @@ def confusion_figure(matrix: list[list[float]], title: str) -> go.Figure:
 
 
 @st.cache_data(ttl=600, max_entries=16, show_spinner=False)
-def calibration_figure(curves: dict[str, dict[str, list[float]]], title: str) -> go.Figure:
+def calibration_figure(curves: Mapping[str, Calibration], title: str) -> go.Figure:
     """Reliability diagram: accuracy against confidence per curve, with the diagonal."""
     fig = go.Figure(
         go.Scatter(
@@ -203,12 +205,12 @@ def calibration_figure(curves: dict[str, dict[str, list[float]]], title: str) ->
     for i, (name, calib) in enumerate(curves.items()):
         fig.add_trace(
             go.Scatter(
-                x=calib.get("confidence", []),
-                y=calib.get("accuracy", []),
+                x=calib.confidence,
+                y=calib.accuracy,
                 mode="lines+markers",
                 name=name,
                 line={"color": PALETTE[i % len(PALETTE)]},
-                customdata=calib.get("count", []),
+                customdata=calib.count,
                 hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>n %{customdata}",
             )
         )
@@ -218,7 +220,7 @@ def calibration_figure(curves: dict[str, dict[str, list[float]]], title: str) ->
 
 
 @st.cache_data(ttl=600, max_entries=16, show_spinner=False)
-def equity_figure(curves: dict[str, list[list[Any]]], title: str) -> go.Figure:
+def equity_figure(curves: Mapping[str, Sequence[tuple[str, float]]], title: str) -> go.Figure:
     """Cost-adjusted equity of following each model's dual signals."""
     fig = go.Figure()
     for i, (name, points) in enumerate(curves.items()):

@@ -8,7 +8,6 @@ version), so a warm rerun of a page costs one cheap stamp query. A database fail
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -23,14 +22,12 @@ from db import bars as db_bars
 from db import context as db_context
 from db import signals as db_signals
 from db.database_manager import ping
-from db.signals import LiveStamp
+from db.signals import LiveStamp as LiveStamp  # re-exported for the pages
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# The app_rerun_live benchmark turns this off to time the same page without caching.
-CACHE_ENABLED = True
 INTERVALS = db_bars.INTERVALS
 
 
@@ -39,17 +36,13 @@ class DataUnavailable(RuntimeError):
 
 
 def cached_data(*, ttl: float, max_entries: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """`st.cache_data` with bounds, switchable off by `CACHE_ENABLED` (benchmarks)."""
+    """`st.cache_data` with bounds, shared by every session of the server."""
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-        cached = st.cache_data(ttl=ttl, max_entries=max_entries, show_spinner=False)(fn)
-
-        @functools.wraps(fn)
-        def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            return cached(*args, **kwargs) if CACHE_ENABLED else fn(*args, **kwargs)
-
-        call.clear = cached.clear  # type: ignore[attr-defined]
-        return call
+        cached: Callable[P, R] = st.cache_data(
+            ttl=ttl, max_entries=max_entries, show_spinner=False
+        )(fn)
+        return cached
 
     return decorate
 
@@ -168,3 +161,9 @@ def latest_signal(ticker: str, version: str | None, stamp: LiveStamp) -> dict[st
     """The newest signal of `ticker` from `version`, as a dict, or None."""
     del stamp  # the cache key
     return from_db(db_signals.latest_signal, ticker, version)
+
+
+@cached_data(ttl=60, max_entries=1)
+def sentiment_model() -> str | None:
+    """The sentiment model behind the newest stored article (what the news worker runs now)."""
+    return from_db(db_context.latest_sentiment_model)

@@ -9,7 +9,11 @@ import pandas as pd
 from app.data import cached_data, from_db
 from config.settings import get_settings
 from db import models
-from ml.registry import Registry, RegistryError, list_versions, read_metadata, read_registry
+from ml.metadata import MetadataError, ModelMetadata, version_metadata
+from ml.registry import Registry, list_versions, read_registry
+from ml.report import ValidationReport, parse_report
+from ml.scoreboard import Scoreboard
+from ml.scoreboard import scoreboard as live_scoreboard
 
 
 class LabStamp(NamedTuple):
@@ -50,29 +54,31 @@ def versions() -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for version in reversed(list_versions()):
         try:
-            meta = read_metadata(version)
-        except RegistryError as exc:
+            meta = version_metadata(version)
+        except MetadataError as exc:
             rows.append({"version": version, "problem": str(exc)})
             continue
         rows.append(
             {
                 "version": version,
-                "created_at": meta.get("created_at"),
-                "train": _span(meta.get("train_range")),
-                "validation": _span(meta.get("val_range") or meta.get("validation_range")),
-                "features": len(meta.get("features", [])),
-                "window": meta.get("window_length"),
+                "created_at": meta.created_at,
+                "train": _span(meta.train_range),
+                "validation": _span(meta.val_range),
+                "features": len(meta.features),
+                "window": meta.window_length,
+                "macro_f1": _mean_f1(meta),
             }
         )
     return pd.DataFrame(rows)
 
 
-def _span(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return f"{value.get('start', '?')} → {value.get('end', '?')}"
-    if isinstance(value, list | tuple) and len(value) == 2:
-        return f"{value[0]} → {value[1]}"
-    return None if value is None else str(value)
+def _span(value: tuple[str, str] | None) -> str | None:
+    return None if value is None else f"{value[0]} → {value[1]}"
+
+
+def _mean_f1(meta: ModelMetadata) -> float | None:
+    scores = [m.macro_f1 for m in meta.metrics.models.values()]
+    return sum(scores) / len(scores) if scores else None
 
 
 @cached_data(ttl=600, max_entries=4)
@@ -83,9 +89,11 @@ def evaluations(stamp: LabStamp, limit: int = 50) -> pd.DataFrame:
 
 
 @cached_data(ttl=600, max_entries=16)
-def evaluation_report(evaluation_id: int) -> dict[str, Any] | None:
-    """The stored report of one validation run (reports never change once stored)."""
-    return from_db(models.evaluation_report, evaluation_id)
+def evaluation_report(evaluation_id: int) -> ValidationReport | None:
+    """The stored report of one validation run (reports never change once stored); raises
+    `ReportError` for a report this version cannot read."""
+    raw = from_db(models.evaluation_report, evaluation_id)
+    return None if raw is None else parse_report(raw)
 
 
 @cached_data(ttl=600, max_entries=8)
@@ -111,3 +119,15 @@ def live_confidence(
     the version's newest signal, `signal_ts`)."""
     del signal_ts  # the cache key
     return from_db(models.live_confidence, version, since, bucket)
+
+
+@cached_data(ttl=600, max_entries=8)
+def scoreboard(
+    signal_ts: pd.Timestamp | None, champion: str, challengers: tuple[str, ...]
+) -> Scoreboard:
+    """The live scoreboard of `champion` against `challengers` (keyed on the champion's newest
+    signal: outcomes are stored in the scoring pass that writes it)."""
+    del signal_ts  # the cache key
+    champ = version_metadata(champion)
+    others = [version_metadata(v) for v in challengers]
+    return from_db(live_scoreboard, champ, others)

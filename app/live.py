@@ -1,10 +1,11 @@
 """Serving inside the app: one model manager and one live scorer per server process.
 
 `live_scorer()` is a `st.cache_resource` singleton shared by every session. Its daemon thread
-calls `ml.live_scoring.score_new_bars` every few seconds, and a page that sees a bar newer than
-the last one covered asks it to catch up at once (`catch_up`). Scoring is serialised by a lock,
-so each new bar is scored once per process however many sessions are open; the advisory lock
-inside `score_new_bars` makes it once across processes. Signals are read back from the
+runs the process's `ml.live_scoring.Scorer` (one incremental feature state) over what serves
+(`ModelManager.serving()`: the champion and the shadow challengers) every few seconds, and a page
+that sees a bar newer than the last one covered asks it to catch up at once (`catch_up`). Scoring
+is serialised by a lock, so each new bar is scored once per process however many sessions are
+open; the scorers' advisory lock makes it once across processes. Signals are read back from the
 `signals` table by the data layer.
 """
 
@@ -13,25 +14,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from app import data
 from app.data import DataUnavailable, from_db, redact
 from config.settings import Settings, get_settings
 from db.bars import newest_bar_ts
-from ml.model_loader import LoadedModels, ModelManager
+from ml.live_scoring import Scorer
+from ml.model_loader import LoadedModels, ModelManager, Serving
 
 log = logging.getLogger(__name__)
 HEARTBEAT_WORKER = "app_live_scorer"
 HEARTBEAT_EVERY_S = 30.0
 FULL_PASS_EVERY_S = 60.0
-# Server time of the latest live-board renders in this process (shown on the page, benchmarked).
-RENDER_MS: deque[float] = deque(maxlen=256)
 
 
 @st.cache_resource(show_spinner=False, max_entries=1)
@@ -40,11 +38,14 @@ def model_manager() -> ModelManager:
     return ModelManager(get_settings())
 
 
+def serving() -> Serving:
+    """The champion (with its provisional flag) and the challengers scoring in shadow."""
+    return model_manager().serving()
+
+
 def serving_models() -> LoadedModels | None:
     """The champion pair, or None when no model is trained or promoted yet."""
-    if not data.CACHE_ENABLED:  # the app_rerun_live benchmark's page without caching
-        return ModelManager(get_settings()).current()
-    return model_manager().current()
+    return serving().champion
 
 
 def model_problem() -> str | None:
@@ -60,6 +61,7 @@ class ScorerStatus:
     running: bool = False
     model_version: str | None = None
     bars_scored: int = 0
+    shadow_scored: int = 0
     invocations: int = 0
     runs: int = 0
     covered_ts: pd.Timestamp | None = None
@@ -80,6 +82,7 @@ class LiveScorer:
         self._status = ScorerStatus()
         self._last_beat = 0.0
         self._thread: threading.Thread | None = None
+        self._scorer = Scorer(settings)
 
     @property
     def status(self) -> ScorerStatus:
@@ -122,36 +125,39 @@ class LiveScorer:
             return self._score(bars_ts)
 
     def _score(self, bars_ts: pd.Timestamp | None) -> int:
-        models = self.manager.current()
+        serving = self.manager.serving()
         now = pd.Timestamp.now(tz="UTC")
-        if models is None:
+        if not serving.versions:
             self._status = replace(self._status, model_version=None, last_run=now)
             return 0
         try:
             newest = bars_ts if bars_ts is not None else _newest_bar_ts()
-            from ml.live_scoring import score_new_bars
-
-            result = score_new_bars(models, settings=self.settings)
+            result = self._scorer.score(serving)
         except Exception as exc:  # keep serving; the page shows the reason
             message = redact(f"{type(exc).__name__}: {exc}", self.settings).splitlines()[0]
             log.warning("live scoring failed: %s", message)
             self._status = replace(self._status, last_error=message[:300], last_run=now)
             return 0
+        if result.busy:  # another process is scoring these bars; look again shortly
+            self._status = replace(self._status, last_run=now)
+            return 0
         added = len(result.recommendations)
         covered = self._status.covered_ts
         if newest is not None and (covered is None or newest > covered):
             covered = newest
+        champion = serving.champion
         self._status = replace(
             self._status,
-            model_version=models.version,
+            model_version=champion.version if champion else None,
             bars_scored=self._status.bars_scored + added,
+            shadow_scored=self._status.shadow_scored + result.shadow,
             invocations=self._status.invocations + int(result.invocations),
             runs=self._status.runs + 1,
             covered_ts=covered,
             last_run=now,
             last_error=None,
         )
-        self._beat(force=added > 0)
+        self._beat(force=added + result.shadow > 0)
         return added
 
     def _beat(self, force: bool) -> None:
@@ -162,6 +168,7 @@ class LiveScorer:
         details: dict[str, Any] = {
             "model_version": s.model_version,
             "bars_scored": s.bars_scored,
+            "shadow_scored": s.shadow_scored,
             "invocations": s.invocations,
             "covered_ts": None if s.covered_ts is None else s.covered_ts.isoformat(),
         }

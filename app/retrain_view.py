@@ -40,9 +40,11 @@ def _start(launcher: retrain.RetrainLauncher, name: str, password: str, quick: b
 
 
 def progress_status(launcher: retrain.RetrainLauncher, running: bool) -> None:
-    """Progress while training runs (refreshing every 2 s), the outcome afterwards."""
+    """Progress while training runs (refreshing every 2 s), the outcome afterwards. Idle, it
+    still looks every refresh period, so a session opened before another analyst (or the
+    schedule) started a retrain shows its progress."""
 
-    @st.fragment(run_every=2.0 if running else None)
+    @st.fragment(run_every=2.0 if running else launcher.settings.app_refresh_s)
     def show() -> None:
         busy = launcher.busy_reason()
         progress = retrain.read_progress(launcher.settings)

@@ -10,10 +10,12 @@ from contextlib import contextmanager
 import pandas as pd
 import streamlit as st
 
-from app.data import DataUnavailable, database_ok, redact
+from app.data import DataUnavailable, database_ok, redact, sentiment_model
+from config.feeds import feeds
 from config.settings import Settings, SettingsError, get_settings
 from core.timeutil import utc
 from ml.generate_recommendation import DISCLAIMER
+from ml.model_loader import Serving
 from ml.registry import RegistryError
 
 log = logging.getLogger(__name__)
@@ -22,9 +24,12 @@ FLASH = "_stockpulse_flash"
 DISCLAIMER_SHORT = "not financial advice (see the disclaimer above)"
 
 
-def setup(title: str, icon: str = ":material/monitoring:") -> Settings:
-    """Page config, the sidebar disclaimer, and the settings (a clear stop if they are bad)."""
-    st.set_page_config(page_title=f"StockPulse · {title}", page_icon=icon, layout="wide")
+def setup(title: str) -> Settings:
+    """What every page shares (called once per run by `app/main.py`): page config, the sidebar
+    disclaimer, and the settings (a clear stop if they are bad)."""
+    st.set_page_config(
+        page_title=f"StockPulse · {title}", page_icon=":material/monitoring:", layout="wide"
+    )
     try:
         settings = get_settings()
     except SettingsError as exc:
@@ -32,7 +37,48 @@ def setup(title: str, icon: str = ":material/monitoring:") -> Settings:
         st.stop()
     with st.sidebar:
         st.caption(f"**Disclaimer.** {DISCLAIMER}")
+    source_banner(settings)
     return settings
+
+
+MODE_COLOR = {"SIMULATED": "orange", "REPLAY": "violet", "LIVE": "green"}
+
+
+def source_banner(settings: Settings) -> None:
+    """Where each feed's data comes from, at the top of every page."""
+    parts = [
+        f"{feed.name.capitalize()} :{MODE_COLOR[feed.mode]}-badge[{feed.mode}] {feed.detail}"
+        for feed in feeds(settings)
+    ]
+    st.markdown(" · ".join(parts), help="Set by MARKET_SOURCE, NEWS_SOURCE and MACRO_SOURCE.")
+
+
+def model_notices(serving: Serving) -> None:
+    """What the pages showing signals say about the serving model: provisional, or serving
+    news scored by another sentiment model than the one it was trained on."""
+    champion = serving.champion
+    if champion is None:
+        return
+    if serving.provisional:
+        provisional_notice(serving.provisional_reason)
+    trained_on = champion.metadata.sentiment_models
+    current = sentiment_model()
+    if trained_on and current and current not in trained_on:
+        st.warning(
+            f"News is scored by **{current}** now; model {champion.version} was trained on news "
+            f"scored by {', '.join(trained_on)}, so its news features may mean something else "
+            "(the drift check flags it too).",
+            icon=":material/swap_horiz:",
+        )
+
+
+def provisional_notice(reason: str | None) -> None:
+    """What every page showing a signal says while the champion is provisional."""
+    st.warning(
+        "**Signals are provisional (unproven):** "
+        f"{reason or 'the serving model has not beaten the baselines'}",
+        icon=":material/warning:",
+    )
 
 
 def disclaimer() -> None:
@@ -44,18 +90,23 @@ def disclaimer() -> None:
 def guard(retry: bool = True) -> Iterator[None]:
     """Show a plain message instead of a traceback when data cannot be read, and retry.
 
-    Inside an auto-refreshing fragment pass `retry=False`: the fragment retries by itself.
+    Inside an auto-refreshing fragment pass `retry=False`: the fragment retries by itself (the
+    message says so all the same).
     """
     try:
         yield
     except DataUnavailable as exc:
         st.error(str(exc), icon=":material/database_off:")
-        if retry:
-            _retry_later()
+        _retry_later() if retry else _retrying_caption()
     except RegistryError as exc:
         st.error(f"The model registry cannot be read: {redact(str(exc))}")
-        if retry:
-            _retry_later()
+        _retry_later() if retry else _retrying_caption()
+
+
+def _retrying_caption() -> None:
+    interval = get_settings().app_refresh_s
+    now = pd.Timestamp.now(tz="UTC")
+    st.caption(f"Retrying every {interval:g} s (last try {now:%H:%M:%S} UTC).")
 
 
 def _retry_later() -> None:
@@ -68,8 +119,7 @@ def _retry_later() -> None:
         shown = st.session_state.get(ERROR_SHOWN_AT, 0.0)
         if time.monotonic() - shown >= 0.8 * interval and database_ok():
             st.rerun()
-        now = pd.Timestamp.now(tz="UTC")
-        st.caption(f"Retrying every {interval:g} s (last try {now:%H:%M:%S} UTC).")
+        _retrying_caption()
 
     retry()
 

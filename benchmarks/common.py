@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import psutil
-import psycopg2
-from sqlalchemy.engine import make_url
 
 
 def result(
@@ -47,40 +45,43 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 @contextmanager
+def patched_env(values: dict[str, str | None]) -> Iterator[None]:
+    """Environment variables set (None: removed) for the block, the settings reloaded."""
+    from config.settings import get_settings
+
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+@contextmanager
 def bench_database(name: str = "stockpulse_bench", timescaledb: bool = True) -> Iterator[str]:
     """A freshly migrated database `name`, exported as DATABASE_URL (`timescaledb=False`: plain
     PostgreSQL tables even where the server has TimescaleDB)."""
     from config.settings import get_settings
     from db import database_manager, migrate
 
-    old_flavour = os.environ.get("TIMESCALEDB")
     get_settings.cache_clear()
     database_manager.dispose_engine()
-    base = make_url(database_manager.database_url())
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = psycopg2.connect(admin)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(hide_password=False)
-    old = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    if not timescaledb:
-        os.environ["TIMESCALEDB"] = "off"
-    get_settings.cache_clear()
-    database_manager.dispose_engine()
-    migrate.upgrade()
-    try:
-        yield url
-    finally:
-        database_manager.dispose_engine()
-        for key, value in (("DATABASE_URL", old), ("TIMESCALEDB", old_flavour)):
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
+    with database_manager.scratch_database(name) as url:
+        flavour: dict[str, str | None] = {} if timescaledb else {"TIMESCALEDB": "off"}
+        with patched_env({"DATABASE_URL": url, **flavour}):
+            database_manager.dispose_engine()
+            migrate.upgrade()
+            try:
+                yield url
+            finally:
+                database_manager.dispose_engine()

@@ -178,6 +178,12 @@ def interval_bars(ticker: str, interval: str, start: Any, end: Any) -> pd.DataFr
 # --------------------------------------------------------------------------- the action ledger
 
 
+def adjustment_stamp() -> pd.Timestamp | None:
+    """When the last corporate action was applied: adjusted prices of history change then."""
+    value = read_from_db("SELECT max(applied_at) AS at FROM corporate_actions")["at"].iloc[0]
+    return None if value is None or pd.isna(value) else utc(value)
+
+
 def due_actions(today: date, tickers: Sequence[str]) -> pd.DataFrame:
     """Recorded, not yet applied corporate actions with ex-date on or before `today`."""
     return read_from_db(

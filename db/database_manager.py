@@ -159,6 +159,29 @@ def refresh_aggregates(start: pd.Timestamp, end: pd.Timestamp) -> None:
 
 
 @contextmanager
+def scratch_database(name: str) -> Iterator[str]:
+    """A new, empty database `name` (dropped first if it exists) on the server the settings
+    point at; yields its URL and drops it afterwards (the test sessions' and benchmarks'
+    databases)."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    base = make_url(database_url())
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+@contextmanager
 def autocommit_cursor() -> Iterator[Any]:
     """A DB-API cursor outside any transaction (for statements PostgreSQL or TimescaleDB refuse
     to run inside one). The pooled connection is put back in transaction mode afterwards."""
@@ -336,7 +359,10 @@ def _values_upsert(
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+    """None, NaN, pd.NA (nullable integer columns) and NaT all become SQL NULL."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, (float, np.floating)) and value != value
 
 
 def _plain(value: Any) -> Any:

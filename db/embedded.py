@@ -95,17 +95,20 @@ def ensure_running(settings: Settings | None = None, database: str = DATABASE_NA
     """Start the embedded server if needed (preloading TimescaleDB when it is installed),
     create `database`, and return its SQLAlchemy URL."""
     settings = settings or get_settings()
-    server = _server(settings)
     pgdata = pgdata_path(settings)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
     from core.locks import file_lock
 
+    # One process at a time starts, configures and restarts the server: a second process that
+    # looked at it mid-restart would find it neither stopped nor ready.
     with file_lock(pgdata.parent / "pg-config.lock", "embedded server set-up", wait=True):
+        server = _server(settings)
         if _configure(pgdata, settings):
             log.info("embedded PostgreSQL: restarting with %s", SERVER_CONF)
             _restart(pgdata)
-    base_uri = server.get_uri()
-    _ensure_database(server, database)
-    return _sqlalchemy_url(base_uri, database)
+        # Inside the lock too: two processes creating the database at once would collide.
+        _ensure_database(server, database)
+    return _sqlalchemy_url(server.get_uri(), database)
 
 
 def _sqlalchemy_url(uri: str, database: str) -> str:
@@ -119,6 +122,7 @@ def _sqlalchemy_url(uri: str, database: str) -> str:
 
 def _ensure_database(server, database: str) -> None:  # type: ignore[no-untyped-def]
     import psycopg2
+    import psycopg2.errors
 
     conn = psycopg2.connect(server.get_uri())
     try:
@@ -126,7 +130,10 @@ def _ensure_database(server, database: str) -> None:  # type: ignore[no-untyped-
         with conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
             if cur.fetchone() is None:
-                cur.execute(f'CREATE DATABASE "{database}"')
+                try:
+                    cur.execute(f'CREATE DATABASE "{database}"')
+                except (psycopg2.errors.DuplicateDatabase, psycopg2.errors.UniqueViolation):
+                    pass  # created meanwhile by a process that does not hold our lock
     finally:
         conn.close()
 
@@ -139,7 +146,7 @@ def is_running(settings: Settings | None = None) -> bool:
     try:
         import psutil
 
-        return psutil.pid_exists(int(pid_file.read_text().splitlines()[0]))
+        return bool(psutil.pid_exists(int(pid_file.read_text().splitlines()[0])))
     except (ValueError, IndexError, OSError):
         return False
 

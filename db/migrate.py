@@ -14,6 +14,7 @@ import pkgutil
 import sys
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from config.settings import setup_logging
 from db import migrations, timescale
@@ -52,7 +53,7 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-def _raw_connection():  # type: ignore[no-untyped-def]
+def _raw_connection() -> Any:
     return create_db_engine().raw_connection()
 
 

@@ -151,3 +151,38 @@ def predictions(version: str, since: pd.Timestamp) -> pd.DataFrame:
         "WHERE model_version = :v AND bar_ts >= :since",
         {"v": version, "since": since},
     )
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def unlabelled_bars(versions: Sequence[str], label_key: str, since: pd.Timestamp) -> pd.DataFrame:
+    """Bars scored by `versions` since `since` with no stored outcome under `label_key`."""
+    frame = read_from_db(
+        "SELECT DISTINCT s.ticker, s.bar_ts FROM signals s "
+        "WHERE s.model_version = ANY(:versions) AND s.bar_ts >= :since AND NOT EXISTS ("
+        " SELECT 1 FROM outcomes o WHERE o.ticker = s.ticker AND o.bar_ts = s.bar_ts"
+        " AND o.label_key = :key) ORDER BY s.bar_ts, s.ticker",
+        {"versions": list(versions), "since": since, "key": label_key},
+    )
+    frame["bar_ts"] = pd.to_datetime(frame["bar_ts"], utc=True).dt.as_unit("ns")
+    return frame
+
+
+def scored_with_outcomes(
+    versions: Sequence[str], label_key: str, since: pd.Timestamp
+) -> pd.DataFrame:
+    """Every prediction of `versions` since `since` whose outcome under `label_key` is known,
+    with it: the signals columns plus outcome (0 DOWN / 1 NEUTRAL / 2 UP), fwd_return."""
+    frame = read_from_db(
+        "SELECT s.ticker, s.bar_ts, s.model_version, s.role, s.action, s.lstm_label, "
+        "s.transformer_label, s.lstm_p_down, s.lstm_p_neutral, s.lstm_p_up, "
+        "s.transformer_p_down, s.transformer_p_neutral, s.transformer_p_up, "
+        "o.label AS outcome, o.fwd_return FROM signals s JOIN outcomes o "
+        "ON o.ticker = s.ticker AND o.bar_ts = s.bar_ts AND o.label_key = :key "
+        "WHERE s.model_version = ANY(:versions) AND s.bar_ts >= :since AND o.label IS NOT NULL "
+        "ORDER BY s.bar_ts, s.ticker, s.model_version",
+        {"versions": list(versions), "since": since, "key": label_key},
+    )
+    frame["bar_ts"] = pd.to_datetime(frame["bar_ts"], utc=True)
+    return frame

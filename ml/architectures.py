@@ -13,6 +13,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from ml.hyperparameters import HYPERPARAMETERS
+
 N_CLASSES = 3
 Builder = Callable[..., keras.Model]
 
@@ -35,13 +37,17 @@ class PositionalEncoding(keras.layers.Layer):  # type: ignore[misc]
 
 
 def build_lstm(
-    window: int, n_features: int, batch_size: int | None = None, units: int = 32
+    window: int,
+    n_features: int,
+    batch_size: int | None = None,
+    units: int = HYPERPARAMETERS["lstm"]["units"],
 ) -> keras.Model:
     """LSTM(units) over the window, then a small dense head."""
+    hp = HYPERPARAMETERS["lstm"]
     inputs = keras.Input((window, n_features), batch_size=batch_size, name="window")
     x = keras.layers.LSTM(units, name="lstm")(inputs)
-    x = keras.layers.Dropout(0.2)(x)
-    x = keras.layers.Dense(32, activation="relu", name="head")(x)
+    x = keras.layers.Dropout(hp["dropout"])(x)
+    x = keras.layers.Dense(hp["head_units"], activation="relu", name="head")(x)
     outputs = keras.layers.Dense(N_CLASSES, activation="softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name="lstm")
 
@@ -50,11 +56,11 @@ def build_transformer(
     window: int,
     n_features: int,
     batch_size: int | None = None,
-    d_model: int = 32,
-    heads: int = 4,
-    ff_units: int = 64,
-    blocks: int = 1,
-    dropout: float = 0.1,
+    d_model: int = HYPERPARAMETERS["transformer"]["d_model"],
+    heads: int = HYPERPARAMETERS["transformer"]["heads"],
+    ff_units: int = HYPERPARAMETERS["transformer"]["ff_units"],
+    blocks: int = HYPERPARAMETERS["transformer"]["blocks"],
+    dropout: float = HYPERPARAMETERS["transformer"]["dropout"],
 ) -> keras.Model:
     """Encoder: projection + positional encoding, `blocks` x (multi-head self-attention and
     feed-forward, each residual + layer norm), then average pooling joined with the last step."""
@@ -76,11 +82,13 @@ def build_transformer(
     pooled = keras.layers.GlobalAveragePooling1D(name="pool")(x)
     last = x[:, -1, :]
     h = keras.layers.Concatenate(name="summary")([pooled, last])
-    h = keras.layers.Dense(32, activation="relu", name="head")(h)
-    h = keras.layers.Dropout(0.2)(h)
+    h = keras.layers.Dense(
+        HYPERPARAMETERS["transformer"]["head_units"], activation="relu", name="head"
+    )(h)
+    h = keras.layers.Dropout(HYPERPARAMETERS["transformer"]["head_dropout"])(h)
     outputs = keras.layers.Dense(N_CLASSES, activation="softmax", name="probs")(h)
     return keras.Model(inputs, outputs, name="transformer")
 
 
 BUILDERS: dict[str, Builder] = {"lstm": build_lstm, "transformer": build_transformer}
-LEARNING_RATES = {"lstm": 2e-3, "transformer": 2e-3}
+LEARNING_RATES = {name: float(hp["learning_rate"]) for name, hp in HYPERPARAMETERS.items()}

@@ -1,6 +1,10 @@
-"""Baselines every evaluation scores beside the deep models, on the same features: the majority
-class, a logistic regression and a gradient-boosted-tree classifier (scikit-learn), fitted on the
-sessions just before the held-out window, using the newest bar's scaled features."""
+"""The baselines every evaluation scores beside the deep models, on the same features: the
+majority class, a logistic regression and a gradient-boosted-tree classifier (scikit-learn), each
+given the newest bar's scaled features of a window.
+
+Training fits them on its training windows and scores them on its validation windows (stored in
+the version's metadata); the gate fits them on the sessions just before its held-out window.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,11 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from config.market_calendar import sessions_between
-from config.settings import Settings
-from ml.dataset import build_samples, load_raw
-from ml.feature_engineering import required_history_bars
-from ml.model_loader import LoadedModels
-from ml.predict import CLASSES
+from ml.labels import CLASSES
+from ml.metrics import ClassMetrics, classification_metrics
+
+BASELINES = ("majority", "logistic", "gbt")
+MAX_ROWS = 40_000  # plenty for these models; keeps the fit quick
 
 
 class ThreeClass:
@@ -31,11 +35,44 @@ class ThreeClass:
         out[:, list(self.model.classes_)] = self.model.predict_proba(X)
         return out
 
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.predict_proba(X).argmax(axis=1))
 
-def baseline_training_range(
+
+def newest_bar(X: np.ndarray) -> np.ndarray:
+    """The baselines' input: the newest bar's features of each window [n, W, F] -> [n, F]."""
+    return np.asarray(X[:, -1, :])
+
+
+def fit_baselines(X_last: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, ThreeClass]:
+    """Fit the three baselines on newest-bar features [n, F] and labels [n]."""
+    if len(y) > MAX_ROWS:
+        pick = np.random.default_rng(seed).choice(len(y), MAX_ROWS, replace=False)
+        X_last, y = X_last[pick], y[pick]
+    return {
+        "majority": ThreeClass(DummyClassifier(strategy="most_frequent").fit(X_last, y)),
+        "logistic": ThreeClass(
+            LogisticRegression(max_iter=500, class_weight="balanced").fit(X_last, y)
+        ),
+        "gbt": ThreeClass(
+            HistGradientBoostingClassifier(
+                max_iter=150, learning_rate=0.1, class_weight="balanced", random_state=seed
+            ).fit(X_last, y)
+        ),
+    }
+
+
+def score_baselines(
+    models: dict[str, ThreeClass], X_last: np.ndarray, y: np.ndarray
+) -> dict[str, ClassMetrics]:
+    """Each baseline's metrics on newest-bar features [n, F] with labels [n]."""
+    return {name: classification_metrics(y, m.predict_proba(X_last)) for name, m in models.items()}
+
+
+def training_range_before(
     window_start: pd.Timestamp, horizon_bars: int, sessions: int
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The `sessions` sessions before the window, ending one label horizon before it."""
+    """The `sessions` sessions before a held-out window, ending one label horizon before it."""
     end = window_start - pd.Timedelta(minutes=horizon_bars + 1)
     days = sessions_between(
         end.normalize().tz_localize(None) - pd.Timedelta(days=sessions * 3),
@@ -43,36 +80,3 @@ def baseline_training_range(
     )
     start = pd.Timestamp(days[-sessions] if len(days) >= sessions else days[0]).tz_localize("UTC")
     return start, end
-
-
-def fit_baselines(
-    models: LoadedModels,
-    tickers: list[str],
-    window: tuple[pd.Timestamp, pd.Timestamp],
-    settings: Settings,
-    seed: int = 0,
-) -> dict[str, ThreeClass]:
-    meta = models.metadata
-    horizon = int(meta["label_params"]["horizon_bars"])
-    start, end = baseline_training_range(window[0], horizon, settings.baseline_train_sessions)
-    raw = load_raw(
-        tickers,
-        start,
-        end + pd.Timedelta(minutes=horizon + 1),
-        warmup_bars=required_history_bars(meta),
-    )
-    s = build_samples(raw, meta, start=start, end=end)
-    keep = s.exit_ts < window[0] if len(s.exit_ts) else np.ones(len(s), bool)
-    X, y = s.X[keep][:, -1, :], s.y[keep]
-    if len(y) > 40_000:  # plenty for these models; keeps the job quick
-        pick = np.random.default_rng(seed).choice(len(y), 40_000, replace=False)
-        X, y = X[pick], y[pick]
-    return {
-        "majority": ThreeClass(DummyClassifier(strategy="most_frequent").fit(X, y)),
-        "logistic": ThreeClass(LogisticRegression(max_iter=500, class_weight="balanced").fit(X, y)),
-        "gbt": ThreeClass(
-            HistGradientBoostingClassifier(
-                max_iter=150, learning_rate=0.1, class_weight="balanced", random_state=seed
-            ).fit(X, y)
-        ),
-    }

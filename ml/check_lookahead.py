@@ -58,7 +58,7 @@ def truncate(
 
 def _same(a: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
     both_nan = np.isnan(a) & np.isnan(b)
-    return both_nan | (np.abs(a - b) <= tol * (1.0 + np.abs(b)))
+    return np.asarray(both_nan | (np.abs(a - b) <= tol * (1.0 + np.abs(b))))
 
 
 def find_lookahead(

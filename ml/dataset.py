@@ -1,7 +1,6 @@
 """From the database to model inputs: raw data, features + labels, windows, the chronological split.
 
 - `load_raw(tickers, start, end)`: bars, news and macro releases (`RawData`).
-- `load_recent(tickers, metadata)`: what live scoring needs for `latest_windows`.
 - `build_samples(raw, metadata)`: windows X [n, W, F] scaled with the model's scaler, labels,
   tickers, bar times and realised forward returns; works from a saved model's metadata alone.
 - `chronological_split(...)`: train rows strictly before validation rows, with a purge and an
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,15 +19,14 @@ from core.timeutil import utc
 from db.bars import read_bars, read_last_bars
 from db.context import macro_for_features, news_for_features
 from ml.feature_engineering import (
-    FEATURE_COLUMNS,
     MACRO_SERIES,
     FeatureParams,
     check_feature_list,
     create_features,
     ready_mask,
-    required_history_bars,
 )
 from ml.labels import LabelParams, session_codes, triple_barrier_labels
+from ml.metadata import ModelMetadata
 from ml.windows import FeatureScaler, gather_windows, window_ready
 
 
@@ -72,7 +69,7 @@ class Prepared:
 
     def labelled(self) -> np.ndarray:
         """Rows usable as samples: a complete window and a defined label."""
-        return self.window_ok & self.frame["label"].notna().to_numpy()
+        return np.asarray(self.window_ok & self.frame["label"].notna().to_numpy())
 
 
 # --------------------------------------------------------------------------- database reads
@@ -91,17 +88,6 @@ def load_raw(
     if warmup_bars > 0:
         before = read_last_bars(tickers, warmup_bars, start)
         bars = pd.concat([before, bars], ignore_index=True)
-    return _with_context(bars, list(tickers), end, params)
-
-
-def load_recent(
-    tickers: Sequence[str], metadata: dict[str, Any], end: pd.Timestamp | None = None
-) -> RawData:
-    """The last `required_history_bars(metadata)` bars per ticker before `end` (default: all),
-    with their news and macro: the input of `latest_windows`."""
-    end = pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=1) if end is None else end
-    bars = read_last_bars(tickers, required_history_bars(metadata), end)
-    params = FeatureParams.from_dict(metadata.get("feature_params"))
     return _with_context(bars, list(tickers), end, params)
 
 
@@ -158,20 +144,9 @@ def samples_from(prepared: Prepared, scaler: FeatureScaler, rows: np.ndarray) ->
     )
 
 
-def params_of(metadata: dict[str, Any]) -> tuple[list[str], int, LabelParams, FeatureParams]:
-    """Feature list, window, label and feature parameters of a model's metadata."""
-    features = check_feature_list({"features": metadata.get("features", FEATURE_COLUMNS)})
-    return (
-        features,
-        int(metadata["window_length"]),
-        LabelParams.from_dict(metadata["label_params"]),
-        FeatureParams.from_dict(metadata.get("feature_params")),
-    )
-
-
 def build_samples(
     raw: RawData,
-    metadata: dict[str, Any],
+    metadata: ModelMetadata,
     *,
     scaler: FeatureScaler | None = None,
     start: pd.Timestamp | None = None,
@@ -182,7 +157,7 @@ def build_samples(
     Parameters
     ----------
     raw : bars and context; bars before `start` serve as indicator warm-up and window history.
-    metadata : needs features, window_length, label_params, feature_params and scaler
+    metadata : the version's features, window length, label and feature parameters and scaler
         (unless `scaler` is given).
     start, end : keep samples whose last bar has start <= bar_ts <= end.
 
@@ -190,11 +165,13 @@ def build_samples(
     -------
     Samples in (ticker, time) order. Labels use up to horizon_bars future bars of `raw`.
     """
-    features, window, label_params, feature_params = params_of(metadata)
-    scaler = scaler or FeatureScaler.from_dict(metadata["scaler"])
+    features = check_feature_list(metadata.features)
+    scaler = scaler or metadata.feature_scaler
     if scaler.features != features:
         raise DatasetError("the scaler's feature list differs from the model's")
-    prepared = prepare(raw, features, window, label_params, feature_params)
+    prepared = prepare(
+        raw, features, metadata.window_length, metadata.labels, metadata.feature_params
+    )
     keep = prepared.labelled()
     ts = prepared.frame["ts"]
     if start is not None:

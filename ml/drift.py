@@ -15,9 +15,44 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 EPS = 1e-4
+MODELS = ("lstm", "transformer")
+ALARMS = ("data", "confidence", "accuracy")
+
+
+class Metric:
+    """The names of the figures in `drift_metrics` (the drift monitor writes them, the drift
+    page reads them)."""
+
+    PSI = "psi"  # per feature
+    KS_PVALUE = "ks_pvalue"  # per feature
+    DRIFTED_SHARE = "drifted_share"
+    SENTIMENT_MODEL_CHANGED = "sentiment_model_changed"  # 1: news scored by another model
+
+    @staticmethod
+    def confidence(model: str) -> str:
+        return f"confidence_{model}"
+
+    @staticmethod
+    def confidence_drop(model: str) -> str:
+        return f"confidence_drop_{model}"
+
+    @staticmethod
+    def realised_accuracy(model: str) -> str:
+        return f"realised_accuracy_{model}"
+
+    @staticmethod
+    def accuracy_drop(model: str) -> str:
+        return f"accuracy_drop_{model}"
+
+    @staticmethod
+    def alarm(name: str) -> str:
+        return f"alarm_{name}"
+
+    ALARM_PREFIX = "alarm_"
 
 
 def psi(live: np.ndarray, edges: list[float], ref_props: list[float]) -> float:
@@ -51,7 +86,7 @@ def ks_pvalue(live: np.ndarray, ref: dict[str, Any]) -> float:
         return float("nan")
 
     def cdf(x: np.ndarray) -> np.ndarray:
-        return np.interp(x, xs, cdf_at, left=0.0, right=1.0)
+        return np.asarray(np.interp(x, xs, cdf_at, left=0.0, right=1.0))
 
     return float(stats.kstest(live, cdf).pvalue)
 
@@ -101,3 +136,39 @@ def step_alarm(state: AlarmState, value: float, threshold: float, persistence: i
     if state.raised and value >= threshold / 2:
         return AlarmState(0, True)
     return AlarmState(0, False)
+
+
+# --------------------------------------------------------------------------- the reference
+BINS = 10
+REFERENCE_SAMPLE = 500
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def reference_stats(frame: pd.DataFrame, features: list[str], seed: int = 0) -> dict[str, Any]:
+    """Per feature over the training range: mean, std, 10 quantile-bin edges and the share of
+    rows in each bin (binning as `np.searchsorted(edges[1:-1], x, side="right")`), and a small
+    random sample for two-sample tests. Features never defined there get only a count of 0."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+    for name in features:
+        values = frame[name].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            out[name] = {"mean": None, "std": None, "count": 0}
+            continue
+        edges = np.quantile(values, np.linspace(0.0, 1.0, BINS + 1))
+        bins = np.searchsorted(edges[1:-1], values, side="right")
+        props = np.bincount(bins, minlength=BINS) / len(values)
+        take = min(REFERENCE_SAMPLE, len(values))
+        out[name] = {
+            "mean": _finite_or_none(values.mean()),
+            "std": _finite_or_none(values.std()),
+            "count": len(values),
+            "edges": edges.tolist(),
+            "proportions": props.tolist(),
+            "sample": np.sort(rng.choice(values, take, replace=False)).tolist(),
+        }
+    return out

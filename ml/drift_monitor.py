@@ -1,14 +1,18 @@
 """Drift checks during the session: `python -m ml.drift_monitor` (cron, every 15 minutes).
 
 Each check:
-1. scores any bars not yet in the signals log (so drift is measured on every bar);
+1. scores any bars not yet scored by the serving versions (the champion and the shadow
+   challengers) and stores the realised outcomes whose horizon has passed;
 2. data drift: PSI and KS of the last `DRIFT_WINDOW_BARS` bars' price features (pooled over the
    universe) against the training reference in the champion's metadata; a feature drifts when
    its PSI exceeds `DRIFT_PSI_THRESHOLD` (or KS rejects at `DRIFT_KS_ALPHA` with at least half
    that PSI); the statistic is the share of drifted features;
 3. concept drift: the drop of the models' mean confidence below their validation reference, and,
-   for signals whose triple-barrier outcome is known, the drop of realised accuracy;
-4. alarms with persistence and hysteresis (ml.drift): `DRIFT_PERSISTENCE` consecutive breaches
+   on the realised outcomes (`ml.outcomes`, the ones the live scoreboard reads), the drop of
+   realised accuracy;
+4. the sentiment model: news scored by another model than the one behind the training features
+   is flagged (`sentiment_model_changed`);
+5. alarms with persistence and hysteresis (ml.drift): `DRIFT_PERSISTENCE` consecutive breaches
    raise one; a raised alarm rolls the registry back to the previous stable champion (atomic,
    recorded with the reason), which the app picks up without a restart.
 Every figure is stored in `drift_metrics` for the app.
@@ -26,23 +30,23 @@ import numpy as np
 import pandas as pd
 
 from config.settings import Settings, get_settings, setup_logging
-from db.bars import read_bars
+from core.timeutil import utc_now
+from db.bars import read_last_bars
+from db.context import latest_sentiment_model
 from db.database_manager import write_to_db
 from db.models import alarm_states
-from db.signals import predictions
+from db.signals import predictions, scored_with_outcomes
 from ml import registry
-from ml.dataset import load_recent
-from ml.drift import AlarmState, data_drift, step_alarm
-from ml.feature_engineering import PRICE_FEATURES, FeatureParams, create_features
-from ml.labels import LabelParams, triple_barrier_labels
-from ml.live_scoring import score_new_bars
-from ml.model_loader import LoadedModels, load_active_models
-from ml.predict import CLASSES
+from ml.drift import ALARMS, MODELS, AlarmState, Metric, data_drift, step_alarm
+from ml.feature_engineering import HISTORY_MARGIN_BARS, PRICE_FEATURES, create_features
+from ml.labels import CLASSES
+from ml.live_scoring import Scorer
+from ml.metadata import ReferenceStat
+from ml.model_loader import LoadedModels, ModelManager
+from ml.outcomes import label_key
 
 log = logging.getLogger(__name__)
-
-ALARMS = ("data", "confidence", "accuracy")
-MODELS = ("lstm", "transformer")
+FAR = pd.Timestamp("2262-01-01", tz="UTC")
 
 
 @dataclass
@@ -56,72 +60,64 @@ class DriftReport:
 
 def live_features(models: LoadedModels, settings: Settings) -> pd.DataFrame:
     """Features of the last `drift_window_bars` bars of each ticker."""
-    meta = models.metadata
     n = settings.drift_window_bars
-    raw = load_recent(settings.universe, {**meta, "window_length": n})
-    if raw.bars.empty:
+    bars = read_last_bars(settings.universe, n + HISTORY_MARGIN_BARS, FAR)
+    if bars.empty:
         return pd.DataFrame()
-    params = FeatureParams.from_dict(meta.get("feature_params"))
-    feats = create_features(raw.bars, raw.news, raw.macro, params=params)
+    feats = create_features(bars, params=models.metadata.feature_params)
     return feats.groupby("ticker", sort=False).tail(n)
 
 
-def monitored(reference: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def monitored(reference: dict[str, ReferenceStat]) -> dict[str, dict[str, Any]]:
     """Price features with a continuous reference distribution (time-of-day, news and macro
     features are step functions of the calendar and would alarm on any short window)."""
     out = {}
     for name in PRICE_FEATURES:
-        ref = reference.get(name) or {}
-        if ref.get("edges") and len(np.unique(np.round(ref["edges"], 12))) >= 6:
-            out[name] = ref
+        ref = reference.get(name)
+        if ref is not None and ref.edges and len(np.unique(np.round(ref.edges, 12))) >= 6:
+            out[name] = ref.model_dump()
     return out
 
 
-def concept_figures(
-    models: LoadedModels, feats: pd.DataFrame, settings: Settings
-) -> dict[str, float]:
+def concept_figures(models: LoadedModels, since: pd.Timestamp) -> dict[str, float]:
+    """Live confidence against the validation reference; realised accuracy against the
+    validation accuracy, on the bars whose outcome is known."""
     meta = models.metadata
-    if feats.empty:
-        return {}
-    sig = predictions(models.version, feats["ts"].min())
     out: dict[str, float] = {}
+    sig = predictions(models.version, since)
     if sig.empty:
         return out
-    ref_conf = meta.get("reference_confidence") or {}
     for m in MODELS:
         probs = sig[[f"{m}_p_{c.lower()}" for c in CLASSES]].to_numpy()
         live = float(probs.max(axis=1).mean())
-        out[f"confidence_{m}"] = live
-        if m in ref_conf:
-            out[f"confidence_drop_{m}"] = float(ref_conf[m]) - live
-    labels = _realised_labels(models, sig, settings)
-    if len(labels) >= 50:
+        out[Metric.confidence(m)] = live
+        if m in meta.reference_confidence:
+            out[Metric.confidence_drop(m)] = float(meta.reference_confidence[m]) - live
+    known = scored_with_outcomes([models.version], label_key(meta.labels), since)
+    if len(known) >= 50:
+        realised = known["outcome"].map(lambda v: CLASSES[int(v)])
         for m in MODELS:
-            acc = float((labels[f"{m}_label"] == labels["realised"]).mean())
-            out[f"realised_accuracy_{m}"] = acc
-            ref_acc = meta.get("metrics", {}).get(m, {}).get("accuracy")
-            if ref_acc is not None:
-                out[f"accuracy_drop_{m}"] = float(ref_acc) - acc
+            acc = float((known[f"{m}_label"] == realised).mean())
+            out[Metric.realised_accuracy(m)] = acc
+            reference = meta.metrics.models.get(m)
+            if reference is not None:
+                out[Metric.accuracy_drop(m)] = reference.accuracy - acc
     return out
 
 
-def _realised_labels(models: LoadedModels, sig: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    params = LabelParams.from_dict(models.metadata["label_params"])
-    start = pd.Timestamp(sig["bar_ts"].min()) - pd.Timedelta(minutes=3 * params.vol_lookback)
-    bars = read_bars(list(sig["ticker"].unique()), start, pd.Timestamp("2262-01-01", tz="UTC"))
-    labels = triple_barrier_labels(bars, params).dropna(subset=["label"])
-    labels = labels.assign(realised=[CLASSES[int(v)] for v in labels["label"]])
-    return sig.merge(
-        labels[["ticker", "ts", "realised"]],
-        left_on=["ticker", "bar_ts"],
-        right_on=["ticker", "ts"],
-    )
+def sentiment_figure(models: LoadedModels) -> dict[str, float]:
+    """1.0 when the news worker's sentiment model is not the one behind the training features."""
+    trained_on = models.metadata.sentiment_models
+    current = latest_sentiment_model()
+    if not trained_on or current is None:
+        return {}
+    return {Metric.SENTIMENT_MODEL_CHANGED: float(current not in trained_on)}
 
 
 def _previous_states(version: str) -> dict[str, AlarmState]:
-    df = alarm_states(version, "alarm_")
+    df = alarm_states(version, Metric.ALARM_PREFIX)
     return {
-        r.metric.removeprefix("alarm_"): AlarmState(int(r.value), bool(r.alarm))
+        r.metric.removeprefix(Metric.ALARM_PREFIX): AlarmState(int(r.value), bool(r.alarm))
         for r in df.itertuples()
     }
 
@@ -131,88 +127,7 @@ def _statistics(figures: dict[str, float]) -> dict[str, float]:
         a: max((v for k, v in figures.items() if k.startswith(f"{a}_drop_")), default=float("nan"))
         for a in ("confidence", "accuracy")
     }
-    return {"data": figures.get("drifted_share", float("nan")), **drops}
-
-
-def check(
-    settings: Settings | None = None,
-    *,
-    checked_at: pd.Timestamp | None = None,
-    models: LoadedModels | None = None,
-) -> DriftReport | None:
-    """One drift check of the champion; None when no model is serving."""
-    settings = settings or get_settings()
-    models = models or load_active_models(settings)
-    if models is None:
-        return None
-    checked_at = checked_at or pd.Timestamp.now(tz="UTC")
-    score_new_bars(models, settings=settings, max_backlog=settings.drift_window_bars)
-    report = DriftReport(models.version)
-    feats = live_features(models, settings)
-    reference = monitored(models.metadata.get("reference_stats") or {})
-    rows: list[dict[str, Any]] = []
-    if not feats.empty and reference:
-        per = data_drift(
-            {k: feats[k].to_numpy() for k in reference},
-            reference,
-            settings.drift_psi_threshold,
-            settings.drift_ks_alpha,
-        )
-        for name, stats in per.items():
-            rows.append(
-                _row(
-                    checked_at,
-                    models.version,
-                    "psi",
-                    name,
-                    stats["psi"],
-                    settings.drift_psi_threshold,
-                    bool(stats["drifted"]),
-                )
-            )
-            rows.append(
-                _row(
-                    checked_at,
-                    models.version,
-                    "ks_pvalue",
-                    name,
-                    stats["ks_pvalue"],
-                    settings.drift_ks_alpha,
-                    bool(stats["drifted"]),
-                )
-            )
-        report.figures["drifted_share"] = float(np.mean([s["drifted"] for s in per.values()]))
-    report.figures.update(concept_figures(models, feats, settings))
-    thresholds = {
-        "data": settings.drift_feature_share,
-        "confidence": settings.drift_confidence_drop,
-        "accuracy": settings.drift_confidence_drop,
-    }
-    previous = _previous_states(models.version)
-    for name, value in _statistics(report.figures).items():
-        state = step_alarm(
-            previous.get(name, AlarmState()), value, thresholds[name], settings.drift_persistence
-        )
-        report.alarms[name] = state
-        rows.append(
-            _row(
-                checked_at,
-                models.version,
-                f"alarm_{name}",
-                "",
-                state.streak,
-                thresholds[name],
-                state.raised,
-            )
-        )
-    for key, value in report.figures.items():
-        thr = thresholds.get(key.split("_")[0]) if "drop" in key or "share" in key else None
-        rows.append(_row(checked_at, models.version, key, "", value, thr, False))
-    write_to_db(pd.DataFrame(rows), table="drift_metrics")
-    raised = [n for n, s in report.alarms.items() if s.raised]
-    if raised:
-        _roll_back(report, raised, settings)
-    return report
+    return {"data": figures.get(Metric.DRIFTED_SHARE, float("nan")), **drops}
 
 
 def _row(
@@ -233,6 +148,86 @@ def _row(
         "threshold": threshold,
         "alarm": alarm,
     }
+
+
+def _data_rows(
+    models: LoadedModels, feats: pd.DataFrame, at: pd.Timestamp, settings: Settings
+) -> tuple[list[dict[str, Any]], float | None]:
+    reference = monitored(models.metadata.reference_stats)
+    if feats.empty or not reference:
+        return [], None
+    per = data_drift(
+        {k: feats[k].to_numpy() for k in reference},
+        reference,
+        settings.drift_psi_threshold,
+        settings.drift_ks_alpha,
+    )
+    rows = []
+    for name, stats in per.items():
+        drifted = bool(stats["drifted"])
+        psi, ks = stats["psi"], stats["ks_pvalue"]
+        rows.append(
+            _row(at, models.version, Metric.PSI, name, psi, settings.drift_psi_threshold, drifted)
+        )
+        rows.append(
+            _row(at, models.version, Metric.KS_PVALUE, name, ks, settings.drift_ks_alpha, drifted)
+        )
+    return rows, float(np.mean([s["drifted"] for s in per.values()]))
+
+
+def check(
+    settings: Settings | None = None,
+    *,
+    checked_at: pd.Timestamp | None = None,
+    manager: ModelManager | None = None,
+) -> DriftReport | None:
+    """One drift check of the champion; None when no model is serving."""
+    settings = settings or get_settings()
+    serving = (manager or ModelManager(settings)).serving()
+    models = serving.champion
+    if models is None:
+        return None
+    checked_at = checked_at or utc_now()
+    Scorer(settings, max_backlog=settings.drift_window_bars).score(serving)
+    feats = live_features(models, settings)
+    since = feats["ts"].min() if not feats.empty else checked_at - pd.Timedelta(days=1)
+    report = DriftReport(models.version)
+    rows, drifted_share = _data_rows(models, feats, checked_at, settings)
+    if drifted_share is not None:
+        report.figures[Metric.DRIFTED_SHARE] = drifted_share
+    report.figures.update(concept_figures(models, since))
+    report.figures.update(sentiment_figure(models))
+    thresholds = {
+        "data": settings.drift_feature_share,
+        "confidence": settings.drift_confidence_drop,
+        "accuracy": settings.drift_confidence_drop,
+    }
+    previous = _previous_states(models.version)
+    for name, value in _statistics(report.figures).items():
+        state = step_alarm(
+            previous.get(name, AlarmState()), value, thresholds[name], settings.drift_persistence
+        )
+        report.alarms[name] = state
+        rows.append(
+            _row(
+                checked_at,
+                models.version,
+                Metric.alarm(name),
+                "",
+                state.streak,
+                thresholds[name],
+                state.raised,
+            )
+        )
+    for key, value in report.figures.items():
+        kind = key.split("_")[0]
+        thr = thresholds.get(kind) if ("drop" in key or "share" in key) else None
+        rows.append(_row(checked_at, models.version, key, "", value, thr, False))
+    write_to_db(pd.DataFrame(rows), table="drift_metrics")
+    raised = [n for n in ALARMS if report.alarms[n].raised]
+    if raised:
+        _roll_back(report, raised, settings)
+    return report
 
 
 def _roll_back(report: DriftReport, raised: list[str], settings: Settings) -> None:

@@ -7,13 +7,13 @@ computed per ticker over the bar sequence.
 
 - `create_features(bars, news, macro)`: the feature frame (ticker, ts, FEATURE_COLUMNS).
 - `FeatureScaler`: standardisation fitted on the training range only, saved in metadata.
-- `latest_windows(...)`: the live path, the scaled window ending at each ticker's newest bar,
-  from the last `required_history_bars(metadata)` bars (equal to the batch result).
+- The live path is `ml.live_features`: the same rows, bar by bar, from state carried forward.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,14 +23,13 @@ import pandas_ta_classic as ta
 
 from config.market_calendar import xnys
 from config.settings import Settings, get_settings
-from ml.windows import FeatureScaler, gather_windows, window_ready
+from ml.windows import FeatureScaler
 
 __all__ = [
     "FEATURE_COLUMNS",
     "FeatureParams",
     "FeatureScaler",
     "create_features",
-    "latest_windows",
     "ready_mask",
     "required_history_bars",
 ]
@@ -133,34 +132,94 @@ def price_features(bars: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- time features
+TIME_SCALE = 390.0  # minutes of a full session
+
+
+def session_bounds(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """XNYS open and close (UTC ns) of New York dates `days` (datetime64[ns], midnight)."""
+    sched = xnys().schedule
+    opens = pd.DatetimeIndex(sched["open"].reindex(pd.DatetimeIndex(days)))
+    closes = pd.DatetimeIndex(sched["close"].reindex(pd.DatetimeIndex(days)))
+    return opens.as_unit("ns").asi8, closes.as_unit("ns").asi8
+
+
+def time_feature_values(
+    stamps_ns: np.ndarray, open_ns: np.ndarray, close_ns: np.ndarray, weekday: np.ndarray
+) -> np.ndarray:
+    """[n, 6] TIME_FEATURES of bars opening at `stamps_ns` in sessions [open_ns, close_ns)."""
+    bar = BAR.value
+    since_open = (stamps_ns - open_ns) / bar
+    length = (close_ns - open_ns) / bar
+    to_close = (close_ns - stamps_ns) / bar - 1.0
+    angle = 2 * np.pi * since_open / TIME_SCALE
+    dow = 2 * np.pi * weekday.astype(float) / 5.0
+    return np.column_stack(
+        [
+            since_open / length,
+            to_close / TIME_SCALE,
+            np.sin(angle),
+            np.cos(angle),
+            np.sin(dow),
+            np.cos(dow),
+        ]
+    )
+
+
 def time_features(ts: pd.Series | pd.DatetimeIndex) -> pd.DataFrame:
     """Position in the XNYS session (early closes included) and day of week, per bar."""
     stamps = pd.DatetimeIndex(ts)
     local = stamps.tz_convert(NEW_YORK)
-    day = local.normalize().tz_localize(None).as_unit("ns")
-    sched = xnys().schedule
-    opens = pd.DatetimeIndex(sched["open"].reindex(day))
-    closes = pd.DatetimeIndex(sched["close"].reindex(day))
-    since_open = np.asarray((stamps - opens) / BAR, dtype=float)
-    length = np.asarray((closes - opens) / BAR, dtype=float)
-    to_close = np.asarray((closes - stamps) / BAR, dtype=float) - 1.0
-    angle = 2 * np.pi * since_open / 390.0
-    dow = 2 * np.pi * np.asarray(local.dayofweek, dtype=float) / 5.0
-    return pd.DataFrame(
-        {
-            "session_frac": since_open / length,
-            "minutes_to_close": to_close / 390.0,
-            "tod_sin": np.sin(angle),
-            "tod_cos": np.cos(angle),
-            "dow_sin": np.sin(dow),
-            "dow_cos": np.cos(dow),
-        }
+    days = local.normalize().tz_localize(None).as_unit("ns").to_numpy()
+    opens, closes = session_bounds(days)
+    values = time_feature_values(
+        stamps.as_unit("ns").asi8, opens, closes, np.asarray(local.dayofweek)
     )
+    return pd.DataFrame(values, columns=list(TIME_FEATURES))
 
 
 # --------------------------------------------------------------------------- context (as of)
 def _ns(values: Any) -> np.ndarray:
     return np.asarray(pd.DatetimeIndex(values).as_unit("ns").asi8)
+
+
+@dataclass(frozen=True)
+class NewsTimeline:
+    """One ticker's articles by the time they became available (sorted, ns) with scores."""
+
+    available_ns: np.ndarray
+    score: np.ndarray
+
+    @classmethod
+    def of(cls, news: pd.DataFrame | None) -> NewsTimeline:
+        if news is None or not len(news):
+            return cls(np.zeros(0, dtype=np.int64), np.zeros(0))
+        pub = _ns(news["available_at"])
+        order = np.argsort(pub, kind="stable")
+        score = pd.to_numeric(news["sentiment"], errors="coerce").fillna(0.0).to_numpy()
+        return cls(pub[order], score[order])
+
+
+def news_feature_values(
+    close_ns: np.ndarray, timeline: NewsTimeline, params: FeatureParams
+) -> np.ndarray:
+    """[n, 2]: decayed sentiment sum and article count of the articles available strictly
+    before each close, within `news_lookback_min` of it."""
+    n = len(close_ns)
+    sent, count = np.zeros(n), np.zeros(n)
+    pub, score = timeline.available_ns, timeline.score
+    if len(pub):
+        lookback = int(params.news_lookback_min * 60e9)
+        lo = np.searchsorted(pub, close_ns - lookback, side="left")
+        hi = np.searchsorted(pub, close_ns, side="left")  # strictly before the close
+        k = hi - lo
+        half_life_ns = params.news_half_life_min * 60e9
+        for j in range(int(k.max(initial=0))):
+            use = j < k
+            at = np.minimum(lo + j, len(pub) - 1)
+            weight = np.exp2(-(close_ns - pub[at]) / half_life_ns) * use
+            sent += weight * score[at]
+            count += use
+    return np.column_stack([sent, count])
 
 
 def news_features(
@@ -171,56 +230,51 @@ def news_features(
     Only articles within `news_lookback_min` before the close count, so a bounded history gives
     the same values as the whole one.
     """
-    n = len(bar_ts)
-    sent, count = np.zeros(n), np.zeros(n)
-    if news is not None and len(news):
-        pub = _ns(news["available_at"])
-        order = np.argsort(pub, kind="stable")
-        pub = pub[order]
-        score = pd.to_numeric(news["sentiment"], errors="coerce").fillna(0.0).to_numpy()[order]
-        close = _ns(bar_ts) + BAR.value
-        lookback = int(params.news_lookback_min * 60e9)
-        lo = np.searchsorted(pub, close - lookback, side="left")
-        hi = np.searchsorted(pub, close, side="left")  # strictly before the close
-        k = hi - lo
-        half_life_ns = params.news_half_life_min * 60e9
-        for j in range(int(k.max(initial=0))):
-            use = j < k
-            at = np.minimum(lo + j, len(pub) - 1)
-            weight = np.exp2(-(close - pub[at]) / half_life_ns) * use
-            sent += weight * score[at]
-            count += use
-    return pd.DataFrame({"news_sentiment": sent, "news_count": count})
+    values = news_feature_values(_ns(bar_ts) + BAR.value, NewsTimeline.of(news), params)
+    return pd.DataFrame(values, columns=list(NEWS_FEATURES))
 
 
-def _macro_asof_table(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Release times and the latest known value of the latest observation after each release."""
-    rows = rows.sort_values(["realtime_start", "obs_date"], kind="stable")
-    times, values = _ns(rows["realtime_start"]), rows["value"].to_numpy(float)
-    obs = pd.to_datetime(rows["obs_date"]).to_numpy()
-    current = np.empty(len(rows))
-    newest, value = None, np.nan
-    for i in range(len(rows)):
-        if newest is None or obs[i] >= newest:  # a newer observation, or a revision of it
-            newest, value = obs[i], values[i]
-        current[i] = value
-    return times, current
+MacroTables = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def macro_tables(macro: pd.DataFrame | None) -> MacroTables:
+    """Per series: release times (ns) and the value current after each release (the newest
+    observation so far, in its newest revision; revisions of older figures change nothing)."""
+    out: MacroTables = {}
+    if macro is None or not len(macro):
+        return out
+    for series_id in MACRO_SERIES:
+        rows = macro[macro["series_id"] == series_id]
+        if not len(rows):
+            continue
+        rows = rows.sort_values(["realtime_start", "obs_date"], kind="stable")
+        values = rows["value"].to_numpy(float)
+        obs = pd.to_datetime(rows["obs_date"]).to_numpy()
+        current = np.empty(len(rows))
+        newest, value = None, np.nan
+        for i in range(len(rows)):
+            if newest is None or obs[i] >= newest:  # a newer observation, or a revision of it
+                newest, value = obs[i], values[i]
+            current[i] = value
+        out[series_id] = (_ns(rows["realtime_start"]), current)
+    return out
+
+
+def macro_feature_values(close_ns: np.ndarray, tables: MacroTables) -> np.ndarray:
+    """[n, len(MACRO_SERIES)]: each series' value as released strictly before each close."""
+    out = np.full((len(close_ns), len(MACRO_SERIES)), np.nan)
+    for j, series_id in enumerate(MACRO_SERIES):
+        if series_id in tables:
+            times, current = tables[series_id]
+            at = np.searchsorted(times, close_ns, side="left") - 1
+            out[:, j] = np.where(at >= 0, current[np.maximum(at, 0)], np.nan)
+    return out
 
 
 def macro_features(bar_ts: pd.Series, macro: pd.DataFrame | None) -> pd.DataFrame:
     """Each MACRO_SERIES value as known before each bar's close (release time, not obs date)."""
-    close = _ns(bar_ts) + BAR.value
-    out = {}
-    for series_id, name in zip(MACRO_SERIES, MACRO_FEATURES, strict=True):
-        col = np.full(len(close), np.nan)
-        if macro is not None and len(macro):
-            rows = macro[macro["series_id"] == series_id]
-            if len(rows):
-                times, current = _macro_asof_table(rows)
-                at = np.searchsorted(times, close, side="left") - 1
-                col = np.where(at >= 0, current[np.maximum(at, 0)], np.nan)
-        out[name] = col
-    return pd.DataFrame(out)
+    values = macro_feature_values(_ns(bar_ts) + BAR.value, macro_tables(macro))
+    return pd.DataFrame(values, columns=list(MACRO_FEATURES))
 
 
 # --------------------------------------------------------------------------- assembly
@@ -283,53 +337,16 @@ def ready_mask(features: pd.DataFrame) -> np.ndarray:
     return np.asarray(features[list(REQUIRED_FEATURES)].notna().all(axis=1))
 
 
-# --------------------------------------------------------------------------- live path
-def required_history_bars(metadata: dict[str, Any]) -> int:
-    """Recent bars per ticker that live scoring must load to reproduce the batch features."""
-    return int(metadata["window_length"]) + HISTORY_MARGIN_BARS
+# --------------------------------------------------------------------------- what a model needs
+def required_history_bars(window_length: int) -> int:
+    """Bars per ticker before a window's last bar that reproduce the batch features: the window
+    and `HISTORY_MARGIN_BARS` of indicator warm-up."""
+    return int(window_length) + HISTORY_MARGIN_BARS
 
 
-def check_feature_list(metadata: dict[str, Any]) -> list[str]:
-    """The model's ordered feature list, refused when this code cannot compute one of them."""
-    features = list(metadata["features"])
+def check_feature_list(features: Sequence[str]) -> list[str]:
+    """A model's ordered feature list, refused when this code cannot compute one of them."""
     unknown = [f for f in features if f not in FEATURE_COLUMNS]
     if unknown:
         raise FeatureError(f"model needs feature(s) {unknown} this version cannot compute")
-    return features
-
-
-def latest_windows(
-    bars: pd.DataFrame,
-    news: pd.DataFrame | None,
-    macro: pd.DataFrame | None,
-    metadata: dict[str, Any],
-) -> tuple[list[str], list[pd.Timestamp], np.ndarray]:
-    """The scaled input window ending at the newest bar of each ticker.
-
-    Parameters
-    ----------
-    bars : recent bars; only the last `required_history_bars(metadata)` per ticker are used.
-    news : articles available from `feature_params.news_lookback_min` before the oldest bar.
-    macro : releases, including the last one of each series before the oldest bar.
-    metadata : a model version's metadata (features, scaler, window_length, feature_params).
-
-    Returns
-    -------
-    (tickers, bar_ts, X): X is float32 [n, window_length, F]; a ticker without a complete
-    window yet is left out. Equal (to float rounding) to the batch features on full history.
-    """
-    features = check_feature_list(metadata)
-    window = int(metadata["window_length"])
-    scaler = FeatureScaler.from_dict(metadata["scaler"])
-    params = FeatureParams.from_dict(metadata.get("feature_params"))
-    recent = clean_bars(bars).groupby("ticker", sort=True).tail(required_history_bars(metadata))
-    feats = create_features(recent.reset_index(drop=True), news, macro, params=params)
-    if feats.empty:
-        return [], [], np.zeros((0, window, len(features)), dtype=np.float32)
-    tick = feats["ticker"].to_numpy()
-    ok = window_ready(ready_mask(feats), tick, window)
-    last = np.r_[tick[1:] != tick[:-1], True]
-    ends = np.flatnonzero(last & ok)
-    scaled = scaler.transform(feats[features])
-    X = gather_windows(scaled, ends, window)
-    return [str(t) for t in tick[ends]], list(feats["ts"].iloc[ends]), X
+    return list(features)

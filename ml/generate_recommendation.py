@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from config.settings import Settings, get_settings
-from ml.predict import CLASSES, Prediction, to_prediction
+from ml.labels import CLASSES, DOWN, UP
+from ml.predict import Prediction, to_prediction
+
+ACTIONS = {1: "BUY", -1: "SELL", 0: "HOLD"}
 
 DISCLAIMER = (
     "Not financial advice: a statistical model's output for research only. Models are often "
@@ -73,6 +77,36 @@ def _as_prediction(out: Prediction | Any) -> Prediction:
     return to_prediction(probs)
 
 
+def dual_actions(
+    lstm: np.ndarray, transformer: np.ndarray, buy_threshold: float, sell_threshold: float
+) -> np.ndarray:
+    """The dual-model rule, vectorised: +1 BUY, -1 SELL, 0 HOLD for class probabilities [n, 3]
+    of both models. BUY only if both say UP with probability >= `buy_threshold`, SELL only if
+    both say DOWN with >= `sell_threshold`. Recommendations and every evaluation use it."""
+    lstm, transformer = np.atleast_2d(lstm), np.atleast_2d(transformer)
+    la, ta = lstm.argmax(axis=1), transformer.argmax(axis=1)
+    p_up = np.minimum(lstm[:, UP], transformer[:, UP])
+    p_down = np.minimum(lstm[:, DOWN], transformer[:, DOWN])
+    buy = (la == UP) & (ta == UP) & (p_up >= buy_threshold)
+    sell = (la == DOWN) & (ta == DOWN) & (p_down >= sell_threshold)
+    return np.asarray(buy.astype(int) - sell.astype(int))
+
+
+def _reason(action: int, lstm: Prediction, tf: Prediction, settings: Settings) -> str:
+    p_up = min(lstm.probabilities["UP"], tf.probabilities["UP"])
+    p_down = min(lstm.probabilities["DOWN"], tf.probabilities["DOWN"])
+    if action > 0:
+        return f"both models say UP (P >= {settings.buy_threshold:.2f}: {p_up:.2f})"
+    if action < 0:
+        return f"both models say DOWN (P >= {settings.sell_threshold:.2f}: {p_down:.2f})"
+    if lstm.label != tf.label:
+        return f"models disagree (LSTM {lstm.label}, Transformer {tf.label})"
+    if lstm.label == "NEUTRAL":
+        return "both models expect no clear move"
+    threshold = settings.buy_threshold if lstm.label == "UP" else settings.sell_threshold
+    return f"both models say {lstm.label} but below the {threshold:.2f} threshold"
+
+
 def get_trade_recommendation(
     lstm_out: Prediction | Any,
     transformer_out: Prediction | Any,
@@ -85,36 +119,28 @@ def get_trade_recommendation(
     """Combine both models' outputs into one recommendation (always with the disclaimer)."""
     settings = settings or get_settings()
     lstm, tf = _as_prediction(lstm_out), _as_prediction(transformer_out)
-    p_up = min(lstm.probabilities["UP"], tf.probabilities["UP"])
-    p_down = min(lstm.probabilities["DOWN"], tf.probabilities["DOWN"])
+    probs = [[lstm.probabilities[c] for c in CLASSES], [tf.probabilities[c] for c in CLASSES]]
+    action = int(
+        dual_actions(
+            np.array([probs[0]]),
+            np.array([probs[1]]),
+            settings.buy_threshold,
+            settings.sell_threshold,
+        )[0]
+    )
     agree = lstm.label == tf.label
-    if lstm.label == tf.label == "UP" and p_up >= settings.buy_threshold:
-        action, confidence = "BUY", p_up
-        reason = f"both models say UP (P >= {settings.buy_threshold:.2f}: {p_up:.2f})"
-    elif lstm.label == tf.label == "DOWN" and p_down >= settings.sell_threshold:
-        action, confidence = "SELL", p_down
-        reason = f"both models say DOWN (P >= {settings.sell_threshold:.2f}: {p_down:.2f})"
+    if action > 0:
+        confidence = min(lstm.probabilities["UP"], tf.probabilities["UP"])
+    elif action < 0:
+        confidence = min(lstm.probabilities["DOWN"], tf.probabilities["DOWN"])
+    elif agree:
+        confidence = min(lstm.confidence, tf.confidence)
     else:
-        action = "HOLD"
-        confidence = (
-            min(lstm.confidence, tf.confidence)
-            if agree
-            else max(lstm.probabilities["NEUTRAL"], tf.probabilities["NEUTRAL"])
-        )
-        if agree and lstm.label != "NEUTRAL":
-            reason = (
-                f"both models say {lstm.label} but below the "
-                f"{settings.buy_threshold if lstm.label == 'UP' else settings.sell_threshold:.2f}"
-                " threshold"
-            )
-        elif agree:
-            reason = "both models expect no clear move"
-        else:
-            reason = f"models disagree (LSTM {lstm.label}, Transformer {tf.label})"
+        confidence = max(lstm.probabilities["NEUTRAL"], tf.probabilities["NEUTRAL"])
     return Recommendation(
         ticker=ticker,
         bar_ts=pd.Timestamp(bar_ts),
-        action=action,
+        action=ACTIONS[action],
         confidence=float(confidence),
         lstm_label=lstm.label,
         lstm_probabilities=lstm.probabilities,
@@ -122,5 +148,5 @@ def get_trade_recommendation(
         transformer_probabilities=tf.probabilities,
         models_agree=agree,
         model_version=model_version,
-        reason=reason,
+        reason=_reason(action, lstm, tf, settings),
     )

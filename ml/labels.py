@@ -68,7 +68,7 @@ class LabelParams:
 def session_codes(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     """An integer per bar naming its trading day (the New York calendar date)."""
     local = pd.DatetimeIndex(ts).tz_convert(NEW_YORK).tz_localize(None)
-    return local.to_numpy().astype("datetime64[D]").astype(np.int64)
+    return np.asarray(local.to_numpy().astype("datetime64[D]").astype(np.int64))
 
 
 def barrier_volatility(log_close: np.ndarray, session: np.ndarray, lookback: int) -> np.ndarray:
@@ -76,7 +76,7 @@ def barrier_volatility(log_close: np.ndarray, session: np.ndarray, lookback: int
     ret = np.diff(log_close, prepend=np.nan)
     ret[1:][session[1:] != session[:-1]] = np.nan  # overnight gaps are not intraday volatility
     std = pd.Series(ret).rolling(lookback, min_periods=max(2, lookback // 2)).std()
-    return std.to_numpy()
+    return np.asarray(std.to_numpy())
 
 
 def _one_ticker(bars: pd.DataFrame, params: LabelParams) -> pd.DataFrame:

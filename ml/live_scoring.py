@@ -1,114 +1,177 @@
-"""Score every new bar once: both models, dual-model recommendation, stored in `signals`.
+"""Score every new bar once per serving version: the champion's signals and the challengers'
+shadow predictions, from one incremental feature state.
 
-`score_new_bars(models)` finds, per ticker, the final bars newer than the last one scored by the
-serving version (at most `max_backlog` per ticker; on first sight only the newest), builds their
-input windows from the bounded recent history, runs both TFLite models on all of them in one
-batch, and writes the recommendations. A PostgreSQL advisory lock makes concurrent scorers (many
-app sessions, several processes, the drift job) take turns, and the `signals` primary key makes a
-bar scored at most once per version, however many callers there are.
+`Scorer` is one per process (the app's shared scorer, the drift job, the benchmarks).
+`Scorer.score(serving)`:
+
+1. takes the scorers' advisory lock: when another process is scoring, nothing is done (`busy`);
+2. brings the feature state (`ml.live_features.LiveFeatures`) up to the newest stored bars: it is
+   built from the last bars of each ticker at first use, when a corporate action has been applied
+   (history's adjusted prices changed) and when a new session begins (so bars backfilled after the
+   close count); otherwise only the bars newer than its last one per ticker are read and added;
+3. for each version (champion and challengers): the bars it has not scored yet (at most
+   `max_backlog` per ticker; on first sight only the newest), their windows in that version's
+   features, scaler and window length, both TFLite models in one padded batch each, the
+   dual-model recommendation; champion rows are the signals analysts see (flagged provisional
+   when the champion is), challenger rows are shadow predictions;
+4. writes every row in the lock's transaction; the signals key (ticker, bar, version) makes each
+   bar scored at most once per version however many sessions and processes ask;
+5. stores the realised outcomes of scored bars whose label horizon has passed (`ml.outcomes`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from config.settings import Settings, get_settings
+from core.timeutil import utc, utc_now
+from db.bars import adjustment_stamp, read_bars, read_last_bars
+from db.context import macro_for_features, news_for_features
 from db.database_manager import connect, write_to_db
 from db.signals import last_scored, try_scoring_lock
-from ml.dataset import RawData, load_recent
 from ml.feature_engineering import (
+    HISTORY_MARGIN_BARS,
+    MACRO_SERIES,
+    FeatureError,
     FeatureParams,
     check_feature_list,
-    clean_bars,
-    create_features,
-    ready_mask,
 )
 from ml.generate_recommendation import Recommendation, get_trade_recommendation
-from ml.model_loader import LoadedModels
+from ml.live_features import LiveFeatures
+from ml.model_loader import LoadedModels, Serving
+from ml.outcomes import update_outcomes
 from ml.predict import to_prediction
-from ml.windows import FeatureScaler, gather_windows, window_ready
 
 log = logging.getLogger(__name__)
+FAR = pd.Timestamp("2262-01-01", tz="UTC")
+OUTCOME_LOOKBACK = pd.Timedelta(days=5)  # scored bars whose outcome may still be pending
 
 
 @dataclass
 class ScoreResult:
-    recommendations: list[Recommendation] = field(default_factory=list)
-    invocations: int = 0
+    """What one scoring pass did."""
+
+    recommendations: list[Recommendation] = field(default_factory=list)  # the champion's
+    shadow: int = 0  # rows stored for challengers
+    invocations: int = 0  # model calls (each a padded batch)
+    scored: dict[str, int] = field(default_factory=dict)  # rows per version
     busy: bool = False  # another scorer held the lock
+    outcomes: int = 0  # realised outcomes stored
+    model_s: float = 0.0  # seconds spent in the TFLite models
+    errors: dict[str, str] = field(default_factory=dict)  # version -> why it was not scored
 
 
-def windows_at(
-    raw: RawData, metadata: dict[str, Any], targets: pd.DataFrame
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Scaled windows ending at each (ticker, ts) of `targets` that has a complete window.
-
-    Returns the targets kept (ticker, ts, close) and X [n, W, F]. Only bars up to each target
-    enter its window."""
-    features = check_feature_list(metadata)
-    window = int(metadata["window_length"])
-    scaler = FeatureScaler.from_dict(metadata["scaler"])
-    params = FeatureParams.from_dict(metadata.get("feature_params"))
-    bars = clean_bars(raw.bars).reset_index(drop=True)
-    feats = create_features(bars, raw.news, raw.macro, params=params)
-    empty = np.zeros((0, window, len(features)), dtype=np.float32)
-    if feats.empty:
-        return targets.iloc[0:0].assign(close=[]), empty
-    ok = window_ready(ready_mask(feats), feats["ticker"].to_numpy(), window)
-    keyed = feats[["ticker", "ts"]].assign(row=np.arange(len(feats)), ok=ok)
-    keyed = keyed.merge(bars[["ticker", "ts", "close"]], on=["ticker", "ts"], how="left")
-    hit = targets[["ticker", "ts"]].merge(keyed, on=["ticker", "ts"], how="inner")
-    hit = hit[hit["ok"]].sort_values(["ticker", "ts"]).reset_index(drop=True)
-    if hit.empty:
-        return hit[["ticker", "ts", "close"]], empty
-    scaled = scaler.transform(feats[features])
-    return hit[["ticker", "ts", "close"]], gather_windows(scaled, hit["row"].to_numpy(), window)
+@dataclass
+class _State:
+    features: LiveFeatures
+    adjusted_at: pd.Timestamp | None
+    day: int  # New York date (yyyymmdd) of the newest bar when it was built
 
 
-def _targets(raw: RawData, last: dict[str, pd.Timestamp], max_backlog: int) -> pd.DataFrame:
-    bars = raw.bars[["ticker", "ts"]].sort_values(["ticker", "ts"])
-    since = pd.to_datetime(bars["ticker"].map(last), utc=True)
-    fresh = bars[since.isna() | (bars["ts"] > since)]
-    first_sight = fresh["ticker"].map(lambda t: t not in last)
-    per = fresh.groupby("ticker").cumcount(ascending=False)
-    keep = per < np.where(first_sight, 1, max_backlog)
-    return fresh[keep].reset_index(drop=True)
+class Scorer:
+    """The incremental scorer of one process (see the module docstring)."""
 
+    def __init__(self, settings: Settings | None = None, max_backlog: int = 30) -> None:
+        self.settings = settings or get_settings()
+        self.tickers = list(self.settings.universe)
+        self.max_backlog = max_backlog
+        self._states: dict[FeatureParams, _State] = {}
+        self.rebuilds = 0
+        self.model_s = 0.0  # seconds in the TFLite models, all passes
 
-def score_new_bars(
-    models: LoadedModels,
-    *,
-    settings: Settings | None = None,
-    max_backlog: int = 30,
-    tickers: list[str] | None = None,
-) -> ScoreResult:
-    """Score the bars not yet in `signals` for the serving version; see the module docstring."""
-    settings = settings or get_settings()
-    tickers = list(tickers or settings.universe)
-    meta = models.metadata
-    with connect() as conn:
-        if not try_scoring_lock(conn):
-            return ScoreResult(busy=True)
-        last = last_scored(models.version, tickers)
-        raw = load_recent(
-            tickers, {**meta, "window_length": int(meta["window_length"]) + max_backlog}
+    # ------------------------------------------------------------------ features
+    def _history_bars(self, serving: Serving) -> int:
+        window = max((m.metadata.window_length for m in serving.versions), default=32)
+        return window + HISTORY_MARGIN_BARS + self.max_backlog
+
+    def _context(self, features: LiveFeatures, start: pd.Timestamp, end: pd.Timestamp) -> None:
+        lookback = pd.Timedelta(minutes=features.params.news_lookback_min)
+        features.set_context(
+            news_for_features(self.tickers, start - lookback, end),
+            macro_for_features(MACRO_SERIES, start, end),
         )
-        if raw.bars.empty:
-            return ScoreResult()
-        targets = _targets(raw, last, max_backlog)
-        if targets.empty:
-            return ScoreResult()
-        keys, X = windows_at(raw, meta, targets)
+
+    def _build(
+        self, params: FeatureParams, serving: Serving, adjusted: pd.Timestamp | None
+    ) -> _State:
+        n = self._history_bars(serving)
+        bars = read_last_bars(self.tickers, n, FAR)
+        features = LiveFeatures(self.tickers, params, capacity=n)
+        if not bars.empty:
+            end = bars["ts"].max() + pd.Timedelta(minutes=1)
+            self._context(features, bars["ts"].min(), end)
+            features.update(bars)
+        self.rebuilds += 1
+        return _State(features, adjusted, _ny_day(bars["ts"].max()) if len(bars) else 0)
+
+    def features(
+        self, params: FeatureParams, serving: Serving, adjusted: pd.Timestamp | None
+    ) -> LiveFeatures:
+        """The feature state for `params`, brought up to the newest stored bars (`adjusted`:
+        `db.bars.adjustment_stamp()`, which rebuilds it after a corporate action)."""
+        state = self._states.get(params)
+        if state is None or state.adjusted_at != adjusted:
+            state = self._states[params] = self._build(params, serving, adjusted)
+            return state.features
+        known = [state.features.last_ts(t) for t in self.tickers]
+        since = min((t for t in known if t is not None), default=None)
+        if since is None:
+            state = self._states[params] = self._build(params, serving, adjusted)
+            return state.features
+        new = read_bars(self.tickers, since + pd.Timedelta(microseconds=1), FAR)
+        if new.empty:
+            return state.features
+        if _ny_day(new["ts"].max()) != state.day:  # a new session: rebuild with its backfills
+            state = self._states[params] = self._build(params, serving, adjusted)
+            return state.features
+        self._context(state.features, new["ts"].min(), new["ts"].max() + pd.Timedelta(minutes=1))
+        state.features.update(new)
+        return state.features
+
+    # ------------------------------------------------------------------ scoring
+    def _targets(self, features: LiveFeatures, version: str) -> dict[str, list[pd.Timestamp]]:
+        done = last_scored(version, self.tickers)
+        out: dict[str, list[pd.Timestamp]] = {}
+        for ticker in self.tickers:
+            rows = features.history[features.position[ticker]]
+            if rows.n == 0:
+                continue
+            stamps = rows.ts_ns[: rows.n]
+            last = done.get(ticker)
+            if last is None:
+                fresh = stamps[-1:]  # first sight: the newest bar only
+            else:
+                fresh = stamps[stamps > utc(last).value][-self.max_backlog :]
+            if len(fresh):
+                out[ticker] = [pd.Timestamp(int(ns), tz="UTC") for ns in fresh]
+        return out
+
+    def inputs(
+        self, models: LoadedModels, features: LiveFeatures
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """The version's scaled windows [n, window, F] of the bars it has not scored yet, with
+        their (ticker, ts, close)."""
+        meta = models.metadata
+        targets = self._targets(features, models.version)
+        return features.windows(
+            targets, check_feature_list(meta.features), meta.window_length, meta.feature_scaler
+        )
+
+    def _version_rows(
+        self, models: LoadedModels, features: LiveFeatures, role: str, provisional: bool
+    ) -> tuple[list[Recommendation], pd.DataFrame, int]:
+        keys, X = self.inputs(models, features)
         if len(keys) == 0:
-            return ScoreResult()
+            return [], pd.DataFrame(), 0
         before = models.invocations
-        p_lstm = models.lstm.predict(X)
-        p_tf = models.transformer.predict(X)
+        started = time.perf_counter()
+        p_lstm, p_tf = models.lstm.predict(X), models.transformer.predict(X)
+        self.model_s += time.perf_counter() - started
         recs = [
             get_trade_recommendation(
                 to_prediction(a),
@@ -116,12 +179,74 @@ def score_new_bars(
                 ticker=str(t),
                 bar_ts=ts,
                 model_version=models.version,
-                settings=settings,
+                settings=self.settings,
             )
             for a, b, t, ts in zip(p_lstm, p_tf, keys["ticker"], keys["ts"], strict=True)
         ]
         rows = pd.DataFrame(
             [r.to_row(close=float(c)) for r, c in zip(recs, keys["close"], strict=True)]
+        ).assign(role=role, provisional=provisional)
+        return recs, rows, models.invocations - before
+
+    def score(self, serving: Serving) -> ScoreResult:
+        """One scoring pass over every serving version (see the module docstring)."""
+        if not serving.versions:
+            return ScoreResult()
+        with connect() as conn:
+            if not try_scoring_lock(conn):
+                return ScoreResult(busy=True)
+            adjusted = adjustment_stamp()
+            result = ScoreResult()
+            model_before = self.model_s
+            frames = []
+            for models in serving.versions:
+                features = self.features(models.metadata.feature_params, serving, adjusted)
+                champion = models is serving.champion
+                role = "champion" if champion else "shadow"
+                provisional = champion and serving.provisional
+                try:
+                    recs, rows, calls = self._version_rows(models, features, role, provisional)
+                except FeatureError as exc:  # one bad version must not stop the others
+                    log.error("%s %s not scored: %s", role, models.version, exc)
+                    result.errors[models.version] = str(exc)
+                    continue
+                result.invocations += calls
+                result.scored[models.version] = len(rows)
+                if champion:
+                    result.recommendations = recs
+                else:
+                    result.shadow += len(rows)
+                if len(rows):
+                    frames.append(rows)
+            if frames:
+                write_to_db(
+                    pd.concat(frames, ignore_index=True),
+                    table="signals",
+                    on_conflict="nothing",
+                    conn=conn,
+                )
+        result.model_s = self.model_s - model_before
+        newest = max((int(st.features.last_ns.max()) for st in self._states.values()), default=None)
+        since = utc_now() if newest is None else pd.Timestamp(newest, tz="UTC")
+        result.outcomes = update_outcomes(
+            [m.metadata.labels for m in serving.versions],
+            [m.version for m in serving.versions],
+            since - OUTCOME_LOOKBACK,
         )
-        write_to_db(rows, table="signals", on_conflict="nothing", conn=conn)
-        return ScoreResult(recs, models.invocations - before)
+        return result
+
+
+def _ny_day(ts: pd.Timestamp) -> int:
+    local = utc(ts).tz_convert("America/New_York")
+    return int(local.year * 10_000 + local.month * 100 + local.day)
+
+
+def score_new_bars(
+    models: LoadedModels,
+    *,
+    settings: Settings | None = None,
+    max_backlog: int = 30,
+) -> ScoreResult:
+    """Score the champion's new bars once (a one-off scorer; long-running processes keep a
+    `Scorer`, whose feature state carries over between passes)."""
+    return Scorer(settings, max_backlog).score(Serving(models))

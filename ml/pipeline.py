@@ -11,7 +11,6 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
 
 import pandas as pd
 
@@ -20,6 +19,7 @@ from config.settings import Settings, get_settings, setup_logging
 from core.locks import EXIT_BUSY, LockBusyError
 from db.bars import newest_bar_ts
 from db.ops import job_run, training_lock
+from ml.report import ValidationReport
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def training_cutoff(settings: Settings) -> pd.Timestamp:
 
 def run_pipeline(
     *, quick: bool = False, epochs: int | None = None, settings: Settings | None = None
-) -> dict[str, Any]:
+) -> ValidationReport:
     """Train a challenger and put it through the gate; returns the gate report."""
     from ml.train_model import train
     from ml.validate_model import validate
@@ -54,7 +54,7 @@ def run_pipeline(
         )
         folder = train(settings, end=cutoff, quick=quick, epochs=epochs, take_lock=False)
         report = validate(folder.name, settings=settings)
-        run.note(f"{folder.name}: {report['gate']['decision']} ({report['gate']['reason']})")
+        run.note(f"{folder.name}: {report.gate.decision} ({report.gate.reason})")
         return report
 
 

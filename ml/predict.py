@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-CLASSES = ("DOWN", "NEUTRAL", "UP")
+from ml.labels import CLASSES
 
 
 class PredictionInputError(ValueError):
@@ -32,13 +32,21 @@ class Prediction:
 
 
 class TFLiteModel:
-    """One `.tflite` file in a LiteRT interpreter, safe to call from several threads."""
+    """One `.tflite` model in a LiteRT interpreter, safe to call from several threads: the one
+    runner serving, evaluation and training's parity check use (from a file or from bytes)."""
 
-    def __init__(self, path: Path | str, num_threads: int = 1) -> None:
+    def __init__(
+        self, path: Path | str | None = None, *, content: bytes | None = None, num_threads: int = 1
+    ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self.path = Path(path)
-        self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+        if (path is None) == (content is None):
+            raise ValueError("TFLiteModel needs a path or the model's bytes")
+        self.path = Path(path) if path is not None else Path("<bytes>")
+        if content is not None:
+            self.interpreter = Interpreter(model_content=content, num_threads=num_threads)
+        else:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
         self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]

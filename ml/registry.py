@@ -14,14 +14,15 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from config.settings import Settings, get_settings
 from core.files import write_text_atomic
 from core.locks import file_lock
+from core.validation import read_json_model
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,15 @@ class ChampionEntry(BaseModel):
     promoted_at: str
     promoted_by: Actor
     reason: str
+    # served although it has not beaten the baselines (no model has shown an edge yet)
+    provisional: bool = False
+    provisional_reason: str | None = None
 
 
 class HistoryEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     at: str
-    event: Literal["promoted", "rolled_back"]
+    event: Literal["promoted", "rolled_back", "pinned", "unpinned"]
     version: str
     previous: str | None
     by: Actor
@@ -58,6 +62,7 @@ class Registry(BaseModel):
     schema_version: Literal[1] = 1
     champion: ChampionEntry | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
+    pinned: list[str] = Field(default_factory=list)  # versions an analyst scores in shadow
     updated_at: str | None = None
 
 
@@ -70,7 +75,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _now() -> str:
-    return pd.Timestamp.now(tz="UTC").isoformat()
+    return str(pd.Timestamp.now(tz="UTC").isoformat())
 
 
 def read_registry(path: Path | None = None) -> Registry:
@@ -78,17 +83,7 @@ def read_registry(path: Path | None = None) -> Registry:
     path = path or get_settings().model_config_path
     if not path.exists():
         return Registry()
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{path} is not valid JSON: {exc}") from None
-    try:
-        return Registry.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'root'}: {e['msg']}" for e in exc.errors()
-        )
-        raise RegistryError(f"{path} is malformed: {problems}") from None
+    return read_json_model(path, Registry, RegistryError, "a model registry")
 
 
 def write_registry(registry: Registry, path: Path | None = None) -> None:
@@ -135,8 +130,10 @@ def promote(
     reason: str,
     settings: Settings | None = None,
     event: Literal["promoted", "rolled_back"] = "promoted",
+    provisional_reason: str | None = None,
 ) -> Registry:
-    """Make `version` the champion (recording the previous one in the history)."""
+    """Make `version` the champion (recording the previous one in the history). With
+    `provisional_reason` it serves marked unproven: it has not beaten the baselines."""
     settings = settings or get_settings()
     path = settings.model_config_path
     if not reason.strip():
@@ -152,7 +149,10 @@ def promote(
             promoted_at=_now(),
             promoted_by=by,
             reason=reason,
+            provisional=provisional_reason is not None,
+            provisional_reason=provisional_reason,
         )
+        registry.pinned = [v for v in registry.pinned if v != version]
         registry.history.append(
             HistoryEntry(
                 at=_now(),
@@ -172,8 +172,9 @@ def promote(
 def previous_champion(registry: Registry) -> str | None:
     """The champion before the current one that was not itself rolled back from."""
     current = registry.champion.version if registry.champion else None
-    rolled_back_from = {h.previous for h in registry.history if h.event == "rolled_back"}
-    for entry in reversed(registry.history):
+    changes = [h for h in registry.history if h.event in ("promoted", "rolled_back")]
+    rolled_back_from = {h.previous for h in changes if h.event == "rolled_back"}
+    for entry in reversed(changes):
         candidate = entry.previous
         if candidate and candidate != current and candidate not in rolled_back_from:
             return candidate
@@ -203,14 +204,34 @@ def _record_event(event: str, version: str, previous: str | None, by: str, reaso
         log.warning("could not record %s of %s in model_events: %s", event, version, exc)
 
 
-def read_metadata(version: str, settings: Settings | None = None) -> dict[str, Any]:
-    path = version_dir(version, settings) / "metadata.json"
-    try:
-        return dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise RegistryError(f"model version {version} has no metadata.json") from None
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{path} is not valid JSON: {exc}") from None
+def pin(
+    version: str, *, by: Actor, pinned: bool = True, settings: Settings | None = None
+) -> Registry:
+    """Pin (or unpin) a version for comparison: a pinned version scores every new bar in shadow
+    beside the champion and the newest challenger."""
+    settings = settings or get_settings()
+    path = settings.model_config_path
+    with _locked(path):
+        registry = read_registry(path)
+        if pinned:
+            file_checksums(version, settings)  # a complete version only
+            if version not in registry.pinned:
+                registry.pinned.append(version)
+        else:
+            registry.pinned = [v for v in registry.pinned if v != version]
+        champion = registry.champion.version if registry.champion else None
+        registry.history.append(
+            HistoryEntry(
+                at=_now(),
+                event="pinned" if pinned else "unpinned",
+                version=version,
+                previous=champion,
+                by=by,
+                reason="scores in shadow for comparison" if pinned else "no longer compared",
+            )
+        )
+        write_registry(registry, path)
+    return registry
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@ With Keras 3 and TF 2.21 the converter fails on an LSTM whose batch dimension is
 ("TensorListReserve ... element_shape to be static"), so a copy of the model is built with a
 fixed batch (settings.serving_batch) and the trained weights, and that copy is converted. The
 serving side pads or chunks to that batch. Outputs of the .tflite file, run by the LiteRT
-interpreter that serving uses, must match the Keras model's within `PARITY_TOL`.
+interpreter and runner that serving uses (`ml.predict.TFLiteModel`), must match the Keras
+model's within `PARITY_TOL`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ml.architectures import Builder
+from ml.predict import TFLiteModel
 
 PARITY_TOL = 1e-4
 log = logging.getLogger(__name__)
@@ -40,24 +42,8 @@ def convert_fixed_batch(model: Any, builder: Builder, batch: int, **build_kwargs
 
 
 def tflite_predict(content: bytes, X: np.ndarray) -> np.ndarray:
-    """Run a fixed-batch .tflite model over any number of windows (the last chunk zero-padded)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=content)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    batch = int(inp["shape"][0])
-    X = np.asarray(X, dtype=np.float32)
-    n = len(X)
-    padded = np.zeros((-(-n // batch) * batch, *X.shape[1:]), dtype=np.float32)
-    padded[:n] = X
-    result = np.empty((len(padded), int(out["shape"][-1])), dtype=np.float32)
-    for i in range(0, len(padded), batch):
-        interpreter.set_tensor(inp["index"], padded[i : i + batch])
-        interpreter.invoke()
-        result[i : i + batch] = interpreter.get_tensor(out["index"])
-    return result[:n]
+    """Class probabilities of a .tflite model (bytes) for windows X, run as serving runs it."""
+    return TFLiteModel(content=content).predict(X)
 
 
 def check_parity(

@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +26,19 @@ import numpy as np
 import pandas as pd
 
 from config.settings import Settings, get_settings
-from core.files import write_json_atomic
 from core.timeutil import iso, utc, utc_now
+from ml.baselines import fit_baselines, newest_bar, score_baselines
 from ml.dataset import DatasetError, RawData, Samples, chronological_split, load_raw, prepare
 from ml.dataset import samples_from as _samples_from
+from ml.drift import reference_stats
 from ml.feature_engineering import FEATURE_COLUMNS, FeatureParams
+from ml.hyperparameters import HYPERPARAMETERS
 from ml.labels import CLASSES, LabelParams
+from ml.metadata import MODEL_NAMES, ModelMetadata, ScalerParams, TrainingMetrics, TrainingRun
+from ml.metrics import classification_metrics
 from ml.progress import PROGRESS_FILE, Progress
-from ml.training_report import (
-    baseline_scores,
-    class_weights,
-    classification_metrics,
-    reference_stats,
-)
 from ml.windows import FeatureScaler
 
-MODEL_NAMES = ("lstm", "transformer")
 QUICK_EPOCHS, QUICK_TRAIN_WINDOWS, QUICK_VAL_WINDOWS = 3, 15_000, 8_000
 
 
@@ -87,6 +84,17 @@ class TrainConfig:
 
 
 # --------------------------------------------------------------------------- fitting
+def class_weights(y: np.ndarray) -> dict[int, float]:
+    """Balanced weights n / (k * count) for the classes present."""
+    counts = np.bincount(y, minlength=len(CLASSES))
+    present = counts > 0
+    return {
+        int(c): float(len(y) / (present.sum() * counts[c]))
+        for c in range(len(CLASSES))
+        if counts[c] > 0
+    }
+
+
 def _subsample(rows: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
     if cap is None or len(rows) <= cap:
         return rows
@@ -226,50 +234,55 @@ def train_from_raw(
         probs[name] = models[name].predict(data.val.X, batch_size=1024, verbose=0)
         files[name] = convert_fixed_batch(models[name], BUILDERS[name], cfg.serving_batch)
         parity[name] = check_parity(name, files[name], probs[name], data.val.X)
-    progress.update("baselines", "majority class and logistic regression on the same features")
-    baselines = baseline_scores(data.train.X, data.train.y, data.val.X, data.val.y)
+    progress.update("baselines", "majority class, logistic regression and boosted trees")
+    fitted = fit_baselines(newest_bar(data.train.X), data.train.y, seed=cfg.seed)
+    baselines = score_baselines(fitted, newest_bar(data.val.X), data.val.y)
     folder = new_version_dir(settings.models_dir)
     checksums = {}
     for name, content in files.items():
         (folder / f"{name}.tflite").write_bytes(content)
         checksums[f"{name}.tflite"] = hashlib.sha256(content).hexdigest()
     metrics = {name: classification_metrics(data.val.y, probs[name]) for name in MODEL_NAMES}
-    for name in MODEL_NAMES:
-        metrics[name]["majority_baseline_f1"] = baselines["majority_macro_f1"]
-    metrics["baselines"] = baselines
-    confidence = {name: metrics[name]["mean_confidence"] for name in MODEL_NAMES}
-    metadata = {
-        "version": folder.name,
-        "created_at": iso(utc_now()),
-        "features": list(FEATURE_COLUMNS),
-        "scaler": data.scaler.to_dict(),
-        "window_length": cfg.window,
-        "classes": list(CLASSES),
-        "label_params": cfg.label_params.to_dict(),
-        "feature_params": cfg.feature_params.to_dict(),
-        "tickers": sorted({str(t) for t in data.train.ticker} | {str(t) for t in data.val.ticker}),
-        "train_range": [iso(data.train.bar_ts.min()), iso(data.train.bar_ts.max())],
-        "val_range": [iso(data.val.bar_ts.min()), iso(data.val.bar_ts.max())],
-        "purge_gap_minutes": data.gap / pd.Timedelta(minutes=1),
-        "tflite_batch": cfg.serving_batch,
-        "reference_stats": data.reference,
-        "reference_confidence": confidence,
-        "metrics": metrics,
-        "files": checksums,
-        "training": {
-            "epochs_run": epochs_run,
-            "max_epochs": cfg.epochs,
-            "seconds": round(time.monotonic() - started, 1),
-            "n_train": len(data.train),
-            "n_val": len(data.val),
-            "seeds": {"weights": cfg.seed, "window_sampling": cfg.seed},
-            "quick": cfg.quick,
-            "tflite_parity_max_abs_diff": parity,
-        },
-    }
-    write_json_atomic(folder / "metadata.json", metadata)
-    progress.update("done", f"version {folder.name} in {metadata['training']['seconds']} s")
+    metadata = ModelMetadata(
+        version=folder.name,
+        created_at=iso(utc_now()),
+        features=list(FEATURE_COLUMNS),
+        scaler=ScalerParams(**data.scaler.to_dict()),
+        window_length=cfg.window,
+        classes=list(CLASSES),
+        label_params=cfg.label_params,
+        feature_params=cfg.feature_params,
+        tickers=sorted({str(t) for t in data.train.ticker} | {str(t) for t in data.val.ticker}),
+        train_range=(iso(data.train.bar_ts.min()), iso(data.train.bar_ts.max())),
+        val_range=(iso(data.val.bar_ts.min()), iso(data.val.bar_ts.max())),
+        purge_gap_minutes=data.gap / pd.Timedelta(minutes=1),
+        tflite_batch=cfg.serving_batch,
+        reference_stats=data.reference,
+        reference_confidence={name: float(m.mean_confidence or 0.0) for name, m in metrics.items()},
+        metrics=TrainingMetrics(models=metrics, baselines=baselines),
+        files=checksums,
+        training=TrainingRun(
+            config=asdict(cfg),
+            hyperparameters=HYPERPARAMETERS,
+            epochs_run=epochs_run,
+            seconds=round(time.monotonic() - started, 1),
+            n_train=len(data.train),
+            n_val=len(data.val),
+            tflite_parity_max_abs_diff=parity,
+        ),
+        sentiment_models=sentiment_models_of(raw),
+    )
+    metadata.write(folder / "metadata.json")
+    progress.update("done", f"version {folder.name} in {metadata.training.seconds} s")
     return folder
+
+
+def sentiment_models_of(raw: RawData) -> list[str]:
+    """The sentiment models that scored the training news (serving with another one changes
+    what the news features mean; the pages and the drift check say so)."""
+    if raw.news is None or "sentiment_model" not in raw.news.columns:
+        return []
+    return sorted(str(m) for m in raw.news["sentiment_model"].dropna().unique())
 
 
 def train(

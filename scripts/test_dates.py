@@ -55,7 +55,6 @@ def faked_env(instant: Instant, slot: int) -> dict[str, str]:
         FAKETIME=f"@{instant.utc}",
         FAKETIME_DONT_RESET="1",
         TZ="UTC",
-        PYTHONPATH=str(ROOT),
         DATA_DIR=str(ROOT / "var" / "dates" / f"slot{slot}"),
         TF_CPP_MIN_LOG_LEVEL="2",
     )

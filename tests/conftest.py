@@ -14,42 +14,35 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-import psycopg2
 import pytest
-from sqlalchemy.engine import make_url
 
 from config.settings import get_settings
-
-
-def _admin_url() -> str:
-    from db.database_manager import database_url
-
-    return database_url()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def test_database() -> Iterator[str]:
     get_settings.cache_clear()
-    base = make_url(_admin_url())
-    name = f"stockpulse_test_{os.getpid()}"
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = psycopg2.connect(admin)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(hide_password=False)
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
     from db import database_manager, migrate
 
+    with database_manager.scratch_database(f"stockpulse_test_{os.getpid()}") as url:
+        os.environ["DATABASE_URL"] = url
+        get_settings.cache_clear()
+        database_manager.dispose_engine()
+        migrate.upgrade()
+        yield url
+        database_manager.dispose_engine()
+
+
+@pytest.fixture(autouse=True)
+def _settings_follow_the_environment() -> Iterator[None]:
+    """After every test (and after monkeypatch has restored the environment): settings are
+    read again and the engine reconnects, so a test that pointed this process elsewhere (a
+    database that is down, another universe) cannot leave the next test pointing there."""
+    yield
+    from db import database_manager
+
+    get_settings.cache_clear()
     database_manager.dispose_engine()
-    migrate.upgrade()
-    yield url
-    database_manager.dispose_engine()
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def with_retries(
 def backoff_s(attempt: int, base_s: float, cap_s: float) -> float:
     """Jittered exponential back-off for loop-level waits: 50-100% of min(cap, base * 2^(n-1))."""
     ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
-    return ceiling * random.uniform(0.5, 1.0)
+    return float(ceiling * random.uniform(0.5, 1.0))
 
 
 class Shutdown:

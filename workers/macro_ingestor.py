@@ -87,7 +87,8 @@ def default_start(series_id: str) -> date:
     last = newest_macro_observation(series_id)
     if last is None:
         return FIRST_START
-    return max(FIRST_START, (pd.Timestamp(last) - REVISION_WINDOW).date())
+    since: date = (pd.Timestamp(last) - REVISION_WINDOW).date()
+    return max(FIRST_START, since)
 
 
 def ingest_all(

@@ -130,10 +130,12 @@ class NewsIngestor:
         while not shutdown.requested:
             try:
                 written = self.poll_once()
-                ok, status, details = True, "ok", {"stored": written}
+                details: dict[str, object] = {"stored": written}
+                ok, status = True, "ok"
             except Exception as exc:  # the service must outlive any single failure
                 log.exception("news cycle failed (%s); the next cycle retries", self.source.name)
-                ok, status, details = False, "error", {"error": f"{type(exc).__name__}: {exc}"}
+                details = {"error": f"{type(exc).__name__}: {exc}"}
+                ok, status = False, "error"
             self._beat(status, **details)
             cycles += 1
             if (max_cycles is not None and cycles >= max_cycles) or shutdown.wait(interval_s):

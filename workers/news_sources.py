@@ -125,7 +125,7 @@ class RequestBudget:
         self._roll(now)
         if self.used >= self.per_day:
             return float((now.normalize() + pd.Timedelta(days=1) - now).total_seconds())
-        return max(0.0, self.last_at + self.spacing_s - now.timestamp())
+        return float(max(0.0, self.last_at + self.spacing_s - now.timestamp()))
 
     def acquire(self) -> bool:
         """Take one request if the budget allows it now."""
@@ -330,7 +330,7 @@ class SimulatedNewsSource(NewsSource):
     ) -> None:
         super().__init__(tickers)
         self.market = market
-        self.clock = clock if clock is not None else market.clock
+        self.clock = clock
 
     def now(self) -> pd.Timestamp:
         return self.clock.now() if self.clock is not None else super().now()
@@ -377,7 +377,10 @@ def make_news_source(name: str | None = None, settings: Settings | None = None) 
     name = name or settings.news_source
     if name == "simulated":
         market = simulated_market(settings)
-        return SimulatedNewsSource(settings.universe, market, market.clock)
+        # on the simulated market's clock when the prices are simulated too; beside live or
+        # replayed prices, simulated headlines are published on the wall clock
+        clock = market.clock if settings.market_source == "simulated" else None
+        return SimulatedNewsSource(settings.universe, market, clock)
     if name == "newsapi":
         key = settings.news_api_key.get_secret_value() if settings.news_api_key else ""
         budget = RequestBudget(

@@ -133,7 +133,7 @@ def to_utc(value: object) -> pd.Timestamp | None:
     if value is None or value == "":
         return None
     try:
-        ts = pd.Timestamp(value)  # type: ignore[arg-type]
+        ts = pd.Timestamp(value)
     except (ValueError, TypeError):
         return None
     if ts is pd.NaT:

@@ -65,7 +65,7 @@ class Stats:
 
 @functools.cache
 def _closes_ns() -> np.ndarray:
-    return pd.DatetimeIndex(xnys().closes).as_unit("ns").asi8
+    return np.asarray(pd.DatetimeIndex(xnys().closes).as_unit("ns").asi8)
 
 
 def last_closed_minute(now: pd.Timestamp) -> pd.Timestamp | None:
@@ -266,7 +266,7 @@ class PriceIngestor:
         limits = self.source.limits
         if status == "idle":
             to_open = (xnys().next_open(now) - now).total_seconds()
-            return max(1.0, min(60.0, to_open + self.source.settle_s))
+            return float(max(1.0, min(60.0, to_open + self.source.settle_s)))
         period = pd.Timedelta(seconds=self.poll_interval_s)
         boundary = now.floor(period) + period
         wait = (boundary - now).total_seconds() / speed + self.source.settle_s / max(1.0, speed)
@@ -276,7 +276,7 @@ class PriceIngestor:
             wait = max(wait, backoff_s(self.rate_limits, base, 300.0))
         elif status == "error":
             wait = max(wait, backoff_s(self.failures, 0.5, 60.0))
-        return max(0.0, wait)
+        return float(max(0.0, wait))
 
     def _beat(self, status: str, now: pd.Timestamp) -> None:
         if time.monotonic() - self._last_beat < 1.0 and status == "ok":

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = market.clock.start
     sessions = sessions_before(start, days)
     model = load_sentiment_model(settings)
-    source = SimulatedNewsSource(settings.universe, market)
+    source = SimulatedNewsSource(settings.universe, market, market.clock)
     first = xnys().session_open(sessions[0])
     log.info(
         "seeding %d sessions (%s .. %s) of news and macro up to the clock's start %s",

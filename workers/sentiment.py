@@ -117,7 +117,7 @@ class TransformersSentiment(SentimentModel):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         local_only = Path(name_or_path).exists() or not (allow_download and _hub_reachable())
         try:

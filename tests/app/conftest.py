@@ -77,8 +77,12 @@ class AppEnv:
         return version
 
     def copy_version(self, name: str) -> str:
-        """Another version folder with the same (real) files."""
+        """Another version named `name` with the same (real) model files."""
+        from ml.metadata import read_metadata_file
+
         shutil.copytree(self.models_dir / self.version, self.models_dir / name)
+        path = self.models_dir / name / "metadata.json"
+        read_metadata_file(path).model_copy(update={"version": name}).write(path)
         return name
 
     def feed(self, sessions: int = 2) -> MarketFeed:

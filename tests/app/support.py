@@ -15,11 +15,11 @@ from workers.sources.simulated import SimulatedMarket
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
 PAGES = {
-    "home": "Home.py",
-    "detail": "pages/1_Stock_detail.py",
-    "lab": "pages/2_Model_lab.py",
-    "drift": "pages/3_Drift_and_history.py",
-    "health": "pages/4_Data_health.py",
+    "home": "views/live_signals.py",
+    "detail": "views/stock_detail.py",
+    "lab": "views/model_lab.py",
+    "drift": "views/drift_and_history.py",
+    "health": "views/data_health.py",
 }
 
 
@@ -59,8 +59,8 @@ class MarketFeed:
 
 
 def open_page(name: str, query: dict[str, str] | None = None, timeout: float = 90) -> AppTest:
-    """Run one page of the app in a fresh session, as `streamlit run app/Home.py` serves it."""
-    at = AppTest.from_file(str(APP_DIR / PAGES["home"]), default_timeout=timeout)
+    """Run one page of the app in a fresh session, as `streamlit run app/main.py` serves it."""
+    at = AppTest.from_file(str(APP_DIR / "main.py"), default_timeout=timeout)
     if name != "home":
         at.switch_page(PAGES[name])
     for key, value in (query or {}).items():
@@ -111,7 +111,7 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """`streamlit run app/Home.py` as a real server process on a free local port."""
+    """`streamlit run app/main.py` as a real server process on a free local port."""
 
     def __init__(self, log_path: Path, env: dict[str, str] | None = None) -> None:
         import os
@@ -134,7 +134,7 @@ class StreamlitServer:
         import time
         import urllib.request
 
-        args = [sys.executable, "-m", "streamlit", "run", str(APP_DIR / "Home.py")]
+        args = [sys.executable, "-m", "streamlit", "run", str(APP_DIR / "main.py")]
         args += ["--server.port", str(self.port)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:

@@ -11,7 +11,7 @@ import pytest
 
 from app import retrain
 from config.settings import get_settings
-from db.database_manager import execute
+from db.database_manager import execute, read_from_db
 from db.ops import training_lock
 from ml.registry import read_registry
 from tests.app.conftest import TRAINING_ENV
@@ -64,6 +64,14 @@ def report(challenger: str, champion: str, decision: str = "promote") -> dict:
     }
 
 
+def test_the_reports_here_are_valid_gate_reports() -> None:
+    from ml.report import parse_report
+
+    parsed = parse_report(report("20260102T000000Z", CHAMPION, decision="provisional"))
+    assert parsed.gate.decision == "provisional"
+    assert parsed.models[CHAMPION].lstm.macro_f1 == pytest.approx(0.41)
+
+
 def store_report(rep: dict, promoted: bool) -> None:
     execute(
         "INSERT INTO model_evaluations (challenger, champion, promoted, report) "
@@ -92,7 +100,7 @@ def test_champion_and_challenger_side_by_side(app_env):
     store_report(report(app_env.version, CHAMPION), promoted=True)
     at = open_page("lab")
     assert not at.exception and not alerts(at, "error")
-    assert any("Gate decision: **PROMOTE**" in s for s in alerts(at, "success"))
+    assert any("Gate decision: **PROMOTED**" in s for s in alerts(at, "success"))
     assert {m.label: m.value for m in at.metric}["Bootstrap CI low"] == "+0.0210"
     table = table_with(at, "model", "macro_f1")
     assert len(table) == 7  # 2 versions x 2 models + 3 baselines
@@ -205,16 +213,19 @@ def test_retrain_runs_the_pipeline_in_the_background_and_shows_the_outcome(
 def test_a_validation_stored_right_after_the_first_render_shows_on_the_next_rerun(app_env):
     """The background pipeline may finish within a second of the page's first render: the
     next rerun shows its report (the lab's reads are keyed on a stamp, not a TTL)."""
+    from ml.report import parse_report
     from ml.validate_model import store_report as store_validation
 
     app_env.copy_version(CHAMPION)
     app_env.promote(CHAMPION)
     at = open_page("lab")
     assert any("No validation report yet" in i for i in alerts(at, "info"))
-    store_validation(report(app_env.version, CHAMPION, decision="reject"))  # as validation does
+    store_validation(
+        parse_report(report(app_env.version, CHAMPION, decision="reject"))
+    )  # as validation does
     at.run()
     assert not at.exception
-    assert any("Gate decision: **REJECT**" in e for e in alerts(at, "error"))
+    assert any("Gate decision: **REJECTED**" in e for e in alerts(at, "error"))
     assert len(table_with(at, "model", "macro_f1")) == 7
 
 
@@ -243,3 +254,53 @@ def test_promote_and_rollback_in_one_session_show_in_another_at_its_next_rerun(a
     events = table_with(history, "event", "actor")
     assert (events.iloc[0]["event"], events.iloc[0]["actor"]) == ("rolled_back", "analyst:bob")
     assert table_with(history, "event", "reason").iloc[0]["reason"] == "live accuracy fell"
+
+
+def _trained_until(version: str, ts: pd.Timestamp) -> None:
+    """Pretend `version` was trained on bars up to `ts` (its validation range ends there)."""
+    from ml.metadata import read_metadata_file
+
+    path = get_settings().models_dir / version / "metadata.json"
+    meta = read_metadata_file(path)
+    start = (ts - pd.Timedelta(days=1)).isoformat()
+    meta.model_copy(update={"val_range": (start, ts.isoformat())}).write(path)
+
+
+def test_the_live_scoreboard_fills_as_bars_arrive_and_offers_the_challenger(app_env):
+    """Champion and challenger score every new bar; once outcomes are realised the lab's
+    scoreboard shows both on the same bars, and the challenger can be promoted from there."""
+    from app import live
+
+    feed = app_env.feed()
+    last_seeded = feed.seed(hold_back=45)
+    champion = app_env.promote()
+    challenger = app_env.copy_version("20991231T000000Z")
+    _trained_until(challenger, last_seeded)
+    at = open_page("lab")
+    assert not at.exception
+    early = " ".join(alerts(at, "info"))
+    assert "scoreboard shows its figures from 30 on" in early
+    scorer = live.live_scorer()
+    arrived = 0
+    for _ in range(45):
+        arrived += feed.next_minute()[1]
+        scorer.score_once()
+    at.run()
+    assert not at.exception and not alerts(at, "error")
+    board = table_with(at, "version", "signal hit rate", "P&L after costs")
+    assert board["version"].tolist() == [champion, challenger]
+    assert board["role"].tolist() == ["champion", "challenger"]
+    assert board["agrees with champion"].tolist()[1] == "100%"  # the same model files
+    assert any("Δ macro-F1 +0.0000" in t for t in texts(at))
+    assert "scoreboard_pnl" in figures(at)
+    shadow = read_from_db(
+        "SELECT bar_ts FROM signals WHERE model_version = :v AND role = 'shadow'", {"v": challenger}
+    )
+    after = pd.to_datetime(shadow["bar_ts"], utc=True) > last_seeded
+    assert int(after.sum()) == arrived  # every bar that arrived, once
+    assert scorer.status.shadow_scored == len(shadow)
+    fill_form(at, "promote_challenger", "erin", PASSWORD, "ahead on the live scoreboard")
+    submit(at, "Promote challenger")
+    registry = read_registry()
+    assert registry.champion.version == challenger
+    assert registry.history[-1].reason == "ahead on the live scoreboard"

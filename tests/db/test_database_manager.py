@@ -161,3 +161,25 @@ def test_missing_values_are_stored_as_null(clean_tables):
     write_to_db(news, table="news_articles")
     got = read_from_db("SELECT url IS NULL AS u, summary IS NULL AS s FROM news_articles")
     assert bool(got["u"][0]) and bool(got["s"][0])
+
+
+@pytest.mark.parametrize("n", [2, 600])  # the direct upsert and the COPY path
+def test_nullable_integers_and_missing_times_are_stored_as_null(clean_tables, n):
+    ts = pd.date_range("2026-11-04 15:00", periods=n, freq="min", tz="UTC")
+    outcomes = pd.DataFrame(
+        {
+            "ticker": "AAPL",
+            "bar_ts": ts,
+            "label_key": "tb",
+            "label": pd.array([1] + [None] * (n - 1), dtype="Int64"),
+            "fwd_return": [0.01] + [np.nan] * (n - 1),
+            "exit_ts": [ts[0]] + [pd.NaT] * (n - 1),
+            "computed_at": ts[-1],
+        }
+    )
+    assert write_to_db(outcomes, table="outcomes") == n
+    got = read_from_db(
+        "SELECT count(*) FILTER (WHERE label IS NULL) AS nl, "
+        "count(*) FILTER (WHERE exit_ts IS NULL) AS ne, max(label) AS top FROM outcomes"
+    )
+    assert (int(got["nl"][0]), int(got["ne"][0]), int(got["top"][0])) == (n - 1, n - 1, 1)

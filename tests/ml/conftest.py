@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ def build_version(
     """Write a model version folder with two tiny real TFLite models and metadata."""
     import tensorflow as tf
 
+    from ml.metadata import ModelMetadata
     from ml.registry import sha256_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -43,15 +43,13 @@ def build_version(
             dense.set_weights([w * 0.01, np.log(np.asarray(bias, dtype="float32"))])
         conv = tf.lite.TFLiteConverter.from_keras_model(model)
         (folder / f"{name}.tflite").write_bytes(conv.convert())
-    meta: dict[str, Any] = {
-        "version": folder.name,
-        "features": [f"f{i}" for i in range(features)],
-        "window_length": window,
-        "classes": ["DOWN", "NEUTRAL", "UP"],
-        "tflite_batch": batch,
-        "files": {f: sha256_file(folder / f) for f in ("lstm.tflite", "transformer.tflite")},
-    }
-    (folder / "metadata.json").write_text(json.dumps(meta))
+    ModelMetadata(
+        version=folder.name,
+        features=[f"f{i}" for i in range(features)],
+        window_length=window,
+        tflite_batch=batch,
+        files={f: sha256_file(folder / f) for f in ("lstm.tflite", "transformer.tflite")},
+    ).write(folder / "metadata.json")
     return folder
 
 
@@ -95,18 +93,20 @@ def build_feature_version(
     feature and label parameters), so it can score real bars."""
     from ml.feature_engineering import FEATURE_COLUMNS, FeatureParams, create_features
     from ml.labels import LabelParams
+    from ml.metadata import ScalerParams, read_metadata_file
     from ml.windows import FeatureScaler
 
     features = list(FEATURE_COLUMNS)
     params = FeatureParams()
     scaler = FeatureScaler.fit(create_features(bars, None, None, params=params), features)
     build_version(folder, seed=seed, window=window, features=len(features), batch=batch)
-    meta = json.loads((folder / "metadata.json").read_text())
-    meta.update(
-        features=features,
-        scaler=scaler.to_dict(),
-        feature_params=params.to_dict(),
-        label_params=LabelParams(1.5, 1.5, 15, 30).to_dict(),
+    meta = read_metadata_file(folder / "metadata.json").model_copy(
+        update={
+            "features": features,
+            "scaler": ScalerParams.model_validate(scaler.to_dict()),
+            "feature_params": params,
+            "label_params": LabelParams(1.5, 1.5, 15, 30),
+        }
     )
-    (folder / "metadata.json").write_text(json.dumps(meta))
+    meta.write(folder / "metadata.json")
     return folder

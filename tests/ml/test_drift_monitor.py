@@ -3,8 +3,6 @@ rolls the champion back within a bounded number of checks."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,14 +20,16 @@ pytestmark = pytest.mark.slow
 
 
 def _reference(version_dir, bars):
+    from ml.drift import reference_stats
     from ml.feature_engineering import FEATURE_COLUMNS, FeatureParams, create_features
-    from ml.training_report import reference_stats
+    from ml.metadata import ReferenceStat, read_metadata_file
 
     feats = create_features(bars, None, None, params=FeatureParams())
-    meta = json.loads((version_dir / "metadata.json").read_text())
-    meta["reference_stats"] = reference_stats(feats, list(FEATURE_COLUMNS))
-    meta["train_range"] = [bars["ts"].min().isoformat(), bars["ts"].max().isoformat()]
-    (version_dir / "metadata.json").write_text(json.dumps(meta))
+    meta = read_metadata_file(version_dir / "metadata.json")
+    stats = reference_stats(feats, list(FEATURE_COLUMNS))
+    meta.reference_stats = {k: ReferenceStat.model_validate(v) for k, v in stats.items()}
+    meta.train_range = (bars["ts"].min().isoformat(), bars["ts"].max().isoformat())
+    meta.write(version_dir / "metadata.json")
 
 
 def shifted(bars: pd.DataFrame, scale: float = 4.0) -> pd.DataFrame:

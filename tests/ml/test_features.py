@@ -12,12 +12,13 @@ from ml.feature_engineering import (
     MACRO_FEATURES,
     FeatureError,
     FeatureParams,
+    check_feature_list,
     create_features,
-    latest_windows,
     ready_mask,
     required_history_bars,
     time_features,
 )
+from ml.live_features import LiveFeatures
 from ml.windows import FeatureScaler, gather_windows, window_ready
 from workers.sources.simulated import SimulatedMarket
 
@@ -188,9 +189,8 @@ def test_macro_is_joined_as_of_its_release_not_its_observation_date() -> None:
 def test_bad_inputs_get_clear_errors() -> None:
     with pytest.raises(FeatureError, match="lack column"):
         create_features(pd.DataFrame({"ticker": ["A"], "ts": [pd.Timestamp.now(tz="UTC")]}))
-    meta = {"features": ["ret_1", "not_a_feature"], "window_length": 4, "scaler": {}}
     with pytest.raises(FeatureError, match="not_a_feature"):
-        latest_windows(_two_bars_frame(), None, None, meta)
+        check_feature_list(["ret_1", "not_a_feature"])
 
 
 def test_scaler_round_trip_missing_values_and_clipping() -> None:
@@ -224,20 +224,13 @@ def test_window_ready_needs_full_windows_within_one_ticker() -> None:
     assert win.shape == (2, 3, 2) and win[0, -1].tolist() == [6.0, 7.0]
 
 
-def _metadata(feats: pd.DataFrame, window: int = 32) -> dict:
-    scaler = FeatureScaler.fit(feats.iloc[: len(feats) // 2], list(FEATURE_COLUMNS))
-    return {
-        "features": list(FEATURE_COLUMNS),
-        "window_length": window,
-        "scaler": scaler.to_dict(),
-        "feature_params": FeatureParams().to_dict(),
-    }
+def _scaler(feats: pd.DataFrame) -> FeatureScaler:
+    return FeatureScaler.fit(feats.iloc[: len(feats) // 2], list(FEATURE_COLUMNS))
 
 
-def test_live_windows_equal_the_batch_result() -> None:
-    tickers = ["AAPL", "KO", "NVDA"]
-    bars = sim_bars(tickers, "2026-02-02", "2026-02-10", seed=9)
-    market = SimulatedMarket(9, planted_signal=0.5)
+def _context(tickers: list[str], bars: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, ...]:
+    """Scored news (available two minutes after publication) and a daily VIX release."""
+    market = SimulatedMarket(seed, planted_signal=0.5)
     days = sorted(
         bars["ts"].dt.tz_convert("America/New_York").dt.normalize().dt.tz_localize(None).unique()
     )
@@ -252,30 +245,81 @@ def test_live_windows_equal_the_batch_result() -> None:
             "value": 15 + np.arange(len(days), dtype=float),
         }
     )
+    return news, macro
+
+
+@pytest.mark.parametrize("seed", [3, 11, 29])
+def test_incremental_features_equal_the_batch_features_at_random_cuts(seed: int) -> None:
+    """Property: fed the bars up to a random cut at once, then minute by minute (a late ticker
+    and a skipped minute included), the live state yields the batch (pandas-ta) rows."""
+    tickers = ["AAPL", "KO", "NVDA"]
+    bars = sim_bars(tickers, "2026-03-02", "2026-03-06", seed=seed)
+    news, macro = _context(tickers, bars, seed)
+    batch = create_features(bars, news, macro).set_index(["ticker", "ts"])
+    rng = np.random.default_rng(seed)
+    stamps = np.sort(bars["ts"].unique())
+    cut = stamps[int(rng.integers(50, len(stamps) - 200))]
+    live = LiveFeatures(tickers, FeatureParams())
+    live.set_context(news, macro)
+    frames = [live.update(bars[bars["ts"] <= cut]).frame()]
+    rest = bars[bars["ts"] > cut]
+    late = rest[(rest["ticker"] == "KO") & (rest["ts"] <= rest["ts"].min() + pd.Timedelta("5min"))]
+    for _, minute in rest.drop(late.index).groupby("ts"):
+        if len(late) and minute["ts"].iloc[0] > late["ts"].max():
+            frames.append(live.update(late).frame())  # KO's bars arrive five minutes late
+            late = late.iloc[0:0]
+        frames.append(live.update(minute).frame())
+    out = pd.concat(frames).set_index(["ticker", "ts"])
+    assert not out.index.duplicated().any()
+    out = out.loc[batch.index, list(FEATURE_COLUMNS)].to_numpy()
+    ref = batch[list(FEATURE_COLUMNS)].to_numpy()
+    assert (np.isnan(out) == np.isnan(ref)).all()
+    np.testing.assert_allclose(out, ref, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+def test_a_late_bar_older_than_the_state_is_not_applied_twice() -> None:
+    bars = sim_bars(["AAPL"], "2026-03-02", "2026-03-03")
+    live = LiveFeatures(["AAPL"], FeatureParams())
+    first = live.update(bars)
+    again = live.update(bars.iloc[-5:])
+    assert len(first.ts_ns) == len(bars) and len(again.ts_ns) == 0
+
+
+def test_live_windows_from_bounded_history_equal_the_batch_windows() -> None:
+    """What the scorer builds from `required_history_bars` recent bars per ticker equals the
+    windows of the batch over the whole history."""
+    tickers = ["AAPL", "KO", "NVDA"]
+    bars = sim_bars(tickers, "2026-02-02", "2026-02-10", seed=9)
+    news, macro = _context(tickers, bars, 9)
     full = create_features(bars, news, macro)
-    meta = _metadata(full)
-    need = required_history_bars(meta)
-    scaled = FeatureScaler.from_dict(meta["scaler"]).transform(full)
+    scaler, window = _scaler(full), 32
+    need = required_history_bars(window)
+    scaled = scaler.transform(full)
     for now in ("2026-02-05 15:07", "2026-02-06 20:59", "2026-02-09 14:45"):
         cut = pd.Timestamp(now, tz="UTC")
-        known = bars[bars["ts"] <= cut]
-        recent = known.groupby("ticker").tail(need)
-        tickers_out, bar_ts, X = latest_windows(recent, news, macro, meta)
-        assert tickers_out == tickers and all(t == cut for t in bar_ts)
+        recent = bars[bars["ts"] <= cut].groupby("ticker").tail(need)
+        live = LiveFeatures(tickers, FeatureParams(), capacity=need)
+        live.set_context(news, macro)
+        live.update(recent)
+        keys, X = live.windows({t: [cut] for t in tickers}, list(FEATURE_COLUMNS), window, scaler)
+        assert keys["ticker"].tolist() == tickers and (keys["ts"] == cut).all()
         ends = np.array(
             [full.index[(full["ticker"] == t) & (full["ts"] == cut)][0] for t in tickers]
         )
-        batch = gather_windows(scaled, ends, meta["window_length"])
-        assert X.shape == batch.shape == (3, 32, len(FEATURE_COLUMNS))
+        batch = gather_windows(scaled, ends, window)
+        assert X.shape == batch.shape == (3, window, len(FEATURE_COLUMNS))
         np.testing.assert_allclose(X, batch, atol=1e-5)
 
 
 def test_live_windows_skip_tickers_without_enough_history() -> None:
     bars = sim_bars(["AAPL", "KO"], "2026-02-02", "2026-02-04")
-    meta = _metadata(create_features(bars))
+    scaler = _scaler(create_features(bars))
     young = bars[
         (bars["ticker"] == "AAPL") | (bars["ts"] < bars["ts"].min() + pd.Timedelta(minutes=40))
     ]
-    tickers, _, X = latest_windows(young, None, None, meta)
-    assert tickers == ["AAPL"] and X.shape[0] == 1
-    assert MACRO_FEATURES[0] in meta["features"]
+    live = LiveFeatures(["AAPL", "KO"], FeatureParams())
+    live.update(young)
+    targets = {t: [live.last_ts(t)] for t in ("AAPL", "KO")}
+    keys, X = live.windows(targets, list(FEATURE_COLUMNS), 64, scaler)
+    assert keys["ticker"].tolist() == ["AAPL"] and X.shape[0] == 1
+    assert MACRO_FEATURES[0] in FEATURE_COLUMNS

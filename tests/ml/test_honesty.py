@@ -10,13 +10,12 @@ the LiteRT interpreter that serving uses.
   destroys only directional skill, the kind leakage gives. A model fed a leaky feature lands far
   above the band.
 - The planted signal: both models beat the majority class and logistic regression on the same
-  features by a clear margin (and the margin over logistic regression holds in a block
-  bootstrap).
+  features (the product's baselines, `ml.baselines`) by a clear margin, and the margin over
+  logistic regression holds in the product's paired block bootstrap (`ml.metrics`).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,14 @@ import pandas as pd
 import pytest
 
 from config.settings import load_settings
+from ml.baselines import fit_baselines, newest_bar
 from ml.dataset import RawData, build_samples
 from ml.labels import NEUTRAL
+from ml.metadata import MODEL_NAMES, read_metadata_file
+from ml.metrics import hit_rate, macro_f1, paired_block_bootstrap
 from ml.progress import Progress
 from ml.tflite_export import tflite_predict
-from ml.train_model import MODEL_NAMES, train_from_raw
-from ml.training_report import logistic_baseline, macro_f1, majority_class
+from ml.train_model import train_from_raw
 from workers.sources.simulated import SimulatedMarket
 
 pytestmark = [pytest.mark.slow, pytest.mark.no_db]
@@ -53,12 +54,6 @@ def simulated_raw(signal: float) -> RawData:
     return RawData(bars, news, None)
 
 
-def hit_rate(y: np.ndarray, pred: np.ndarray) -> float:
-    """Share of UP/DOWN predictions on UP/DOWN outcomes that have the right direction."""
-    directional = np.isin(pred, [0, 2]) & (y != NEUTRAL)
-    return float((pred[directional] == y[directional]).mean())
-
-
 def sign_flip_null(
     y: np.ndarray, pred: np.ndarray, blocks: np.ndarray, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -70,19 +65,6 @@ def sign_flip_null(
         flipped = np.where(flip, 2 - y, y)
         f1[k], hits[k] = macro_f1(flipped, pred), hit_rate(flipped, pred)
     return f1, hits
-
-
-def block_bootstrap_gain(
-    y: np.ndarray, a: np.ndarray, b: np.ndarray, blocks: np.ndarray, seed: int = 0
-) -> np.ndarray:
-    """Macro-F1(a) - macro-F1(b) over resampled blocks (paired)."""
-    rng = np.random.default_rng(seed)
-    members = [np.flatnonzero(blocks == k) for k in range(blocks.max() + 1)]
-    gains = np.empty(300)
-    for i in range(len(gains)):
-        idx = np.concatenate([members[j] for j in rng.integers(0, len(members), len(members))])
-        gains[i] = macro_f1(y[idx], a[idx]) - macro_f1(y[idx], b[idx])
-    return gains
 
 
 def run_scenario(raw: RawData, root: Path) -> dict[str, Any]:
@@ -99,16 +81,18 @@ def run_scenario(raw: RawData, root: Path) -> dict[str, Any]:
     cut = pd.Timestamp(TEST_START, tz="UTC")
     before = RawData(raw.bars[raw.bars["ts"] < cut], raw.news, None)
     folder = train_from_raw(before, settings, progress=Progress(root / "progress.json", None))
-    meta = json.loads((folder / "metadata.json").read_text())
+    meta = read_metadata_file(folder / "metadata.json")
     test = build_samples(raw, meta, start=cut)
-    train_start, train_end = (pd.Timestamp(t) for t in meta["train_range"])
+    train_start, train_end = meta.ranges()[0]
     train = build_samples(before, meta, start=train_start, end=train_end)
     blocks = pd.factorize(pd.Series(test.ticker) + test.bar_ts.floor("30min").astype(str))[0]
     preds = {
         name: tflite_predict((folder / f"{name}.tflite").read_bytes(), test.X).argmax(axis=1)
         for name in MODEL_NAMES
     }
-    logreg = logistic_baseline(train.X, train.y).predict(test.X[:, -1, :])
+    baselines = fit_baselines(newest_bar(train.X), train.y)
+    logreg = baselines["logistic"].predict(newest_bar(test.X))
+    majority = baselines["majority"].predict(newest_bar(test.X))
     return {
         "meta": meta,
         "train": train,
@@ -118,7 +102,7 @@ def run_scenario(raw: RawData, root: Path) -> dict[str, Any]:
         "f1": {name: macro_f1(test.y, p) for name, p in preds.items()},
         "logreg_pred": logreg,
         "logreg_f1": macro_f1(test.y, logreg),
-        "majority_f1": macro_f1(test.y, np.full(len(test.y), majority_class(train.y))),
+        "majority_f1": macro_f1(test.y, majority),
     }
 
 
@@ -152,7 +136,7 @@ def test_random_walk_scores_inside_the_chance_band(random_walk: dict[str, Any]) 
 def test_the_chance_band_catches_a_leaky_feature(random_walk: dict[str, Any]) -> None:
     """Logistic regression given the next bar's return (a one-bar misalignment) is far outside."""
     train, test = random_walk["train"], random_walk["test"]
-    leak_col = random_walk["meta"]["features"].index("ret_1")
+    leak_col = random_walk["meta"].features.index("ret_1")
 
     def with_leak(samples: Any) -> np.ndarray:
         nxt = np.roll(samples.X[:, -1, leak_col], -1)  # next window's newest return
@@ -172,20 +156,23 @@ def test_planted_signal_beats_majority_and_logistic_regression(planted: dict[str
     test = planted["test"]
     for name, pred in planted["pred"].items():
         f1 = planted["f1"][name]
-        gains = block_bootstrap_gain(test.y, pred, planted["logreg_pred"], planted["blocks"])
+        gain = paired_block_bootstrap(
+            test.y, pred, planted["logreg_pred"], test.bar_ts.to_numpy(), samples=300
+        )
         print(
             f"planted {name}: macro-F1 {f1:.4f} | logistic regression {planted['logreg_f1']:.4f}"
             f" | majority {planted['majority_f1']:.4f}"
-            f" | bootstrap 5% gain {np.quantile(gains, 0.05):.4f}"
+            f" | bootstrap 5% gain {gain['ci_low']:.4f} over {gain['blocks']} blocks"
         )
         assert f1 >= planted["majority_f1"] + 0.15
         assert f1 >= planted["logreg_f1"] + 0.02
-        assert np.quantile(gains, 0.05) > 0.0
+        assert gain["ci_low"] > 0.0
 
 
 @pytest.mark.xdist_group("honesty_planted")
 def test_saved_metrics_and_parity_of_the_trained_versions(planted: dict[str, Any]) -> None:
     meta = planted["meta"]
+    majority = meta.metrics.baselines["majority"].macro_f1
     for name in MODEL_NAMES:
-        assert meta["training"]["tflite_parity_max_abs_diff"][name] <= 1e-4
-        assert meta["metrics"][name]["macro_f1"] > meta["metrics"][name]["majority_baseline_f1"]
+        assert meta.training.tflite_parity_max_abs_diff[name] <= 1e-4
+        assert meta.metrics.models[name].macro_f1 > majority

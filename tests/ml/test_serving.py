@@ -84,3 +84,18 @@ def test_missing_file_is_a_clear_error(tiny_versions):
     (get_settings().models_dir / v1 / "lstm.tflite").unlink()
     with pytest.raises(ModelLoadError, match="lstm.tflite is missing"):
         load_version(v1)
+
+
+def test_a_version_copied_under_another_name_is_refused(tiny_versions):
+    import shutil
+
+    from ml.metadata import MetadataError, version_metadata
+
+    v1, *_ = tiny_versions()
+    models = get_settings().models_dir
+    shutil.copytree(models / v1, models / "20991231T000000Z")
+    with pytest.raises(ModelLoadError, match=f"holds the metadata of version {v1}"):
+        load_version("20991231T000000Z")
+    with pytest.raises(MetadataError, match="must name the folder's version"):
+        version_metadata("20991231T000000Z")
+    assert load_version(v1).version == v1

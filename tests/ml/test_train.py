@@ -18,6 +18,7 @@ from config.settings import Settings, get_settings, load_settings
 from ml.dataset import RawData, build_samples, chronological_split, prepare
 from ml.feature_engineering import FEATURE_COLUMNS, FeatureParams
 from ml.labels import CLASSES, LabelParams
+from ml.metadata import read_metadata_file
 from ml.progress import Progress, read_progress
 from workers.sources.simulated import SimulatedMarket
 
@@ -25,11 +26,6 @@ pytestmark = pytest.mark.xdist_group("train")  # one worker trains the module's 
 
 TICKERS = ["AAPL", "KO", "XOM"]
 START, END = pd.Timestamp("2026-03-02", tz="UTC"), pd.Timestamp("2026-03-07", tz="UTC")
-META_KEYS = {
-    "version", "created_at", "features", "scaler", "window_length", "classes", "label_params",
-    "tickers", "train_range", "val_range", "tflite_batch", "reference_stats",
-    "reference_confidence", "metrics", "files", "training",
-}  # fmt: skip
 
 
 def sim_bars(start: pd.Timestamp = START, end: pd.Timestamp = END) -> pd.DataFrame:
@@ -62,16 +58,19 @@ def test_version_folder_has_both_models_and_complete_metadata(trained: tuple) ->
     folder, settings = trained
     assert folder.parent == settings.models_dir
     assert pd.to_datetime(folder.name, format="%Y%m%dT%H%M%SZ") <= pd.Timestamp.now()
-    meta = json.loads((folder / "metadata.json").read_text())
-    assert META_KEYS <= set(meta)
-    assert meta["version"] == folder.name
-    assert meta["features"] == list(FEATURE_COLUMNS)
-    assert meta["classes"] == list(CLASSES)
-    assert meta["label_params"] == LabelParams.from_settings(settings).to_dict()
-    assert meta["tflite_batch"] == settings.serving_batch == 7
+    raw = json.loads((folder / "metadata.json").read_text())
+    meta = read_metadata_file(folder / "metadata.json")  # the schema, extra keys refused
+    assert raw["created_at"] and raw["scaler"]["features"] == list(FEATURE_COLUMNS)
+    assert meta.version == folder.name
+    assert meta.features == list(FEATURE_COLUMNS)
+    assert meta.classes == list(CLASSES)
+    assert meta.labels == LabelParams.from_settings(settings)
+    assert meta.feature_params == FeatureParams.from_settings(settings)
+    assert meta.tflite_batch == settings.serving_batch == 7
+    assert meta.tickers == sorted(TICKERS)
     for name in ("lstm.tflite", "transformer.tflite"):
         digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
-        assert meta["files"][name] == digest
+        assert meta.files[name] == digest
     files = sorted(p.name for p in folder.iterdir())
     assert files == ["lstm.tflite", "metadata.json", "transformer.tflite"]  # no temporary file
     assert not settings.model_config_path.exists()  # trained, not promoted
@@ -79,33 +78,40 @@ def test_version_folder_has_both_models_and_complete_metadata(trained: tuple) ->
 
 def test_train_and_validation_ranges_are_chronological_with_a_gap(trained: tuple) -> None:
     folder, settings = trained
-    meta = json.loads((folder / "metadata.json").read_text())
-    train_end = pd.Timestamp(meta["train_range"][1])
-    val_start = pd.Timestamp(meta["val_range"][0])
-    assert pd.Timestamp(meta["train_range"][0]) < train_end < val_start
+    meta = read_metadata_file(folder / "metadata.json")
+    (train_start, train_end), (val_start, _) = meta.ranges()
+    assert train_start < train_end < val_start
     assert val_start - train_end >= pd.Timedelta(minutes=settings.label_horizon_bars)
-    assert meta["training"]["n_train"] > 1000 and meta["training"]["n_val"] > 300
+    assert meta.purge_gap_minutes is not None
+    assert meta.purge_gap_minutes >= settings.label_horizon_bars
+    assert meta.training.n_train is not None and meta.training.n_train > 1000
+    assert meta.training.n_val is not None and meta.training.n_val > 300
 
 
 def test_reference_stats_metrics_and_training_record(trained: tuple) -> None:
-    folder, _ = trained
-    meta = json.loads((folder / "metadata.json").read_text())
-    stats = meta["reference_stats"]
+    folder, settings = trained
+    meta = read_metadata_file(folder / "metadata.json")
+    stats = meta.reference_stats
     for name in ("ret_1", "rsi_14", "volume_z", "session_frac"):
         ref = stats[name]
-        assert len(ref["edges"]) == 11 and len(ref["proportions"]) == 10
-        assert sum(ref["proportions"]) == pytest.approx(1.0)
-        assert ref["std"] > 0 and len(ref["sample"]) > 100
-    assert stats["macro_dgs10"] == {"mean": None, "std": None, "count": 0}  # no macro data
+        assert len(ref.edges) == 11 and len(ref.proportions) == 10
+        assert sum(ref.proportions) == pytest.approx(1.0)
+        assert ref.std is not None and ref.std > 0 and len(ref.sample) > 100
+    assert stats["macro_dgs10"].count == 0 and stats["macro_dgs10"].mean is None  # no macro
     for model in ("lstm", "transformer"):
-        m = meta["metrics"][model]
-        assert 0 <= m["macro_f1"] <= 1 and 0 <= m["accuracy"] <= 1 and m["log_loss"] > 0
-        assert set(m["per_class"]) == set(CLASSES)
-        assert 0 <= m["majority_baseline_f1"] < 0.5
-        assert 1 / 3 <= meta["reference_confidence"][model] <= 1
-        assert meta["training"]["epochs_run"][model] in (1, 2)
-        assert meta["training"]["tflite_parity_max_abs_diff"][model] <= 1e-4
-    assert meta["training"]["seeds"]["weights"] == get_settings().train_seed
+        m = meta.metrics.models[model]
+        assert 0 <= m.macro_f1 <= 1 and 0 <= m.accuracy <= 1
+        assert m.log_loss is not None and m.log_loss > 0
+        assert set(m.precision) == set(m.recall) == set(CLASSES)
+        assert m.n == meta.training.n_val
+        assert 1 / 3 <= meta.reference_confidence[model] <= 1
+        assert meta.training.epochs_run[model] in (1, 2)
+        assert meta.training.tflite_parity_max_abs_diff[model] <= 1e-4
+        assert meta.training.hyperparameters[model]  # what built the model, recorded
+    assert set(meta.metrics.baselines) == {"majority", "logistic", "gbt"}
+    assert 0 <= meta.metrics.baselines["majority"].macro_f1 < 0.5
+    assert meta.training.config["seed"] == settings.train_seed
+    assert meta.training.config["epochs"] == 2
 
 
 def test_tflite_files_have_a_fixed_batch_and_match_keras_outputs(trained: tuple) -> None:
@@ -114,15 +120,15 @@ def test_tflite_files_have_a_fixed_batch_and_match_keras_outputs(trained: tuple)
     from ml.tflite_export import tflite_predict
 
     folder, settings = trained
-    meta = json.loads((folder / "metadata.json").read_text())
-    raw = RawData(sim_bars())
-    samples = build_samples(raw, meta, start=pd.Timestamp(meta["val_range"][0]))
-    assert samples.X.shape[1:] == (meta["window_length"], len(meta["features"]))
+    meta = read_metadata_file(folder / "metadata.json")
+    val_start = meta.ranges()[1][0]
+    samples = build_samples(RawData(sim_bars()), meta, start=val_start)
+    assert samples.X.shape[1:] == (meta.window_length, len(meta.features))
     for name in ("lstm", "transformer"):
         content = (folder / f"{name}.tflite").read_bytes()
         interpreter = Interpreter(model_content=content)
         shape = interpreter.get_input_details()[0]["shape"].tolist()
-        assert shape == [settings.serving_batch, meta["window_length"], len(meta["features"])]
+        assert shape == [settings.serving_batch, meta.window_length, len(meta.features)]
         probs = tflite_predict(content, samples.X[:50])  # 50 = 7 full batches + a padded one
         assert probs.shape == (50, 3)
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
@@ -130,9 +136,9 @@ def test_tflite_files_have_a_fixed_batch_and_match_keras_outputs(trained: tuple)
 
 def test_samples_rebuilt_from_metadata_alone(trained: tuple) -> None:
     folder, _ = trained
-    meta = json.loads((folder / "metadata.json").read_text())
-    val = build_samples(RawData(sim_bars()), meta, start=pd.Timestamp(meta["val_range"][0]))
-    assert len(val) == meta["training"]["n_val"]
+    meta = read_metadata_file(folder / "metadata.json")
+    val = build_samples(RawData(sim_bars()), meta, start=meta.ranges()[1][0])
+    assert len(val) == meta.training.n_val
     assert val.X.dtype == np.float32 and np.isfinite(val.X).all()
     up, down = val.y == CLASSES.index("UP"), val.y == CLASSES.index("DOWN")
     assert (val.fwd_return[up] > 0).all() and (val.fwd_return[down] < 0).all()

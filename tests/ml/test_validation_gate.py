@@ -11,6 +11,7 @@ from config.settings import get_settings
 from db.database_manager import read_from_db, write_to_db
 from ml.dataset import RawData
 from ml.registry import promote, read_registry
+from ml.report import parse_report
 from workers.sources.simulated import SimulatedMarket
 
 TICKERS = ["AAPL", "MSFT", "JPM", "KO", "XOM", "DIS"]
@@ -21,8 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("validation_gate")]
 def trained(tmp_path_factory):
     """Planted-signal bars in the database, a model trained on them ("better") and one trained
     on a pure random walk of the same dates ("worse")."""
-    import os
-
     from ml.pipeline import training_cutoff
     from ml.train_model import train, train_from_raw
 
@@ -35,26 +34,23 @@ def trained(tmp_path_factory):
         "TRAIN_EPOCHS": "3",
         "BOOTSTRAP_SAMPLES": "200",
     }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    from db.database_manager import execute
+    # module-wide settings; undone at teardown, and also when the set-up fails half-way
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        get_settings.cache_clear()
+        from db.database_manager import execute
 
-    execute("TRUNCATE bars_1m, signals, model_evaluations, model_events")
-    start, end = pd.Timestamp("2026-10-19", tz="UTC"), pd.Timestamp("2026-11-07", tz="UTC")
-    bars = SimulatedMarket(seed=11, planted_signal=1.0).history(TICKERS, start, end)
-    write_to_db(bars.assign(source="simulated"), table="bars_1m")
-    settings = get_settings()
-    cutoff = training_cutoff(settings)
-    better = train(settings, end=cutoff, quick=True).name
-    noise = SimulatedMarket(seed=12, planted_signal=0.0).history(TICKERS, start, cutoff)
-    worse = train_from_raw(RawData(noise), settings, quick=True).name
-    yield {"better": better, "worse": worse, "cutoff": cutoff, "root": root}
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+        execute("TRUNCATE bars_1m, signals, model_evaluations, model_events")
+        start, end = pd.Timestamp("2026-10-19", tz="UTC"), pd.Timestamp("2026-11-07", tz="UTC")
+        bars = SimulatedMarket(seed=11, planted_signal=1.0).history(TICKERS, start, end)
+        write_to_db(bars.assign(source="simulated"), table="bars_1m")
+        settings = get_settings()
+        cutoff = training_cutoff(settings)
+        better = train(settings, end=cutoff, quick=True).name
+        noise = SimulatedMarket(seed=12, planted_signal=0.0).history(TICKERS, start, cutoff)
+        worse = train_from_raw(RawData(noise), settings, quick=True).name
+        yield {"better": better, "worse": worse, "cutoff": cutoff, "root": root}
     get_settings.cache_clear()
 
 
@@ -68,15 +64,19 @@ def test_a_truly_better_challenger_is_promoted(trained):
     _reset_registry()
     promote(trained["worse"], by="cli", reason="start from the weak model")
     report = validate(trained["better"])
-    gate = report["gate"]
-    assert gate["decision"] == "promote", gate["reason"]
-    assert gate["delta_f1"] >= get_settings().promotion_margin and gate["ci_low"] > 0
-    assert read_registry().champion.version == trained["better"]
-    assert set(report["baselines"]) == {"majority", "logistic", "gbt"}
-    stored = json.loads(
-        (get_settings().models_dir / trained["better"] / "evaluation.json").read_text()
+    gate = report.gate
+    assert gate.decision == "promote", gate.reason
+    assert gate.delta_f1 is not None and gate.ci_low is not None
+    assert gate.delta_f1 >= get_settings().promotion_margin and gate.ci_low > 0
+    champion = read_registry().champion
+    assert champion is not None and champion.version == trained["better"]
+    assert not champion.provisional
+    assert set(report.baselines) == {"majority", "logistic", "gbt"}
+    assert set(report.models) == {trained["better"], trained["worse"]}
+    stored = parse_report(
+        json.loads((get_settings().models_dir / trained["better"] / "evaluation.json").read_text())
     )
-    assert stored["gate"]["decision"] == "promote"
+    assert stored == report
     row = read_from_db(
         "SELECT promoted FROM model_evaluations WHERE challenger = :c", {"c": trained["better"]}
     )
@@ -89,11 +89,39 @@ def test_a_worse_challenger_is_rejected(trained):
     _reset_registry()
     promote(trained["better"], by="cli", reason="the good model serves")
     report = validate(trained["worse"])
-    assert report["gate"]["decision"] == "reject"
-    assert "not demonstrably better" in report["gate"]["reason"]
-    assert read_registry().champion.version == trained["better"]
-    window = report["window"]
-    assert pd.Timestamp(window["start"]) > trained["cutoff"] - pd.Timedelta(days=1)
+    assert report.gate.decision == "reject"
+    assert "not demonstrably better" in report.gate.reason
+    champion = read_registry().champion
+    assert champion is not None and champion.version == trained["better"]
+    assert pd.Timestamp(report.window.start) > trained["cutoff"] - pd.Timedelta(days=1)
+
+
+def test_first_model_without_an_edge_serves_provisionally_until_one_proves_itself(trained):
+    """No champion yet: a challenger that does not beat the baselines still serves (the
+    workbench is not left empty), marked provisional with the reason every page shows; the
+    first challenger that beats the baselines replaces it as a proven champion."""
+    from ml.validate_model import validate
+
+    _reset_registry()
+    first = validate(trained["worse"])
+    assert first.gate.decision == "provisional", first.gate.reason
+    champion = read_registry().champion
+    assert champion is not None and champion.version == trained["worse"]
+    assert champion.provisional and champion.provisional_reason
+    reason = champion.provisional_reason
+    assert reason.startswith("unproven: did not beat ") and "see the model lab" in reason
+    assert any(n in reason for n in ("majority", "logistic", "gradient")), reason
+    row = read_from_db(
+        "SELECT promoted FROM model_evaluations WHERE challenger = :c ORDER BY at DESC LIMIT 1",
+        {"c": trained["worse"]},
+    )
+    assert row["promoted"].tolist() == [False]  # served, not promoted on evidence
+    second = validate(trained["better"])
+    assert second.gate.decision == "promote", second.gate.reason
+    assert "baselines" in second.gate.reason  # judged against the baselines, not the unproven
+    champion = read_registry().champion
+    assert champion is not None and champion.version == trained["better"]
+    assert not champion.provisional
 
 
 def test_overlapping_window_is_refused(trained):
@@ -102,7 +130,7 @@ def test_overlapping_window_is_refused(trained):
 
     _reset_registry()
     meta = load_version(trained["better"]).metadata
-    train_start, train_end = (pd.Timestamp(t) for t in meta["train_range"])
+    _, train_end = meta.ranges()[0]
     inside = (train_end - pd.Timedelta(hours=1), train_end + pd.Timedelta(days=3))
     with pytest.raises(ValidationRefused, match="overlaps the training data"):
         check_no_overlap(inside, meta)

@@ -153,12 +153,10 @@ def test_runs_as_an_unprivileged_user(final):
     assert any("useradd --system --uid" in r.args and user in r.args for r in final.all("RUN"))
 
 
-def test_entry_point_runs_migrations_then_supervisord(final):
+def test_entry_point_runs_the_start_up_steps_then_supervisord(final):
     [entrypoint] = final.all("ENTRYPOINT")
     [cmd] = final.all("CMD")
-    script = entrypoint.exec_form()
-    assert script[:2] == ["/bin/sh", "-c"]
-    assert script[2].startswith("python -m db.migrate up && exec ")
+    assert entrypoint.exec_form() == ["python", "-m", "workers.startup", "--"]
     workdir = final.all("WORKDIR")[-1].args
     assert cmd.exec_form() == ["supervisord", "-c", f"{workdir}/supervisord.conf"]
 
@@ -249,3 +247,41 @@ def test_parser_reads_continuations_and_flags():
         ("COPY", "/s /d"),
     ]
     assert ins[2].flags == {"from": "b", "chown": "x"}
+
+
+def test_every_package_of_the_project_is_copied_into_the_image(final):
+    """The packages pyproject.toml installs (`pip install -e .` outside Docker) are the ones the
+    image copies next to each other under its WORKDIR (found there through PYTHONPATH)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = sorted(p.removesuffix("*") for p in include)
+    copied = {
+        shlex.split(c.args)[0]
+        for c in final.all("COPY")
+        if "from" not in c.flags and shlex.split(c.args)[-1] == f"./{shlex.split(c.args)[0]}"
+    }
+    assert set(packages) <= copied, f"not copied: {sorted(set(packages) - copied)}"
+    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
+    assert on_disk <= set(packages), (
+        f"packages pyproject.toml leaves out: {on_disk - set(packages)}"
+    )
+    env = env_of(final)
+    assert env["PYTHONPATH"] == final.all("WORKDIR")[-1].args
+
+
+def test_pre_commit_runs_what_make_lint_runs():
+    """Each command of `make lint` is a pre-commit hook (and nothing else is)."""
+    makefile = (ROOT / "Makefile").read_text()
+    body = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    lint = {
+        ln.strip().lstrip("@").replace("$(VENV)", ".venv").removesuffix(" .").strip()
+        for ln in body.splitlines()[1:]
+        if ln.strip()
+    }
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {h["entry"] for repo in config["repos"] for h in repo["hooks"]}
+    assert hooks == lint
+    pins = (ROOT / "requirements-dev.txt").read_text()
+    assert re.search(r"^pre-commit==\d+\.\d+\.\d+$", pins, re.M)

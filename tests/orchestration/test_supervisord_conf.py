@@ -62,7 +62,8 @@ def test_each_program_restarts_logs_and_runs_in_the_project(programs, name, tmp_
     assert proc.stdout_logfile == str(tmp_path / f"{name}.log")
     assert proc.stdout_logfile_maxbytes > 0 and proc.stdout_logfile_backups > 0
     assert proc.directory == str(ROOT)
-    assert proc.environment["PYTHONPATH"] == str(ROOT)
+    assert "PYTHONPATH" not in proc.environment  # the project is installed (pip install -e .)
+    assert proc.environment["PYTHONUNBUFFERED"] == "1"
     assert proc.stopasgroup and proc.killasgroup
     assert proc.startretries >= 3
 
@@ -101,7 +102,7 @@ def test_app_runs_streamlit_on_the_configured_address(programs, address, expecte
         "-m",
         "streamlit",
         "run",
-        "app/Home.py",
+        "app/main.py",
         "--server.address",
         expected,
         "--server.port",
@@ -119,6 +120,18 @@ def test_cron_is_off_outside_the_container(programs):
     assert result.returncode == 0 and "cron is off" in result.stdout
     # Exit 0 is expected and outlasts startsecs: EXITED, not FATAL, and not restarted.
     assert proc.exitcodes == [0] and proc.startsecs == 1
+
+
+def test_cron_on_the_market_clock_runs_the_scheduler_with_the_project_python(programs, tmp_path):
+    """`make demo` sets STOCKPULSE_CRON=market: the crontab on the simulated market's clock."""
+    proc = programs["cron"]
+    stand_in = tmp_path / "python"
+    stand_in.write_text('#!/bin/sh\necho "argv: $*"\n')
+    stand_in.chmod(0o755)
+    env = {**os.environ, "STOCKPULSE_CRON": "market"}
+    result = run_wrapper(proc.command, env, str(stand_in))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["argv: -m workers.scheduler"]
 
 
 def test_cron_runs_supercronic_on_the_crontab_with_the_project_python(programs, tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from config.market_calendar import xnys
 from config.market_clock import SessionClock
 from workers.sources.base import (
     ACTION_COLUMNS,
@@ -26,7 +27,6 @@ from workers.sources.base import (
     clean_bars,
     current_session,
     empty_bars,
-    xnys,
 )
 
 log = logging.getLogger(__name__)

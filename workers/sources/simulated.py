@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
+from config.market_calendar import session_minutes, sessions_between
 from config.market_clock import SessionClock
 from workers.sources.base import (
     ACTION_COLUMNS,
@@ -40,8 +41,6 @@ from workers.sources.base import (
     SourceLimits,
     current_session,
     empty_bars,
-    session_minutes,
-    sessions_between,
 )
 
 EPOCH = "2018-01-02"
@@ -98,7 +97,7 @@ def _u_shape(n: int) -> np.ndarray:
     """Intraday volatility profile, high at open and close, mean square 1."""
     x = np.linspace(-1.0, 1.0, n)
     prof = 0.6 + 1.4 * x**2
-    return prof / np.sqrt(np.mean(prof**2))
+    return np.asarray(prof / np.sqrt(np.mean(prof**2)))
 
 
 class SimulatedMarket(MarketDataSource):

@@ -1,11 +1,11 @@
 """Stock detail: candlesticks and volume at 1m/5m/1h/1d, signals, indicators, news and macro."""
 
-import _stockpulse_path  # noqa: F401
 import pandas as pd
 import streamlit as st
 
 from app import charts, data, live, ui
 from app.indicators import OVERLAYS
+from config.settings import get_settings
 
 STEP_S = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
 LOOKBACKS: dict[str, dict[str, int | None]] = {
@@ -15,6 +15,8 @@ LOOKBACKS: dict[str, dict[str, int | None]] = {
     "1d": {"3 months": 92, "1 year": 366, "All": None},
 }
 CUSTOM = "Custom dates"
+Custom = tuple[pd.Timestamp, pd.Timestamp] | None
+Options = tuple[tuple[str, ...], bool, bool]  # overlays, RSI panel, every version's signals
 
 
 def choose_ticker(universe: list[str]) -> str:
@@ -30,27 +32,41 @@ def choose_ticker(universe: list[str]) -> str:
     return str(ticker)
 
 
-def choose_range(
-    ticker: str, interval: str, stamp: data.LiveStamp
+def choose_range(interval: str) -> tuple[str, tuple[pd.Timestamp, pd.Timestamp] | None]:
+    """The sidebar's range: a span back from the newest bar, or custom dates (UTC)."""
+    options = [*LOOKBACKS[interval], CUSTOM]
+    span = st.sidebar.selectbox("Range", options, key=f"range_{interval}")
+    if span != CUSTOM:
+        return str(span), None
+    today = pd.Timestamp.now(tz="UTC").date()
+    picked = st.sidebar.date_input(
+        "From / to (UTC)", value=(today - pd.Timedelta(days=3), today), key="custom_range"
+    )
+    if not isinstance(picked, tuple) or len(picked) != 2:
+        return str(span), None
+    start = pd.Timestamp(picked[0], tz="UTC")
+    return str(span), (start, pd.Timestamp(picked[1], tz="UTC") + pd.Timedelta(days=1))
+
+
+def resolve_range(
+    ticker: str,
+    interval: str,
+    span: str,
+    custom: tuple[pd.Timestamp, pd.Timestamp] | None,
+    stamp: data.LiveStamp,
 ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The range to draw: a relative span ends at the newest bar, so it moves as bars arrive."""
     first, last = data.bar_extent(ticker, stamp.bars_ts)
     if last is None or first is None:
         st.info(f"No bars stored for {ticker} yet: the price ingestor has not delivered any.")
         return None
-    options = [*LOOKBACKS[interval], CUSTOM]
-    span = st.sidebar.selectbox("Range", options, key=f"range_{interval}")
+    if span == CUSTOM:
+        if custom is None:
+            st.info("Pick both a start and an end date.")
+        return custom
     end = last + pd.Timedelta(minutes=1)
-    if span != CUSTOM:
-        days = LOOKBACKS[interval][span]
-        return (first if days is None else end - pd.Timedelta(days=days)), end
-    picked = st.sidebar.date_input(
-        "From / to (UTC)", value=(last.date() - pd.Timedelta(days=3), last.date())
-    )
-    if not isinstance(picked, tuple) or len(picked) != 2:
-        st.info("Pick both a start and an end date.")
-        return None
-    start = pd.Timestamp(picked[0], tz="UTC")
-    return start, pd.Timestamp(picked[1], tz="UTC") + pd.Timedelta(days=1)
+    days = LOOKBACKS[interval][span]
+    return (first if days is None else end - pd.Timedelta(days=days)), end
 
 
 def signal_card(ticker: str, version: str | None, stamp: data.LiveStamp) -> None:
@@ -92,19 +108,17 @@ def news_and_macro(ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
         right.metric(f"{row.series_id} ({row.obs_date})", f"{row.value:.4g}", delta)
 
 
-def page() -> None:
-    settings = ui.setup("Stock detail")
-    st.title("Stock detail")
-    ticker = choose_ticker(list(settings.universe))
-    interval = st.sidebar.radio("Interval", list(LOOKBACKS), index=1, horizontal=True)
-    overlays = st.sidebar.multiselect("Overlays", OVERLAYS, default=["SMA 20"])
-    show_rsi = st.sidebar.checkbox("RSI panel")
-    all_versions = st.sidebar.checkbox("Signals of every model version")
-    with ui.guard():
-        models = live.serving_models()
-        version = models.version if models else None
+@st.fragment(run_every=get_settings().app_refresh_s)
+def detail(ticker: str, interval: str, span: str, custom: Custom, opts: Options) -> None:
+    """Chart, signal card, news and macro: redrawn every refresh period (new candles and
+    markers) without reloading the page; cached reads keyed on the newest bar and signal."""
+    overlays, show_rsi, all_versions = opts
+    with ui.guard(retry=False):
+        serving = live.serving()
+        version = serving.champion.version if serving.champion else None
+        ui.model_notices(serving)
         stamp = data.live_stamp(version)
-        picked = choose_range(ticker, interval, stamp)
+        picked = resolve_range(ticker, interval, span, custom, stamp)
         if picked is None:
             return
         start, end = picked
@@ -118,22 +132,30 @@ def page() -> None:
         signals = data.signal_markers(ticker, start, end, None if all_versions else version, stamp)
         headlines = data.news(ticker, start, end)
         fig = charts.price_figure(
-            bars,
-            signals,
-            headlines,
-            tuple(overlays),
-            show_rsi,
-            f"{ticker} · {interval}",
-            STEP_S[interval],
+            bars, signals, headlines, overlays, show_rsi, f"{ticker} · {interval}", STEP_S[interval]
         )
         chart, card = st.columns([4, 1])
         chart.plotly_chart(fig, key="price_chart", width="stretch")
         with card:
             signal_card(ticker, version, stamp)
             st.caption(
-                f"{len(bars)} bars, {len(signals)} BUY/SELL markers, {len(headlines)} headlines"
+                f"{len(bars)} bars, {len(signals)} BUY/SELL markers, {len(headlines)} headlines · "
+                f"newest bar {ui.fmt_ts(stamp.bars_ts)} · refreshes every "
+                f"{get_settings().app_refresh_s:g} s"
             )
         news_and_macro(ticker, start, end)
+
+
+def page() -> None:
+    settings = get_settings()
+    st.title("Stock detail")
+    ticker = choose_ticker(list(settings.universe))
+    interval = str(st.sidebar.radio("Interval", list(LOOKBACKS), index=1, horizontal=True))
+    span, custom = choose_range(interval)
+    overlays = st.sidebar.multiselect("Overlays", OVERLAYS, default=["SMA 20"])
+    show_rsi = st.sidebar.checkbox("RSI panel")
+    all_versions = st.sidebar.checkbox("Signals of every model version")
+    detail(ticker, interval, span, custom, (tuple(overlays), show_rsi, all_versions))
 
 
 page()

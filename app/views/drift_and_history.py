@@ -1,32 +1,35 @@
 """Drift and history: registry history, drift figures against thresholds, live confidence."""
 
-import _stockpulse_path  # noqa: F401
 import pandas as pd
 import streamlit as st
 
 from app import charts, data, lab_data, live, ui
+from config.settings import get_settings
+from ml.drift import Metric
+from ml.metadata import MODEL_NAMES
 
 SPANS = {"1 day": 1, "7 days": 7, "30 days": 30, "90 days": 90}
 PANELS = (
-    ("Population stability (PSI) per feature", ("psi",), False),
-    ("Kolmogorov-Smirnov p-value per feature", ("ks_pvalue",), True),
-    ("Share of drifted features", ("drifted_share",), False),
+    ("Population stability (PSI) per feature", (Metric.PSI,), False),
+    ("Kolmogorov-Smirnov p-value per feature", (Metric.KS_PVALUE,), True),
+    ("Share of drifted features", (Metric.DRIFTED_SHARE,), False),
     (
         "Concept drift: drop from the reference",
         (
-            "confidence_drop_lstm",
-            "confidence_drop_transformer",
-            "accuracy_drop_lstm",
-            "accuracy_drop_transformer",
+            *(Metric.confidence_drop(m) for m in MODEL_NAMES),
+            *(Metric.accuracy_drop(m) for m in MODEL_NAMES),
         ),
+        False,
+    ),
+    (
+        "News scored by another sentiment model (1 = changed)",
+        (Metric.SENTIMENT_MODEL_CHANGED,),
         False,
     ),
 )
 LIVE_CHECKS = (
-    "confidence_lstm",
-    "confidence_transformer",
-    "realised_accuracy_lstm",
-    "realised_accuracy_transformer",
+    *(Metric.confidence(m) for m in MODEL_NAMES),
+    *(Metric.realised_accuracy(m) for m in MODEL_NAMES),
 )
 
 
@@ -47,17 +50,17 @@ def history_section(stamp: lab_data.LabStamp) -> None:
 
 
 def alarm_states(frame: pd.DataFrame) -> None:
-    states = frame[frame["metric"].str.startswith("alarm_")]
+    states = frame[frame["metric"].str.startswith(Metric.ALARM_PREFIX)]
     if states.empty:
         return
     latest = states.sort_values("checked_at").groupby("metric").tail(1)
     raised = latest[latest["alarm"].astype(bool)]
     if not raised.empty:
-        names = ", ".join(m.removeprefix("alarm_") for m in raised["metric"])
+        names = ", ".join(m.removeprefix(Metric.ALARM_PREFIX) for m in raised["metric"])
         st.error(f"Drift alarm raised ({names}): the drift monitor rolls the champion back.")
     view = pd.DataFrame(
         {
-            "alarm": latest["metric"].str.removeprefix("alarm_"),
+            "alarm": latest["metric"].str.removeprefix(Metric.ALARM_PREFIX),
             "consecutive checks over threshold": latest["value"],
             "threshold": latest["threshold"],
             "raised": latest["alarm"].astype(bool),
@@ -105,17 +108,23 @@ def confidence_section(frame: pd.DataFrame, since: pd.Timestamp) -> None:
     )
 
 
-def page() -> None:
-    ui.setup("Drift & history")
-    st.title("Drift & history")
-    span = st.sidebar.selectbox("Period", list(SPANS), index=1)
-    since = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=SPANS[span])).floor("h")
-    with ui.guard():
+@st.fragment(run_every=get_settings().app_refresh_s)
+def history_and_drift(days: int) -> None:
+    """Registry history, drift checks and live confidence: redrawn every refresh period; the
+    reads are keyed on the newest evaluation, registry event and drift check."""
+    since = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days)).floor("h")
+    with ui.guard(retry=False):
         stamp = lab_data.lab_stamp()
         history_section(stamp)
         frame = lab_data.drift_metrics(stamp, since)
         drift_section(frame)
         confidence_section(frame, since)
+
+
+def page() -> None:
+    st.title("Drift & history")
+    span = st.sidebar.selectbox("Period", list(SPANS), index=1)
+    history_and_drift(SPANS[span])
 
 
 page()

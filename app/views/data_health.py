@@ -1,11 +1,11 @@
 """Data health: freshness and gaps per ticker, the backfill queue, workers and cron jobs."""
 
-import _stockpulse_path  # noqa: F401
 import pandas as pd
 import streamlit as st
 
 from app import data, health_data, ui
 from config.market_clock import MarketTime, market_time
+from config.settings import get_settings
 
 STALE_BEAT_S = 300.0
 
@@ -105,17 +105,23 @@ def jobs_section(stamp: health_data.OpsStamp, now: pd.Timestamp) -> None:
     )
 
 
-def page() -> None:
-    settings = ui.setup("Data health")
-    st.title("Data health")
+@st.fragment(run_every=get_settings().app_refresh_s)
+def health() -> None:
+    """Every section, redrawn each refresh period (reads keyed on the operations stamp)."""
+    settings = get_settings()
     now = pd.Timestamp.now(tz="UTC")
-    with ui.guard():
+    with ui.guard(retry=False):
         st.caption(f"Database: {health_data.flavour()}")
         stamp = health_data.ops_stamp()
         tickers_section(list(settings.universe), market_time(settings), stamp)
         backfill_section(stamp)
         workers_section(now)
         jobs_section(stamp, now)
+
+
+def page() -> None:
+    st.title("Data health")
+    health()
 
 
 page()

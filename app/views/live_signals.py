@@ -1,11 +1,10 @@
 """Live signals: the universe's last prices and the newest dual-model signal, auto-refreshing.
 
-Run the workbench with `streamlit run app/Home.py`.
+A page of the workbench (`streamlit run app/main.py`).
 """
 
 import time
 
-import _stockpulse_path  # noqa: F401
 import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -43,7 +42,7 @@ def board_view(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "ticker": frame["ticker"],
-            "detail": "/Stock_detail?ticker=" + frame["ticker"],
+            "detail": "/stock_detail?ticker=" + frame["ticker"],
             "last": frame["last"],
             "change_pct": frame["change_pct"],
             "spark": frame["spark"],
@@ -95,9 +94,10 @@ def live_board() -> None:
     started = time.perf_counter()
     settings = get_settings()
     with ui.guard(retry=False):
-        models = live.serving_models()
-        version = models.version if models else None
+        serving = live.serving()
+        version = serving.champion.version if serving.champion else None
         model_notice(version)
+        ui.model_notices(serving)
         scorer = live.live_scorer()
         stamp = data.live_stamp(version)
         if scorer.catch_up(stamp.bars_ts):
@@ -122,7 +122,6 @@ def live_board() -> None:
         if status.last_error:
             st.warning(f"Scoring paused: {status.last_error}. Retrying by itself.")
         render_ms = (time.perf_counter() - started) * 1000
-        live.RENDER_MS.append(render_ms)
         st.caption(
             f"Refreshed {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC in {render_ms:.0f} ms, every "
             f"{settings.app_refresh_s:g} s · {status.bars_scored} bars scored by this server "
@@ -130,7 +129,6 @@ def live_board() -> None:
         )
 
 
-ui.setup("Live signals")
 st.title("Live signals")
 ui.disclaimer()
 live_board()

@@ -1,10 +1,12 @@
-"""Model lab: champion vs challenger on the same held-out window, promote, roll back, retrain."""
+"""Model lab: champion vs challenger live (the scoreboard) and on the gate's held-out window;
+promote, pin, roll back, retrain."""
 
-import _stockpulse_path  # noqa: F401
 import streamlit as st
 
-from app import lab_data, lab_view, ui
+from app import data, lab_data, lab_view, live, ui
 from app.retrain_view import retrain_panel
+from config.settings import get_settings
+from ml.report import ReportError
 
 
 def champion_card() -> str | None:
@@ -19,7 +21,32 @@ def champion_card() -> str | None:
         f"**Champion:** `{champ.version}` · promoted {ui.fmt_ts(champ.promoted_at)} "
         f"by {champ.promoted_by} — {champ.reason}"
     )
+    if champ.provisional:
+        why = champ.provisional_reason or "it has not beaten the baselines"
+        st.warning(f"Provisional champion: {why}", icon=":material/warning:")
     return champ.version
+
+
+@st.fragment(run_every=get_settings().app_refresh_s)
+def scoreboard_section() -> None:
+    """Champion and challengers on the bars since the challenger was trained (refreshing)."""
+    with ui.guard(retry=False):
+        serving = live.serving()
+        if serving.champion is None:
+            st.info("The scoreboard starts once a champion serves.")
+            return
+        challengers = tuple(m.version for m in serving.challengers)
+        if not challengers:
+            st.info(
+                "No challenger scores in shadow yet: the newest trained version that is not the "
+                "champion (and any version pinned below) scores every new bar beside it. "
+                "**Retrain** trains one.",
+                icon=":material/compare_arrows:",
+            )
+            return
+        stamp = data.live_stamp(serving.champion.version)
+        board = lab_data.scoreboard(stamp.signal_ts, serving.champion.version, challengers)
+        lab_view.scoreboard_view(board)
 
 
 def evaluation_section() -> None:
@@ -36,7 +63,11 @@ def evaluation_section() -> None:
         for r in runs.itertuples()
     }
     chosen = st.selectbox("Validation run", list(labels), format_func=labels.__getitem__)
-    report = lab_data.evaluation_report(int(chosen))
+    try:
+        report = lab_data.evaluation_report(int(chosen))
+    except ReportError as exc:
+        st.warning(f"This validation report cannot be shown: {exc}.")
+        return
     if report is None:
         st.warning("This validation report is no longer stored.")
         return
@@ -54,12 +85,22 @@ def evaluation_section() -> None:
 
 
 def page() -> None:
-    ui.setup("Model lab")
     st.title("Model lab")
     ui.show_flash()
     with ui.guard():
         champion = champion_card()
-        st.header("Champion vs challenger")
+        st.header("Live scoreboard")
+        scoreboard_section()
+        challengers = [m.version for m in live.serving().challengers]
+        with st.expander("Promote a challenger from the scoreboard, or pin a version"):
+            left, right = st.columns(2)
+            with left:
+                lab_view.promote_form(
+                    champion, challengers, key="promote_challenger", label="Promote challenger"
+                )
+            with right:
+                lab_view.pin_form(champion, lab_data.registry().pinned)
+        st.header("Champion vs challenger on the held-out window")
         evaluation_section()
         st.header("Retrain")
         retrain_panel()

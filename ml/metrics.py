@@ -1,0 +1,236 @@
+"""The one metrics vocabulary: what training, the gate, drift and the live scoreboard report.
+
+- `classification_metrics(y, probs)`: `ClassMetrics` (macro-F1, accuracy, log-loss, calibration
+  error and curve, per-class precision / recall / support, confusion matrix, mean confidence).
+- `macro_f1`, `hit_rate` (directional: the share of UP/DOWN calls on UP/DOWN outcomes that got
+  the direction right).
+- `equity_curve`: the cost-adjusted equity of following BUY/SELL actions.
+- `block_ids`, `paired_block_bootstrap`, `block_bootstrap_interval`: resampling whole time
+  blocks shared by all tickers, so the intervals respect the dependence between neighbouring
+  bars and between tickers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_recall_fscore_support,
+)
+
+from ml.labels import CLASSES, DOWN, UP
+
+LABELS = list(range(len(CLASSES)))
+BINS = 10
+
+
+class Calibration(BaseModel):
+    """Mean confidence and accuracy per confidence bin (bins with no sample left out)."""
+
+    confidence: list[float] = Field(default_factory=list)
+    accuracy: list[float] = Field(default_factory=list)
+    count: list[int] = Field(default_factory=list)
+
+
+class ClassMetrics(BaseModel):
+    """A classifier's results on labelled samples."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    macro_f1: float
+    accuracy: float
+    log_loss: float | None = None
+    ece: float | None = None
+    precision: dict[str, float] = Field(default_factory=dict)
+    recall: dict[str, float] = Field(default_factory=dict)
+    support: dict[str, int] = Field(default_factory=dict)
+    confusion: list[list[int]] = Field(default_factory=list)
+    calibration: Calibration = Field(default_factory=Calibration)
+    mean_confidence: float | None = None
+    n: int = 0
+
+
+def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(f1_score(y, pred, labels=LABELS, average="macro", zero_division=0))
+
+
+def hit_rate(y: np.ndarray, pred: np.ndarray) -> float:
+    """Share of the directional calls (UP or DOWN predicted) whose outcome went that way; an
+    outcome that stayed NEUTRAL counts as a miss (NaN when no call was made)."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    directional = np.isin(pred, [DOWN, UP])
+    if not directional.any():
+        return float("nan")
+    return float((pred[directional] == y[directional]).mean())
+
+
+def _calibration(conf: np.ndarray, correct: np.ndarray, bins: int) -> tuple[Calibration, float]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    cal, ece = Calibration(), 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            cal.confidence.append(float(conf[mask].mean()))
+            cal.accuracy.append(float(correct[mask].mean()))
+            cal.count.append(int(mask.sum()))
+            ece += float(mask.mean() * abs(conf[mask].mean() - correct[mask].mean()))
+    return cal, ece
+
+
+def classification_metrics(y: np.ndarray, probs: np.ndarray, bins: int = BINS) -> ClassMetrics:
+    """Metrics of class probabilities `probs` [n, 3] against labels `y` [n] (0 DOWN, 1 NEUTRAL,
+    2 UP); the predicted class is the most probable one."""
+    y = np.asarray(y).astype(np.int64)
+    probs = np.clip(np.asarray(probs, dtype="float64"), 1e-7, 1.0)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    pred = probs.argmax(axis=1)
+    prec, rec, _, support = precision_recall_fscore_support(y, pred, labels=LABELS, zero_division=0)
+    conf = probs.max(axis=1)
+    calibration, ece = _calibration(conf, (pred == y).astype(float), bins)
+    return ClassMetrics(
+        macro_f1=macro_f1(y, pred),
+        accuracy=float(accuracy_score(y, pred)) if len(y) else 0.0,
+        log_loss=float(log_loss(y, probs, labels=LABELS)) if len(y) else None,
+        ece=float(ece),
+        precision={c: float(p) for c, p in zip(CLASSES, prec, strict=True)},
+        recall={c: float(r) for c, r in zip(CLASSES, rec, strict=True)},
+        support={c: int(s) for c, s in zip(CLASSES, support, strict=True)},
+        confusion=confusion_matrix(y, pred, labels=LABELS).tolist(),
+        calibration=calibration,
+        mean_confidence=float(conf.mean()) if len(conf) else None,
+        n=int(len(y)),
+    )
+
+
+class EquityCurve(BaseModel):
+    """Following the dual-model signals: equity over time after costs."""
+
+    equity_curve: list[tuple[str, float]] = Field(default_factory=list)
+    total_return: float = 0.0
+    n_trades: int = 0
+
+
+def equity_curve(
+    actions: np.ndarray, fwd_return: np.ndarray, bar_ts: np.ndarray, cost_bps: float
+) -> EquityCurve:
+    """Cost-adjusted equity of following the signals: each BUY/SELL (+1/-1) takes the label's
+    realised log return (long or short) minus a round-trip cost; equal weight per time step."""
+    actions = np.asarray(actions, dtype=float)
+    pnl = actions * np.asarray(fwd_return, dtype=float) - np.abs(actions) * cost_bps / 1e4
+    frame = pd.DataFrame(
+        {"ts": pd.to_datetime(bar_ts, utc=True), "pnl": pnl, "trade": np.abs(actions)}
+    )
+    if frame.empty:
+        return EquityCurve()
+    per_ts = frame.groupby("ts").agg(pnl=("pnl", "sum"), trades=("trade", "sum"))
+    n_tickers = max(1, int(frame.groupby("ts").size().max()))
+    equity = np.exp(np.cumsum(per_ts["pnl"].to_numpy() / n_tickers))
+    step = max(1, len(per_ts) // 300)  # keep the stored curve small
+    points = [
+        (ts.isoformat(), float(eq))
+        for ts, eq in zip(per_ts.index[::step], equity[::step], strict=True)
+    ]
+    return EquityCurve(
+        equity_curve=points,
+        total_return=float(equity[-1] - 1.0),
+        n_trades=int(per_ts["trades"].sum()),
+    )
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+def block_ids(bar_ts: np.ndarray, block_minutes: int = 30) -> np.ndarray:
+    """Contiguous time blocks shared by all tickers (keeps cross-sectional dependence)."""
+    ts = pd.to_datetime(bar_ts, utc=True)
+    return np.asarray(ts.floor(f"{block_minutes}min").astype("int64"))
+
+
+def _members(bar_ts: np.ndarray, block_minutes: int) -> list[np.ndarray]:
+    _, inverse = np.unique(block_ids(bar_ts, block_minutes), return_inverse=True)
+    return [np.flatnonzero(inverse == i) for i in range(int(inverse.max(initial=-1)) + 1)]
+
+
+def _resampled(
+    members: list[np.ndarray], samples: int, seed: int, statistic: Callable[[np.ndarray], float]
+) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty(samples)
+    for s in range(samples):
+        pick = rng.integers(0, len(members), len(members))
+        out[s] = statistic(np.concatenate([members[i] for i in pick]))
+    return out
+
+
+class Interval(BaseModel):
+    """An observed statistic with its block-bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+    blocks: int
+
+
+def block_bootstrap_interval(
+    statistic: Callable[[np.ndarray], float],
+    bar_ts: np.ndarray,
+    *,
+    samples: int,
+    level: float = 0.9,
+    block_minutes: int = 30,
+    seed: int = 0,
+) -> Interval:
+    """`statistic(rows)` on all rows, and its central `level` interval when whole time blocks
+    are resampled."""
+    members = _members(bar_ts, block_minutes)
+    full = np.arange(len(bar_ts))
+    if len(members) < 2:
+        value = statistic(full)
+        return Interval(value=value, low=float("nan"), high=float("nan"), blocks=len(members))
+    draws = _resampled(members, samples, seed, statistic)
+    tail = (1.0 - level) / 2
+    return Interval(
+        value=statistic(full),
+        low=float(np.nanquantile(draws, tail)),
+        high=float(np.nanquantile(draws, 1.0 - tail)),
+        blocks=len(members),
+    )
+
+
+def paired_block_bootstrap(
+    y: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    bar_ts: np.ndarray,
+    *,
+    samples: int,
+    alpha: float = 0.05,
+    block_minutes: int = 30,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Distribution of macro-F1(a) - macro-F1(b) under resampling of whole time blocks.
+
+    `pred_a`/`pred_b` may be [n] labels or [k, n] (k models per version, scores averaged)."""
+    pa, pb = np.atleast_2d(pred_a), np.atleast_2d(pred_b)
+
+    def delta(idx: np.ndarray) -> float:
+        a = float(np.mean([macro_f1(y[idx], p[idx]) for p in pa]))
+        return a - float(np.mean([macro_f1(y[idx], p[idx]) for p in pb]))
+
+    members = _members(bar_ts, block_minutes)
+    deltas = _resampled(members, samples, seed, delta)
+    return {
+        "delta_f1": delta(np.arange(len(y))),
+        "ci_low": float(np.quantile(deltas, alpha)),
+        "ci_high": float(np.quantile(deltas, 1.0 - alpha)),
+        "p_not_better": float(np.mean(deltas <= 0.0)),
+        "blocks": len(members),
+    }

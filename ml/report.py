@@ -1,0 +1,77 @@
+"""The gate's report, typed: what `ml.validate_model` stores in `models/<challenger>/
+evaluation.json` and in `model_evaluations`, and what the model lab shows."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.validation import problems
+from ml.metrics import ClassMetrics, EquityCurve
+
+Decision = Literal["promote", "provisional", "reject"]
+
+
+class VersionResult(BaseModel):
+    """One version on the held-out window: both models and the dual-model signals."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    lstm: ClassMetrics
+    transformer: ClassMetrics
+    dual: EquityCurve = Field(default_factory=EquityCurve)
+    score: float | None = None  # mean macro-F1 of the two models
+
+
+class Gate(BaseModel):
+    """The decision and the evidence behind it.
+
+    `promote`: the challenger beat the champion (or, without a proven champion, the baselines)
+    by the margin and the bootstrap; `provisional`: nothing serves yet and no model has shown an
+    edge, so the challenger serves marked unproven; `reject`: it stays a challenger."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    decision: Decision
+    reason: str
+    margin: float | None = None
+    against: str | None = None  # "champion <v>" or "the <name> baseline"
+    delta_f1: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_not_better: float | None = None
+    blocks: int | None = None
+    beaten_by_baselines: list[str] = Field(default_factory=list)
+
+
+class Window(BaseModel):
+    start: str
+    end: str
+    n_samples: int
+
+
+class ValidationReport(BaseModel):
+    """Challenger and champion on the same held-out bars, the baselines beside them."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    challenger: str
+    champion: str | None = None
+    models: dict[str, VersionResult] = Field(default_factory=dict)
+    baselines: dict[str, ClassMetrics] = Field(default_factory=dict)
+    gate: Gate
+    window: Window
+    created_at: str | None = None
+
+
+class ReportError(ValueError):
+    """A stored report this version cannot read."""
+
+
+def parse_report(raw: dict[str, Any]) -> ValidationReport:
+    """A stored report as a `ValidationReport`; `ReportError` names what is missing."""
+    try:
+        return ValidationReport.model_validate(raw)
+    except ValidationError as exc:
+        raise ReportError(f"the stored report cannot be read: {problems(exc)}") from None
