@@ -60,11 +60,13 @@ test: lint browser
 	@start=$$(date +%s); $(PY) -m pytest $(PYTEST_PARALLEL); rc=$$?; \
 		echo "make test: $$(( $$(date +%s) - start )) s of tests, exit code $$rc"; exit $$rc
 
-# Every test that touches the database again, on plain PostgreSQL (its own embedded server in
-# var/plain, TimescaleDB off): the fallback stays a first-class path.
+# The database tests again on plain PostgreSQL (its own embedded server in var/plain,
+# TimescaleDB off): the fallback stays a first-class path. The tests marked slow (model
+# training, browser, supervisord) run once, under `make test`: the queries they reach are the
+# db/ functions the other tests cover on both flavours.
 test-plain: install browser
 	@start=$$(date +%s); TIMESCALEDB=off DATA_DIR=$(CURDIR)/var/plain \
-		$(PY) -m pytest $(PYTEST_PARALLEL) -m "not no_db"; \
+		$(PY) -m pytest $(PYTEST_PARALLEL) -m "not no_db and not slow"; \
 		rc=$$?; echo "make test-plain: $$(( $$(date +%s) - start )) s of tests, exit code $$rc"; \
 		exit $$rc
 

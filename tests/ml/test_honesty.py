@@ -106,14 +106,25 @@ def run_scenario(raw: RawData, root: Path) -> dict[str, Any]:
     }
 
 
+# Each scenario is trained once per test process: pytest-xdist may tear a module fixture down
+# between two tests of its group and set it up again, and training is most of this module's time.
+_SCENARIOS: dict[str, dict[str, Any]] = {}
+
+
+def scenario(name: str, signal: float, factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if name not in _SCENARIOS:
+        _SCENARIOS[name] = run_scenario(simulated_raw(signal), factory.mktemp(name))
+    return _SCENARIOS[name]
+
+
 @pytest.fixture(scope="module")
 def random_walk(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return run_scenario(simulated_raw(0.0), tmp_path_factory.mktemp("rw"))
+    return scenario("random_walk", 0.0, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return run_scenario(simulated_raw(1.0), tmp_path_factory.mktemp("planted"))
+    return scenario("planted", 1.0, tmp_path_factory)
 
 
 @pytest.mark.xdist_group("honesty_random_walk")

@@ -18,6 +18,11 @@ TICKERS = ["AAPL", "MSFT", "JPM", "KO", "XOM", "DIS"]
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("validation_gate")]
 
 
+# The two versions are trained once per test process: pytest-xdist may tear the module fixture
+# down between two tests of its group and set it up again; the bars are written again then.
+_TRAINED: dict[str, object] = {}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Planted-signal bars in the database, a model trained on them ("better") and one trained
@@ -25,7 +30,7 @@ def trained(tmp_path_factory):
     from ml.pipeline import training_cutoff
     from ml.train_model import train, train_from_raw
 
-    root = tmp_path_factory.mktemp("gate")
+    root = _TRAINED.get("root") or tmp_path_factory.mktemp("gate")
     env = {
         "MODELS_DIR": str(root / "models"),
         "MODEL_CONFIG_PATH": str(root / "registry.json"),
@@ -41,16 +46,18 @@ def trained(tmp_path_factory):
         get_settings.cache_clear()
         from db.database_manager import execute
 
-        execute("TRUNCATE bars_1m, signals, model_evaluations, model_events")
+        execute("TRUNCATE bars_1m, signals, outcomes, model_evaluations, model_events")
         start, end = pd.Timestamp("2026-10-19", tz="UTC"), pd.Timestamp("2026-11-07", tz="UTC")
         bars = SimulatedMarket(seed=11, planted_signal=1.0).history(TICKERS, start, end)
         write_to_db(bars.assign(source="simulated"), table="bars_1m")
-        settings = get_settings()
-        cutoff = training_cutoff(settings)
-        better = train(settings, end=cutoff, quick=True).name
-        noise = SimulatedMarket(seed=12, planted_signal=0.0).history(TICKERS, start, cutoff)
-        worse = train_from_raw(RawData(noise), settings, quick=True).name
-        yield {"better": better, "worse": worse, "cutoff": cutoff, "root": root}
+        if not _TRAINED:
+            settings = get_settings()
+            cutoff = training_cutoff(settings)
+            better = train(settings, end=cutoff, quick=True).name
+            noise = SimulatedMarket(seed=12, planted_signal=0.0).history(TICKERS, start, cutoff)
+            worse = train_from_raw(RawData(noise), settings, quick=True).name
+            _TRAINED.update(better=better, worse=worse, cutoff=cutoff, root=root)
+        yield dict(_TRAINED)
     get_settings.cache_clear()
 
 
