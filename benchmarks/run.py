@@ -2,7 +2,8 @@
 
     python -m benchmarks.run [name ...]     run only the named modules (e.g. write)
 
-Results of modules not run this time are kept from the previous results.json.
+Results of modules not run this time are kept from the previous results.json; a module that
+runs replaces every figure it wrote before.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
             records = module.run()
             # re-read: another benchmark run may have written results meanwhile
             by_name.update({r["name"]: r for r in _load()})
+            # this module's figures replace all it wrote before (renamed ones do not linger)
+            by_name = {n: r for n, r in by_name.items() if r.get("module") != short}
             for rec in records:
-                by_name[rec["name"]] = rec
+                by_name[rec["name"]] = {**rec, "module": short}
                 print(
                     f"    {rec['name']}: {rec['value']} {rec['unit']} "
                     f"(baseline {rec['baseline']}, ratio {rec['ratio']})",
