@@ -250,7 +250,8 @@ def drift_figure(
     low_is_bad: bool = False,
 ) -> go.Figure:
     """Drift figures over time: a line per metric and feature (the worst `top`), the
-    threshold dashed, alarming values marked."""
+    threshold dashed, the values the check flagged marked (a feature is flagged as drifted when
+    its PSI or its KS test crosses the threshold, so a marker may sit below this chart's line)."""
     rows = frame[frame["metric"].isin(metrics)].copy()
     rows["series"] = rows["metric"].where(rows["feature"] == "", rows["feature"])
     by_series = rows.groupby("series")["value"]
@@ -268,14 +269,14 @@ def drift_figure(
                 line={"color": PALETTE[i % len(PALETTE)]},
             )
         )
-    alarms = rows[rows["alarm"].astype(bool)]
+    alarms = rows[rows["alarm"].astype(bool) & rows["series"].isin(worst)]
     if not alarms.empty:
         fig.add_trace(
             go.Scatter(
                 x=alarms["checked_at"],
                 y=alarms["value"],
                 mode="markers",
-                name="alarm",
+                name="flagged",
                 marker={"color": "#dc2626", "size": 10, "symbol": "x"},
             )
         )

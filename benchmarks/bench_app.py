@@ -10,7 +10,7 @@
 - app_soak_rss_mb: the live page open in the browser, auto-refreshing every 5 s for APP_SOAK_S
   seconds (default 1800) with a new bar every 5 s; the server's RSS at the start and the end.
 
-    PYTHONPATH=. .venv/bin/python -m benchmarks.run app      (APP_SOAK_S=120 for a short soak)
+    .venv/bin/python -m benchmarks.run app      (APP_SOAK_S=120 for a short soak)
 """
 
 from __future__ import annotations

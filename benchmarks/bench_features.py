@@ -14,7 +14,7 @@
   scored by a fresh scorer that builds the features from the bounded history (what a process
   without the incremental state does each time).
 
-    PYTHONPATH=. .venv/bin/python -m benchmarks.run features
+    .venv/bin/python -m benchmarks.run features
 """
 
 from __future__ import annotations

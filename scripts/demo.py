@@ -31,6 +31,10 @@ DEMO_ENV = {  # the demo's defaults; anything already in the environment or .env
     "SIM_PLANTED_SIGNAL": "1.0",
     "POLL_INTERVAL_S": "2",
     "NEWS_POLL_INTERVAL_S": "20",
+    # the nightly run of the demo's schedule at the size of `--quick`, so at a fast SIM_SPEED
+    # the second version arrives within minutes of the close (set them to train full size)
+    "TRAIN_EPOCHS": "3",
+    "TRAIN_MAX_WINDOWS": "15000",
 }
 console = Console()
 

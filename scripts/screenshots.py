@@ -36,6 +36,14 @@ def wait_for_text(page: object, text: str, timeout_s: float) -> bool:
     return False
 
 
+def settle(page: object, timeout_s: float = 20) -> None:
+    """Wait until no rerun is in flight (a rerun fades the page's elements)."""
+    deadline = time.monotonic() + timeout_s
+    status = page.locator('[data-testid="stStatusWidget"]')  # type: ignore[attr-defined]
+    while time.monotonic() < deadline and status.count() and status.first.is_visible():
+        time.sleep(0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/screenshots.py", description=__doc__)
     parser.add_argument("--url", default="http://127.0.0.1:8501")
@@ -56,12 +64,13 @@ def main(argv: list[str] | None = None) -> int:
             if not wait_for_text(page, marker, 120):
                 print(f"{name}: '{marker}' did not show", file=sys.stderr)
             if name == "model_lab" and args.wait_for_scoreboard:
-                seen = wait_for_text(page, "Δ macro-F1", args.wait_for_scoreboard)
+                seen = wait_for_text(page, "vs champion: Δ macro-F1", args.wait_for_scoreboard)
                 print(f"{name}: scoreboard {'shown' if seen else 'not filled yet'}")
             if name == "drift_and_history" and args.wait_for_drift:
                 seen = wait_for_text(page, "Population stability", args.wait_for_drift)
                 print(f"{name}: drift checks {'shown' if seen else 'not there yet'}")
             time.sleep(3)  # charts drawn
+            settle(page)
             page.screenshot(path=str(args.out / f"{name}.png"), full_page=True)
             print(f"wrote {args.out / f'{name}.png'}")
         browser.close()
