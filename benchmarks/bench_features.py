@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import bench_database, patched_env, result, timed
+from core.timeutil import utc
 
 TICKERS = 20
 SESSIONS = 25
@@ -211,10 +212,10 @@ def live_500() -> dict[str, Any]:
             for ts in held[:-1]:
                 t0 = time.perf_counter()
                 write_to_db(bars[bars["ts"] == ts].assign(source="simulated"), table="bars_1m")
-                served.append(_wait_for_signals(version, pd.Timestamp(ts, tz="UTC"), WIDE) - t0)
+                served.append(_wait_for_signals(version, utc(ts), WIDE) - t0)
         finally:
             scorer.stop()
-        last = pd.Timestamp(held[-1], tz="UTC")
+        last = utc(held[-1])
         write_to_db(bars[bars["ts"] == held[-1]].assign(source="simulated"), table="bars_1m")
         execute("DELETE FROM signals WHERE bar_ts = :t", {"t": last})
         naive_s, scored = timed(lambda: Scorer().score(serving))
