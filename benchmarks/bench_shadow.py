@@ -9,6 +9,12 @@ outcomes whose horizon has passed. Reported: server time per new bar; the model 
 however many sessions are open). Baseline: the same bars scored by a fresh scorer each time
 (features rebuilt from the bounded history), as a process without the shared state would.
 
+`scoreboard_figures_20`: the live scoreboard's figures (`ml.scoreboard.score_version` and the
+champion-vs-challenger comparison: macro-F1 of both models and the hit rate with block-bootstrap
+intervals, the paired bootstrap, the P&L curve) for two versions on three sessions of 20
+tickers; baseline: the same intervals drawn by resampling rows with one metric call per
+resample, on the same draws.
+
     .venv/bin/python -m benchmarks.run shadow
 """
 
@@ -72,6 +78,7 @@ def run() -> list[dict[str, Any]]:
         "2 models); baseline: a fresh scorer per bar (features rebuilt from the bounded history)"
     )
     return [
+        *scoreboard_figures(),
         result("shadow_scoring_20", per_bar, "ms", naive, cond, higher_is_better=False),
         result(
             "shadow_scoring_20_model_ms",
@@ -81,4 +88,84 @@ def run() -> list[dict[str, Any]]:
             "model time within shadow_scoring_20 per new bar; baseline: the 5 ms target",
             higher_is_better=False,
         ),
+    ]
+
+
+def _naive_intervals(frame: Any, samples: int) -> list[float]:
+    """The scoreboard's intervals by resampling rows, one metric call per resample."""
+    from ml.labels import CLASSES
+    from ml.metrics import block_index, hit_rate, macro_f1, pick_counts
+
+    y = frame["outcome"].to_numpy(dtype=int)
+    block, n_blocks = block_index(frame["bar_ts"].to_numpy())
+    members = [np.flatnonzero(block == b) for b in range(n_blocks)]
+    preds = [frame[f"{m}_label"].map(CLASSES.index).to_numpy() for m in ("lstm", "transformer")]
+    calls = frame["action"].map({"BUY": 2, "SELL": 0, "HOLD": 1}).to_numpy()
+    out = []
+    for counts in pick_counts(n_blocks, samples, 0):
+        idx = np.concatenate([np.tile(members[b], c) for b, c in enumerate(counts) if c])
+        out += [macro_f1(y[idx], p[idx]) for p in preds] + [hit_rate(y[idx], calls[idx])]
+    return out
+
+
+def scoreboard_figures() -> list[dict[str, Any]]:
+    import pandas as pd
+
+    from config.settings import get_settings
+    from ml.labels import CLASSES
+    from ml.scoreboard import _compare, score_version
+
+    settings = get_settings()
+    rng = np.random.default_rng(3)
+    stamps = pd.date_range("2026-11-02 14:30", periods=3 * 390, freq="min", tz="UTC")
+    n = len(stamps) * TICKERS
+    outcome = rng.integers(0, 3, n)
+
+    def version(skill: float) -> pd.DataFrame:
+        cols = {}
+        for m in ("lstm", "transformer"):
+            label = np.where(rng.random(n) < skill, outcome, rng.integers(0, 3, n))
+            cols[f"{m}_label"] = np.asarray(CLASSES)[label]
+        agree = cols["lstm_label"] == cols["transformer_label"]
+        up, down = agree & (cols["lstm_label"] == "UP"), agree & (cols["lstm_label"] == "DOWN")
+        return pd.DataFrame(
+            {
+                "ticker": np.tile([f"T{i}" for i in range(TICKERS)], len(stamps)),
+                "bar_ts": stamps.repeat(TICKERS),
+                "action": np.where(up, "BUY", np.where(down, "SELL", "HOLD")),
+                "outcome": outcome,
+                "fwd_return": rng.normal(0, 0.002, n),
+                **cols,
+            }
+        )
+
+    champ, chall = version(0.3), version(0.4)
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        score_version(champ, "a", "champion", "k", settings)
+        score_version(chall, "b", "challenger", "k", settings)
+        _compare(champ, chall, "b", settings)
+        runs.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    _naive_intervals(champ, settings.bootstrap_samples)
+    _naive_intervals(chall, settings.bootstrap_samples)
+    naive = 2 * (time.perf_counter() - t0)  # x2: the paired comparison's two versions again
+    fast = statistics.median(runs)
+    print(f"scoreboard_figures_20: {fast * 1000:.1f} ms vs one metric call per resample "
+          f"{naive * 1000:.0f} ms")  # fmt: skip
+    return [
+        result(
+            "scoreboard_figures_20",
+            fast * 1000,
+            "ms",
+            naive * 1000,
+            f"champion + challenger, {TICKERS} tickers x {len(stamps)} scored bars with outcomes, "
+            f"{settings.bootstrap_samples} block-bootstrap resamples (30-minute blocks): 2 models' "
+            "macro-F1 and the signals' hit rate per version with intervals, the paired "
+            "macro-F1 bootstrap and the P&L curves, median of 5; baseline: the version "
+            "intervals by resampling rows with one metric call per resample (same draws), "
+            "doubled for the paired comparison's resamples",
+            higher_is_better=False,
+        )
     ]

@@ -71,27 +71,41 @@ def session_codes(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     return np.asarray(local.to_numpy().astype("datetime64[D]").astype(np.int64))
 
 
-def barrier_volatility(log_close: np.ndarray, session: np.ndarray, lookback: int) -> np.ndarray:
-    """Rolling std of intraday 1-bar log returns over `lookback` bars (NaN until enough)."""
+def barrier_volatility(
+    log_close: np.ndarray, segment: np.ndarray, group: np.ndarray, lookback: int
+) -> np.ndarray:
+    """Rolling std of intraday 1-bar log returns over `lookback` bars of the same ticker (NaN
+    until enough). `segment` numbers each (ticker, session) run of rows, `group` each ticker's;
+    a return across a segment boundary (overnight gap, or another ticker) is left out."""
     ret = np.diff(log_close, prepend=np.nan)
-    ret[1:][session[1:] != session[:-1]] = np.nan  # overnight gaps are not intraday volatility
-    std = pd.Series(ret).rolling(lookback, min_periods=max(2, lookback // 2)).std()
-    return np.asarray(std.to_numpy())
+    ret[1:][segment[1:] != segment[:-1]] = np.nan
+    rolling = (
+        pd.Series(ret)
+        .groupby(group, sort=False)
+        .rolling(lookback, min_periods=max(2, lookback // 2))
+    )
+    return np.asarray(rolling.std().to_numpy())
 
 
-def _one_ticker(bars: pd.DataFrame, params: LabelParams) -> pd.DataFrame:
+def _labels(ordered: pd.DataFrame, params: LabelParams) -> pd.DataFrame:
+    """Labels of bars sorted by (ticker, ts), all tickers at once: a path never leaves its
+    (ticker, session) segment."""
     h = params.horizon_bars
-    n = len(bars)
-    lc = np.log(bars["close"].to_numpy(dtype=float))
-    ts = pd.DatetimeIndex(bars["ts"])
+    n = len(ordered)
+    ticker = ordered["ticker"].to_numpy()
+    lc = np.log(ordered["close"].to_numpy(dtype=float))
+    ts = pd.DatetimeIndex(ordered["ts"])
     session = session_codes(ts)
-    sigma = barrier_volatility(lc, session, params.vol_lookback)
+    new_ticker = np.r_[True, ticker[1:] != ticker[:-1]]
+    group = np.cumsum(new_ticker) - 1
+    segment = np.cumsum(new_ticker | np.r_[True, session[1:] != session[:-1]])
+    sigma = barrier_volatility(lc, segment, group, params.vol_lookback)
     width = sigma * np.sqrt(h)
-    # future log returns over 1..h bars, NaN when beyond the data or the session
+    # future log returns over 1..h bars, NaN when beyond the data or the segment
     idx = np.arange(n)[:, None] + np.arange(1, h + 1)[None, :]
     inside = idx < n
     idx_c = np.minimum(idx, n - 1)
-    same = inside & (session[idx_c] == session[:, None])
+    same = inside & (segment[idx_c] == segment[:, None])
     fut = np.where(same, lc[idx_c] - lc[:, None], np.nan)
     complete = same[:, -1]
     up_hit = fut >= (params.up_mult * width)[:, None]
@@ -109,7 +123,7 @@ def _one_ticker(bars: pd.DataFrame, params: LabelParams) -> pd.DataFrame:
     exit_ts = ts[idx_c[rows, exit_step]]
     return pd.DataFrame(
         {
-            "ticker": bars["ticker"].to_numpy(),
+            "ticker": ticker,
             "ts": ts,
             "label": label,
             "fwd_return": fwd,
@@ -138,5 +152,4 @@ def triple_barrier_labels(bars: pd.DataFrame, params: LabelParams | None = None)
     if bars.empty:
         return pd.DataFrame(columns=LABEL_COLUMNS)
     ordered = bars.sort_values(["ticker", "ts"], kind="stable")
-    frames = [_one_ticker(group, params) for _, group in ordered.groupby("ticker", sort=True)]
-    return pd.concat(frames, ignore_index=True)[LABEL_COLUMNS]
+    return _labels(ordered, params)[LABEL_COLUMNS]

@@ -62,7 +62,9 @@ def update_outcomes(
             continue
         tickers = sorted(set(pending["ticker"]))
         first = pd.Timestamp(pending["bar_ts"].min())
-        warm = read_last_bars(tickers, 3 * params.vol_lookback, first)
+        # the volatility of a bar looks back `vol_lookback` returns: that many bars before the
+        # first pending one (and one more) give every pending bar the barrier training gives it
+        warm = read_last_bars(tickers, params.vol_lookback + 1, first)
         bars = pd.concat([warm, read_bars(tickers, first, FAR)], ignore_index=True)
         out = realised(bars, pending, params)
         out = out[out["final"]]

@@ -33,8 +33,6 @@ from ml.metrics import (
     Interval,
     block_bootstrap_interval,
     equity_curve,
-    hit_rate,
-    macro_f1,
     paired_block_bootstrap,
 )
 from ml.outcomes import label_key
@@ -95,33 +93,21 @@ def _common(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return {v: f.set_index(["ticker", "bar_ts"]).loc[keys].reset_index() for v, f in frames.items()}
 
 
-def _interval(
-    values: np.ndarray, stat: str, ts: np.ndarray, y: np.ndarray, samples: int
-) -> Interval:
-    def f1(idx: np.ndarray) -> float:
-        return macro_f1(y[idx], values[idx])
-
-    def hits(idx: np.ndarray) -> float:
-        return hit_rate(y[idx], values[idx])
-
-    return block_bootstrap_interval(f1 if stat == "f1" else hits, ts, samples=samples)
-
-
 def score_version(
     frame: pd.DataFrame, version: str, role: str, key: str, settings: Settings
 ) -> VersionScore:
     """A version's figures on its rows (signals columns, outcome, fwd_return)."""
     y = frame["outcome"].to_numpy(dtype=int)
-    ts = frame["bar_ts"].to_numpy()
+    ts = frame["bar_ts"].to_numpy("datetime64[ns]")  # UTC; an object array parses slowly
     samples = settings.bootstrap_samples
     score = VersionScore(version=version, role=role, label_key=key)
     for model in MODEL_NAMES:
         pred = frame[f"{model}_label"].map(CLASS_INDEX).to_numpy(dtype=int)
-        score.macro_f1[model] = _interval(pred, "f1", ts, y, samples)
+        score.macro_f1[model] = block_bootstrap_interval(y, pred, ts, stat="f1", samples=samples)
     action_class = frame["action"].map(ACTION_CLASS).to_numpy(dtype=int)
     score.calls = int(np.isin(action_class, [UP, DOWN]).sum())
     if score.calls:
-        score.hit_rate = _interval(action_class, "hits", ts, y, samples)
+        score.hit_rate = block_bootstrap_interval(y, action_class, ts, stat="hits", samples=samples)
     signs = frame["action"].map(ACTION_SIGN).to_numpy(dtype=float)
     score.pnl = equity_curve(
         signs, frame["fwd_return"].to_numpy(dtype=float), ts, settings.cost_bps
@@ -184,7 +170,7 @@ def _compare(
         y,
         preds(chall),
         preds(champ),
-        chall["bar_ts"].to_numpy(),
+        chall["bar_ts"].to_numpy("datetime64[ns]"),
         samples=settings.bootstrap_samples,
         alpha=settings.bootstrap_alpha,
     )

@@ -118,7 +118,10 @@ def _version_result(
         lstm=lstm,
         transformer=tf,
         dual=equity_curve(
-            actions, s.fwd_return[rows], s.bar_ts[rows].to_numpy(), settings.cost_bps
+            actions,
+            s.fwd_return[rows],
+            s.bar_ts[rows].to_numpy("datetime64[ns]"),
+            settings.cost_bps,
         ),
         score=(lstm.macro_f1 + tf.macro_f1) / 2,
     )
@@ -254,7 +257,7 @@ def evaluate(
         rows_new, rows_old = _align(s_new, s_old)
         models[champ.version], preds_old = _version_result(champ, s_old, rows_old, settings)
     models[challenger], preds_new = _version_result(chall, s_new, rows_new, settings)
-    y, ts = s_new.y[rows_new], s_new.bar_ts[rows_new].to_numpy()
+    y, ts = s_new.y[rows_new], s_new.bar_ts[rows_new].to_numpy("datetime64[ns]")
     X_last = newest_bar(s_new.X[rows_new])
     base_probs = _baseline_predictions(chall.metadata, tickers, window, X_last, settings)
     baselines = {name: classification_metrics(y, p) for name, p in base_probs.items()}

@@ -3,13 +3,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import confusion_matrix
 
 from ml.generate_recommendation import dual_actions
 from ml.metrics import (
     block_bootstrap_interval,
+    block_index,
     classification_metrics,
     equity_curve,
+    f1_from_confusion,
     hit_rate,
+    hits_from_confusion,
+    macro_f1,
     paired_block_bootstrap,
 )
 
@@ -71,18 +76,72 @@ def test_hit_rate_counts_directional_calls_only():
     assert np.isnan(hit_rate(y, np.ones(5, dtype=int)))  # no directional call at all
 
 
-def test_block_bootstrap_interval_widens_with_fewer_blocks():
+def test_blocks_as_long_as_the_dependence_give_the_wider_honest_interval():
     rng = np.random.default_rng(1)
-    n = 2400
-    correct = rng.random(n) < 0.6
+    n = 4800
     ts = pd.date_range("2026-11-02 14:30", periods=n, freq="min", tz="UTC").to_numpy()
-
-    def accuracy(idx: np.ndarray) -> float:
-        return float(correct[idx].mean())
-
-    wide = block_bootstrap_interval(accuracy, ts, samples=300, block_minutes=240)
-    narrow = block_bootstrap_interval(accuracy, ts, samples=300, block_minutes=10)
+    skill = np.repeat(rng.choice([0.9, 0.2], n // 240), 240)  # regimes of four hours
+    y = rng.integers(0, 3, n)
+    pred = np.where(rng.random(n) < skill, y, (y + rng.integers(1, 3, n)) % 3)
+    wide = block_bootstrap_interval(y, pred, ts, stat="f1", samples=300, block_minutes=240)
+    narrow = block_bootstrap_interval(y, pred, ts, stat="f1", samples=300, block_minutes=10)
     assert wide.low < wide.value < wide.high and narrow.low < narrow.value < narrow.high
-    assert wide.value == pytest.approx(correct.mean())
+    assert wide.value == pytest.approx(macro_f1(y, pred))
     assert narrow.blocks > wide.blocks
-    assert (wide.high - wide.low) > (narrow.high - narrow.low) * 0.8
+    # short blocks treat correlated neighbours as independent and understate the uncertainty
+    assert (wide.high - wide.low) > 2 * (narrow.high - narrow.low)
+
+
+def _naive_draws(statistic, ts, samples, seed=0, minutes=30):
+    """Resampling by row indices, one metric call per resample (the definition)."""
+    block, n_blocks = block_index(ts, minutes)
+    members = [np.flatnonzero(block == b) for b in range(n_blocks)]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(samples):
+        pick = rng.integers(0, n_blocks, n_blocks)
+        out.append(statistic(np.concatenate([members[b] for b in pick])))
+    return np.array(out)
+
+
+def _skewed(rng, n):
+    """Labels and predictions where a class is rare, so some resamples lack it entirely."""
+    y = rng.choice(3, n, p=[0.45, 0.53, 0.02])
+    pred = np.where(rng.random(n) < 0.5, y, rng.choice(3, n, p=[0.2, 0.79, 0.01]))
+    return y, pred
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_confusion_resampling_equals_resampling_the_rows(seed):
+    rng = np.random.default_rng(seed)
+    n = 1800
+    y, pred = _skewed(rng, n)
+    _, other = _skewed(rng, n)
+    ts = pd.date_range("2026-11-02 14:30", periods=n // 6, freq="min", tz="UTC").repeat(6)
+    ts = ts.to_numpy()
+    samples, level = 150, 0.9
+    for stat, metric in (("f1", macro_f1), ("hits", hit_rate)):
+        fast = block_bootstrap_interval(y, pred, ts, stat=stat, samples=samples, seed=seed)
+        draws = _naive_draws(lambda i, m=metric: m(y[i], pred[i]), ts, samples, seed)
+        assert fast.value == pytest.approx(metric(y, pred), abs=1e-12)
+        assert fast.low == pytest.approx(np.nanquantile(draws, (1 - level) / 2), abs=1e-12)
+        assert fast.high == pytest.approx(np.nanquantile(draws, (1 + level) / 2), abs=1e-12)
+    gain = paired_block_bootstrap(y, pred, other, ts, samples=samples, seed=seed, alpha=0.05)
+    deltas = _naive_draws(lambda i: macro_f1(y[i], pred[i]) - macro_f1(y[i], other[i]), ts,
+                          samples, seed)  # fmt: skip
+    assert gain["delta_f1"] == pytest.approx(macro_f1(y, pred) - macro_f1(y, other), abs=1e-12)
+    assert gain["ci_low"] == pytest.approx(np.quantile(deltas, 0.05), abs=1e-12)
+    assert gain["ci_high"] == pytest.approx(np.quantile(deltas, 0.95), abs=1e-12)
+    assert gain["p_not_better"] == pytest.approx(np.mean(deltas <= 0))
+
+
+def test_f1_from_confusion_is_sklearns_macro_f1_even_with_absent_classes():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        y, pred = rng.integers(0, 2, n) * 2, rng.integers(0, 3, n)  # NEUTRAL never true
+        conf = confusion_matrix(y, pred, labels=[0, 1, 2])
+        assert f1_from_confusion(conf) == pytest.approx(macro_f1(y, pred), abs=1e-12)
+        expected = hit_rate(y, pred)
+        got = hits_from_confusion(conf)
+        assert (np.isnan(got) and np.isnan(expected)) or got == pytest.approx(expected)

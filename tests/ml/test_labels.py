@@ -133,3 +133,26 @@ def test_label_params_round_trip_and_validation() -> None:
         LabelParams(0.0, 1.0, 4, 4)
     with pytest.raises(ValueError, match="horizon_bars"):
         LabelParams(1.0, 1.0, 0, 4)
+
+
+def test_labelling_many_tickers_at_once_equals_labelling_each_alone() -> None:
+    """Tickers are labelled in one pass; no path, volatility window or exit may reach into the
+    neighbouring ticker's rows (random sessions, gaps and lengths)."""
+    rng = np.random.default_rng(11)
+    params = LabelParams(up_mult=1.2, down_mult=0.8, horizon_bars=5, vol_lookback=6)
+    frames = []
+    for i in range(12):
+        days = []
+        for d in range(int(rng.integers(1, 4))):
+            open_ = pd.Timestamp("2026-03-02 14:30", tz="UTC") + pd.Timedelta(days=d)
+            offset = int(rng.integers(0, 30))
+            rets = list(rng.normal(0, 1e-3, int(rng.integers(3, 40))))
+            days.append(bars_from_returns(rets, start=open_ + pd.Timedelta(minutes=offset)))
+        frames.append(pd.concat(days, ignore_index=True).assign(ticker=f"T{i:02d}"))
+    together = triple_barrier_labels(pd.concat(frames).sample(frac=1.0, random_state=2), params)
+    alone = pd.concat(
+        [triple_barrier_labels(f, params) for f in sorted(frames, key=lambda f: f.ticker.iat[0])],
+        ignore_index=True,
+    )
+    assert together["label"].notna().sum() > 50  # the comparison covers labelled bars
+    pd.testing.assert_frame_equal(together.reset_index(drop=True), alone, check_exact=True)
