@@ -57,7 +57,7 @@ faketime:
 PYTEST_PARALLEL := -n 2 --dist loadgroup
 
 test: lint browser
-	@start=$$(date +%s); $(PY) -m pytest $(PYTEST_PARALLEL); rc=$$?; \
+	@start=$$(date +%s); $(PY) -m pytest $(PYTEST_PARALLEL) --durations=25; rc=$$?; \
 		echo "make test: $$(( $$(date +%s) - start )) s of tests, exit code $$rc"; exit $$rc
 
 # The database tests again on plain PostgreSQL (its own embedded server in var/plain,

@@ -270,6 +270,7 @@ def _measure_sessions(ctx: dict[str, Any], browser: Any, n: int, lab: int = 0) -
         cpu1, t1 = sum(proc.cpu_times()[:2]), time.monotonic()
         bars1, calls1 = _scorer_counts()
         fresh = _refreshing(pages[:n])
+        boards = sum(page.get_by_text("vs champion: Δ macro-F1").count() > 0 for page in pages[n:])
         for page in pages:
             page.context.close()
     return {
@@ -278,6 +279,7 @@ def _measure_sessions(ctx: dict[str, Any], browser: Any, n: int, lab: int = 0) -
         "predictions": 2 * (bars1 - bars0),
         "tflite_calls": calls1 - calls0,
         "refreshing": fresh,
+        "scoreboards": boards,
     }
 
 
@@ -304,7 +306,8 @@ def sessions_20(ctx: dict[str, Any]) -> list[dict[str, Any]]:
         f"bar), 20 sessions auto-refreshing every {REFRESH_S:g} s: 10 on the live page, 10 on "
         f"the model lab with the live scoreboard open; champion + a challenger in shadow; a new "
         f"minute of 20 bars every {FEED_EVERY_S:g} s; {many['refreshing']}/10 live sessions seen "
-        f"refreshing at the end; baseline: 1 live session ({one['cpu_per_min']:.2f} CPU s/min)"
+        f"refreshing and {many['scoreboards']}/10 lab sessions showing the scoreboard's figures "
+        f"at the end; baseline: 1 live session ({one['cpu_per_min']:.2f} CPU s/min)"
     )
     pred_cond = (
         f"20 sessions: {many['new_bars']} new bars, {many['predictions']} predictions "
