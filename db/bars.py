@@ -141,7 +141,7 @@ def _interval_sql(interval: str) -> str:
         # first bar: ex-dates fall between sessions, so one factor holds for a whole bucket
         view = AGGREGATE_VIEWS[interval]  # a fixed name, never user input
         return (
-            "SELECT b.ticker, b.ts, b.open * coalesce(a.price_factor, 1) AS open, "  # noqa: S608 (fixed names)
+            "SELECT b.ts, b.open * coalesce(a.price_factor, 1) AS open, "  # noqa: S608 (fixed names)
             "b.high * coalesce(a.price_factor, 1) AS high, "
             "b.low * coalesce(a.price_factor, 1) AS low, "
             "b.close * coalesce(a.price_factor, 1) AS close, "
@@ -151,12 +151,12 @@ def _interval_sql(interval: str) -> str:
             "WHERE b.ticker = :t AND b.ts >= :start AND b.ts < :end ORDER BY b.ts"
         )
     return (
-        "SELECT ticker, date_bin(CAST(:width AS interval), ts, CAST(:origin AS timestamptz)) "  # noqa: S608 (fixed names)
+        "SELECT date_bin(CAST(:width AS interval), ts, CAST(:origin AS timestamptz)) "  # noqa: S608 (fixed names)
         "AS ts, (array_agg(open ORDER BY ts))[1] AS open, max(high) AS high, min(low) AS low, "
         "(array_agg(close ORDER BY ts DESC))[1] AS close, sum(volume) AS volume "
         f"FROM (SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "
         "WHERE b.ticker = :t AND b.ts >= :start AND b.ts < :end) AS adjusted "
-        "GROUP BY 1, 2 ORDER BY 2"
+        "GROUP BY 1 ORDER BY 1"
     )
 
 
@@ -172,7 +172,7 @@ def interval_bars(ticker: str, interval: str, start: Any, end: Any) -> pd.DataFr
     if interval != "1m":
         params |= {"width": INTERVALS[interval], "origin": UTC_ORIGIN}
     frame = _typed(read_from_db(_interval_sql(interval), params))
-    return frame.drop(columns=["ticker"]).reset_index(drop=True)
+    return frame.drop(columns=["ticker"]) if "ticker" in frame.columns else frame
 
 
 # --------------------------------------------------------------------------- the action ledger

@@ -166,14 +166,23 @@ def _refresh(cur: Any, view: str, start: pd.Timestamp | None, end: pd.Timestamp 
 
 
 def refresh(cur: Any, start: pd.Timestamp, end: pd.Timestamp) -> None:
-    """Re-materialize the buckets of every aggregate that overlap [start, end) and lie below its
-    watermark: those could be stale; buckets above it are computed from the raw bars at query
-    time, and refreshing them would move the watermark past bars still to come. Needs
-    autocommit."""
+    """Materialize the buckets of every aggregate that overlap [start, end) and are complete:
+    those before the bucket holding the newest stored bar (and any below the watermark, which
+    could be stale). History written after the migration (seeding, a backfill) is materialized
+    here, not left to be aggregated from the raw bars at every query; the bucket holding the
+    newest bar, and later ones, stay real-time, so the watermark never passes bars still to
+    come. Needs autocommit."""
+    cur.execute("SELECT max(ts) FROM bars_1m")
+    row = cur.fetchone()
+    if row is None or row[0] is None:
+        return
+    newest = pd.Timestamp(row[0]).tz_convert("UTC")
     for view, width in WIDTHS.items():
         mark = watermark(cur, view)
-        if mark is None:
-            continue
+        complete = newest.floor(width)
         lo = pd.Timestamp(start).tz_convert("UTC").floor(width)
-        hi = min(pd.Timestamp(end).tz_convert("UTC").ceil(width), mark)
+        hi = min(
+            pd.Timestamp(end).tz_convert("UTC").ceil(width),
+            complete if mark is None else max(mark, complete),
+        )
         _refresh(cur, view, lo, hi)
