@@ -227,6 +227,18 @@ def read_from_db(
         return pd.read_sql(stmt, conn, params=values)
 
 
+def read_rows(
+    query: str | TextClause, params: Mapping[str, Any] | None = None
+) -> tuple[list[str], Sequence[Sequence[Any]]]:
+    """Run a parameterised query and return its column names and rows as the driver gives them,
+    for readers that know their columns' types (`db.bars`); `read_from_db` infers them."""
+    stmt = text(query) if isinstance(query, str) else query
+    values = _params(params)
+    with create_db_engine().connect() as conn:
+        result = conn.execute(stmt, values)
+        return list(result.keys()), result.fetchall()
+
+
 def ping() -> bool:
     """True when the database answers (raises like any read when it does not)."""
     return bool(read_from_db("SELECT 1 AS ok")["ok"].iloc[0] == 1)

@@ -10,7 +10,7 @@ import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 from config.market_calendar import sessions_between
-from db.database_manager import write_to_db
+from workers.bar_store import write_bars
 from workers.sources.simulated import SimulatedMarket
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
@@ -45,7 +45,7 @@ class MarketFeed:
         """Write every minute but the last `hold_back`; returns the newest bar time written."""
         upto = len(self.minutes) - hold_back
         cutoff = self.minutes[upto - 1]
-        write_to_db(self.bars[self.bars["ts"] <= cutoff], table="bars_1m")
+        write_bars(self.bars[self.bars["ts"] <= cutoff], source="simulated")
         self.written = upto
         return pd.Timestamp(cutoff)
 
@@ -53,7 +53,7 @@ class MarketFeed:
         """Write the next minute's bars; returns its time and how many bars it had."""
         ts = self.minutes[self.written]
         rows = self.bars[self.bars["ts"] == ts]
-        write_to_db(rows, table="bars_1m")
+        write_bars(rows, source="simulated")
         self.written += 1
         return pd.Timestamp(ts), len(rows)
 
