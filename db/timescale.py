@@ -133,13 +133,16 @@ def drop(cur: Any) -> None:
     cur.execute("ALTER TABLE bars_1m_plain RENAME TO bars_1m")
 
 
-def _newest_complete(cur: Any, view: str) -> pd.Timestamp | None:
-    """The start of the bucket holding the newest bar: buckets before it are complete."""
+def _newest_bar(cur: Any) -> pd.Timestamp | None:
     cur.execute("SELECT max(ts) FROM bars_1m")
     row = cur.fetchone()
-    if row is None or row[0] is None:
-        return None
-    return pd.Timestamp(row[0]).tz_convert("UTC").floor(WIDTHS[view])
+    return None if row is None or row[0] is None else pd.Timestamp(row[0]).tz_convert("UTC")
+
+
+def _newest_complete(cur: Any, view: str) -> pd.Timestamp | None:
+    """The start of the bucket holding the newest bar: buckets before it are complete."""
+    newest = _newest_bar(cur)
+    return None if newest is None else newest.floor(WIDTHS[view])
 
 
 def watermark(cur: Any, view: str) -> pd.Timestamp | None:
@@ -172,11 +175,9 @@ def refresh(cur: Any, start: pd.Timestamp, end: pd.Timestamp) -> None:
     here, not left to be aggregated from the raw bars at every query; the bucket holding the
     newest bar, and later ones, stay real-time, so the watermark never passes bars still to
     come. Needs autocommit."""
-    cur.execute("SELECT max(ts) FROM bars_1m")
-    row = cur.fetchone()
-    if row is None or row[0] is None:
+    newest = _newest_bar(cur)
+    if newest is None:
         return
-    newest = pd.Timestamp(row[0]).tz_convert("UTC")
     for view, width in WIDTHS.items():
         mark = watermark(cur, view)
         complete = newest.floor(width)
