@@ -2,7 +2,9 @@
 
 - `tsdb_detail_query`: the stock detail page's 1-hour and 1-day candles of one ticker over the
   year, through the function the page uses (`db.bars.interval_bars`): TimescaleDB's continuous
-  aggregates vs `date_bin` over the bars on plain PostgreSQL (same server, same rows).
+  aggregates vs `date_bin` over the bars on plain PostgreSQL (same server, same rows). The two
+  databases are queried in alternating rounds on warm pooled connections, so both see the
+  machine in the same state.
 - `tsdb_storage_mb`: the year's `bars_1m` compressed vs uncompressed (hypertable size).
 - `tsdb_backfill_compressed`: rows/s of a backfill (`workers.bar_store.write_bars`, the path the
   backfill and seeding use) into compressed history vs into uncompressed history.
@@ -14,16 +16,19 @@ records nothing.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import bench_database, result, timed
+from benchmarks.common import bench_database, patched_env, result, timed
 
 TICKERS = [f"T{i:02d}" for i in range(20)]
 YEAR = ("2025-01-02", "2025-12-31")
-QUERY_RUNS = 7
+ROUNDS = 7  # alternating plain / TimescaleDB rounds
+PER_ROUND = 3  # timed queries per interval in a round, after one untimed
 
 
 def year_of_bars(seed: int = 0) -> pd.DataFrame:
@@ -54,14 +59,39 @@ def year_of_bars(seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _median_query_s(interval: str) -> float:
+def _query_times(interval: str) -> list[float]:
+    """PER_ROUND timings of the detail page's query, after one untimed run on the connection."""
     from db.bars import interval_bars
 
     start, end = pd.Timestamp(YEAR[0], tz="UTC"), pd.Timestamp("2026-01-01", tz="UTC")
-    times = [
-        timed(lambda: interval_bars("T07", interval, start, end))[0] for _ in range(QUERY_RUNS)
-    ]
-    return statistics.median(times)
+    interval_bars("T07", interval, start, end)
+    return [timed(lambda: interval_bars("T07", interval, start, end))[0] for _ in range(PER_ROUND)]
+
+
+@contextmanager
+def _using(url: str, timescaledb: bool) -> Iterator[None]:
+    """Queries go to database `url` (plain tables when `timescaledb` is False) for the block."""
+    from db.database_manager import dispose_engine
+
+    with patched_env({"DATABASE_URL": url, "TIMESCALEDB": None if timescaledb else "off"}):
+        dispose_engine()
+        try:
+            yield
+        finally:
+            dispose_engine()
+
+
+def _alternating_medians(plain_url: str, tsdb_url: str) -> dict[str, dict[str, float]]:
+    """Median query time per flavour and interval over ROUNDS alternating rounds."""
+    times: dict[str, dict[str, list[float]]] = {
+        f: {iv: [] for iv in ("1h", "1d")} for f in ("plain", "tsdb")
+    }
+    for _ in range(ROUNDS):
+        for flavour, url in (("plain", plain_url), ("tsdb", tsdb_url)):
+            with _using(url, timescaledb=flavour == "tsdb"):
+                for iv in ("1h", "1d"):
+                    times[flavour][iv] += _query_times(iv)
+    return {f: {iv: statistics.median(t) for iv, t in by.items()} for f, by in times.items()}
 
 
 def _load(bars: pd.DataFrame) -> None:
@@ -108,23 +138,23 @@ def run() -> list[dict[str, Any]]:
 
     bars = year_of_bars()
     rows = f"{len(bars):,} bars (20 tickers x {bars['ts'].nunique():,} session minutes of 2025)"
-    with bench_database("stockpulse_bench_plain", timescaledb=False):
+    with bench_database("stockpulse_bench_plain", timescaledb=False) as plain_url:
         _load(bars)
-        plain = {iv: _median_query_s(iv) for iv in ("1h", "1d")}
-    with bench_database("stockpulse_bench_tsdb"):
-        if not has_aggregates():
-            print("    TimescaleDB is not installed in the server (make timescaledb): skipped")
-            return []
-        _load(bars)
-        from db.database_manager import refresh_aggregates
+        with bench_database("stockpulse_bench_tsdb") as tsdb_url:
+            if not has_aggregates():
+                print("    TimescaleDB is not installed in the server (make timescaledb): skipped")
+                return []
+            _load(bars)
+            from db.database_manager import refresh_aggregates
 
-        refresh_aggregates(bars["ts"].min(), bars["ts"].max() + pd.Timedelta(minutes=1))
-        uncompressed_mb = _size_mb()
-        backfill_plain_rows = _backfill_rows_per_s(bars, "2025-12-30")
-        _compress_all()
-        compressed_mb = _size_mb()
-        backfill_compressed_rows = _backfill_rows_per_s(bars, "2025-06-10")
-        tsdb = {iv: _median_query_s(iv) for iv in ("1h", "1d")}
+            refresh_aggregates(bars["ts"].min(), bars["ts"].max() + pd.Timedelta(minutes=1))
+            uncompressed_mb = _size_mb()
+            backfill_plain_rows = _backfill_rows_per_s(bars, "2025-12-30")
+            _compress_all()
+            compressed_mb = _size_mb()
+            backfill_compressed_rows = _backfill_rows_per_s(bars, "2025-06-10")
+            medians = _alternating_medians(plain_url, tsdb_url)
+    plain, tsdb = medians["plain"], medians["tsdb"]
     out = []
     for iv in ("1h", "1d"):
         out.append(
@@ -135,7 +165,8 @@ def run() -> list[dict[str, Any]]:
                 plain[iv] * 1000,
                 f"{iv} candles of one ticker over a year, db.bars.interval_bars: TimescaleDB "
                 f"continuous aggregate (compressed history) vs date_bin on plain PostgreSQL; "
-                f"median of {QUERY_RUNS}; {rows}",
+                f"median of {ROUNDS * PER_ROUND} warm queries each, in {ROUNDS} alternating "
+                f"rounds; {rows}",
                 higher_is_better=False,
             )
         )

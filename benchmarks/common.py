@@ -77,7 +77,7 @@ def bench_database(name: str = "stockpulse_bench", timescaledb: bool = True) -> 
     get_settings.cache_clear()
     database_manager.dispose_engine()
     with database_manager.scratch_database(name) as url:
-        flavour: dict[str, str | None] = {} if timescaledb else {"TIMESCALEDB": "off"}
+        flavour: dict[str, str | None] = {"TIMESCALEDB": None if timescaledb else "off"}
         with patched_env({"DATABASE_URL": url, **flavour}):
             database_manager.dispose_engine()
             migrate.upgrade()

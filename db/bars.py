@@ -19,19 +19,21 @@ import pandas as pd
 from sqlalchemy import Connection, text
 
 from core.timeutil import utc
-from db.database_manager import has_aggregates, read_from_db, read_rows
+from db.database_manager import has_aggregates, read_columns, read_from_db, read_rows
 
 OHLCV = ("open", "high", "low", "close", "volume")
 INTERVALS = {"1m": "1 minute", "5m": "5 minutes", "1h": "1 hour", "1d": "1 day"}
+CANDLE_COLUMNS = {"ts": "timestamptz"} | dict.fromkeys(OHLCV, "float8")
 AGGREGATE_VIEWS = {"5m": "bars_5m", "1h": "bars_1h", "1d": "bars_1d"}
 UTC_ORIGIN = "2000-01-03T00:00:00+00:00"
 # the cumulative factors of the actions after each bar (factor 1 when none)
-ADJUSTED = (
-    "b.ticker, b.ts, b.open * coalesce(a.price_factor, 1) AS open, "
+ADJUSTED_VALUES = (
+    "b.ts, b.open * coalesce(a.price_factor, 1) AS open, "
     "b.high * coalesce(a.price_factor, 1) AS high, b.low * coalesce(a.price_factor, 1) AS low, "
     "b.close * coalesce(a.price_factor, 1) AS close, "
     "b.volume * coalesce(a.volume_factor, 1) AS volume"
 )
+ADJUSTED = f"b.ticker, {ADJUSTED_VALUES}"
 ADJUST_JOIN = (
     "LEFT JOIN bar_adjustments a ON a.ticker = b.ticker "
     "AND b.ts >= a.valid_from AND b.ts < a.valid_to"
@@ -141,7 +143,7 @@ def raw_close_before(ticker: str, before: pd.Timestamp) -> float | None:
 def _interval_sql(interval: str) -> str:
     if interval == "1m":
         return (
-            f"SELECT {ADJUSTED} FROM bars_1m b {ADJUST_JOIN} "  # noqa: S608 (fixed names)
+            f"SELECT {ADJUSTED_VALUES} FROM bars_1m b {ADJUST_JOIN} "  # noqa: S608 (fixed names)
             "WHERE b.ticker = :t AND b.ts >= :start AND b.ts < :end ORDER BY b.ts"
         )
     if has_aggregates():
@@ -149,11 +151,7 @@ def _interval_sql(interval: str) -> str:
         # first bar: ex-dates fall between sessions, so one factor holds for a whole bucket
         view = AGGREGATE_VIEWS[interval]  # a fixed name, never user input
         return (
-            "SELECT b.ts, b.open * coalesce(a.price_factor, 1) AS open, "  # noqa: S608 (fixed names)
-            "b.high * coalesce(a.price_factor, 1) AS high, "
-            "b.low * coalesce(a.price_factor, 1) AS low, "
-            "b.close * coalesce(a.price_factor, 1) AS close, "
-            "b.volume * coalesce(a.volume_factor, 1) AS volume "
+            f"SELECT {ADJUSTED_VALUES} "  # noqa: S608 (fixed names)
             f"FROM {view} b LEFT JOIN bar_adjustments a ON a.ticker = b.ticker "  # noqa: S608
             "AND b.first_bar >= a.valid_from AND b.first_bar < a.valid_to "
             "WHERE b.ticker = :t AND b.ts >= :start AND b.ts < :end ORDER BY b.ts"
@@ -179,8 +177,9 @@ def interval_bars(ticker: str, interval: str, start: Any, end: Any) -> pd.DataFr
     params: dict[str, Any] = {"t": ticker, "start": first, "end": utc(end)}
     if interval != "1m":
         params |= {"width": INTERVALS[interval], "origin": UTC_ORIGIN}
-    frame = _bar_frame(_interval_sql(interval), params)
-    return frame.drop(columns=["ticker"]) if "ticker" in frame.columns else frame
+    columns = read_columns(_interval_sql(interval), params, CANDLE_COLUMNS)
+    ts = pd.DatetimeIndex(columns.pop("ts"), tz="UTC").as_unit("ns")
+    return pd.DataFrame({"ts": ts, **columns})
 
 
 # --------------------------------------------------------------------------- the action ledger

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ import psycopg2.errors
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import Select
 
@@ -231,12 +232,78 @@ def read_rows(
     query: str | TextClause, params: Mapping[str, Any] | None = None
 ) -> tuple[list[str], Sequence[Sequence[Any]]]:
     """Run a parameterised query and return its column names and rows as the driver gives them,
-    for readers that know their columns' types (`db.bars`); `read_from_db` infers them."""
-    stmt = text(query) if isinstance(query, str) else query
+    for readers that know their columns' types (`db.bars`); `read_from_db` infers them. The
+    statement is compiled once per text and runs on the pooled connection's own cursor (no
+    SQLAlchemy result rows)."""
+    sql = _driver_sql(query if isinstance(query, str) else str(query))
     values = _params(params)
     with create_db_engine().connect() as conn:
-        result = conn.execute(stmt, values)
-        return list(result.keys()), result.fetchall()
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql, values)
+            return [c[0] for c in cursor.description], cursor.fetchall()
+        except psycopg2.Error as exc:  # raised as SQLAlchemy would, like every other query
+            raise DBAPIError.instance(sql, values, exc, psycopg2.Error) from exc
+        finally:
+            cursor.close()
+
+
+# PostgreSQL's binary COPY: fixed-width types as the server sends them (big-endian)
+_BINARY_TYPES = {"timestamptz": ">i8", "float8": ">f8", "int8": ">i8"}
+_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_PG_EPOCH_US = int(pd.Timestamp("2000-01-01").value // 1000)  # timestamptz counts from here
+
+
+def read_columns(
+    query: str, params: Mapping[str, Any] | None, columns: Mapping[str, str]
+) -> dict[str, np.ndarray]:
+    """Run a parameterised query whose columns are, in order, `columns` (name -> timestamptz,
+    float8 or int8, none of them NULL) and return each as a numpy array: timestamptz as UTC
+    datetime64[us], float8 as float64, int8 as int64. The rows travel in PostgreSQL's binary
+    COPY format and are decoded as one array, with no Python object per value: for the chart's
+    year of hourly candles the driver's text rows cost more than the database's own work.
+    Values are interpolated by the driver exactly as for any query (psycopg2 binds client-side)."""
+    sql = _driver_sql(query)
+    values = _params(params)
+    layout = [("fields", ">i2")]
+    for name, kind in columns.items():
+        layout += [(f"{name}__len", ">i4"), (name, _BINARY_TYPES[kind])]
+    record = np.dtype(layout)
+    buffer = io.BytesIO()
+    with create_db_engine().connect() as conn:
+        cursor = conn.connection.cursor()
+        try:
+            select = cursor.mogrify(sql, values).decode()
+            cursor.copy_expert(f"COPY ({select}) TO STDOUT (FORMAT binary)", buffer)
+        except psycopg2.Error as exc:
+            raise DBAPIError.instance(sql, values, exc, psycopg2.Error) from exc
+        finally:
+            cursor.close()
+    data = buffer.getbuffer()
+    if bytes(data[:11]) != _BINARY_SIGNATURE:
+        raise DataValidationError("binary COPY: unexpected header")
+    body = data[19 + int.from_bytes(data[15:19], "big") : len(data) - 2]  # header, trailer
+    if len(body) % record.itemsize:
+        raise DataValidationError(f"binary COPY: rows are not {list(columns)}, or hold NULLs")
+    rows = np.frombuffer(body, dtype=record)
+    if (rows["fields"] != len(columns)).any() or any(
+        (rows[f"{name}__len"] != 8).any() for name in columns
+    ):
+        raise DataValidationError(f"binary COPY: rows are not {list(columns)}, or hold NULLs")
+    out: dict[str, np.ndarray] = {}
+    for name, kind in columns.items():
+        if kind == "timestamptz":
+            out[name] = (rows[name].astype("int64") + _PG_EPOCH_US).astype("datetime64[us]")
+        else:
+            out[name] = rows[name].astype("float64" if kind == "float8" else "int64")
+    return out
+
+
+@lru_cache(maxsize=256)
+def _driver_sql(query: str) -> str:
+    """`:name` placeholders in the driver's own style (`%(name)s`, literal % doubled), as
+    SQLAlchemy compiles them."""
+    return str(text(query).compile(dialect=create_db_engine().dialect))
 
 
 def ping() -> bool:

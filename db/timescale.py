@@ -29,6 +29,10 @@ AGGREGATES = {"bars_5m": "5 minutes", "bars_1h": "1 hour", "bars_1d": "1 day"}
 WIDTHS = {"bars_5m": pd.Timedelta(minutes=5), "bars_1h": pd.Timedelta(hours=1)}
 WIDTHS["bars_1d"] = pd.Timedelta(days=1)
 COMPRESS_AFTER = "7 days"
+# a week of 1-minute bars per chunk (~39k rows for 20 tickers): daily chunks gave compressed
+# batches of one session (390 rows per ticker) and a year of 250 chunks to plan over; the
+# aggregates' materialized chunks are 10x this by default, so a year of candles spans 6 of them
+CHUNK_INTERVAL = "7 days"
 POLICY_WINDOW = "30 days"
 HYPERTABLES = ("bars_1m",)
 
@@ -55,6 +59,15 @@ def _is_hypertable(cur: Any, table: str) -> bool:
         "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = %s", (table,)
     )
     return cur.fetchone() is not None
+
+
+def _chunk_interval(cur: Any, table: str) -> pd.Timedelta:
+    cur.execute(
+        "SELECT time_interval FROM timescaledb_information.dimensions "
+        "WHERE hypertable_name = %s AND dimension_number = 1",
+        (table,),
+    )
+    return pd.Timedelta(cur.fetchone()[0])
 
 
 def _aggregate_exists(cur: Any, view: str) -> bool:
@@ -88,8 +101,8 @@ def ensure(cur: Any) -> list[str]:
         done.append("extension")
     if not _is_hypertable(cur, "bars_1m"):
         cur.execute(
-            "SELECT create_hypertable('bars_1m', 'ts', chunk_time_interval => INTERVAL '1 day', "
-            "migrate_data => true)"
+            "SELECT create_hypertable('bars_1m', 'ts', "
+            f"chunk_time_interval => INTERVAL '{CHUNK_INTERVAL}', migrate_data => true)"
         )
         cur.execute(
             "ALTER TABLE bars_1m SET (timescaledb.compress, "
@@ -100,6 +113,10 @@ def ensure(cur: Any) -> list[str]:
             "if_not_exists => true)"
         )
         done.append("hypertable")
+    elif _chunk_interval(cur, "bars_1m") != pd.Timedelta(CHUNK_INTERVAL):
+        # schemas made with daily chunks: new chunks get the week (existing ones stay)
+        cur.execute(f"SELECT set_chunk_time_interval('bars_1m', INTERVAL '{CHUNK_INTERVAL}')")
+        done.append("chunk interval")
     for view, width in AGGREGATES.items():
         if _aggregate_exists(cur, view):
             continue

@@ -8,7 +8,9 @@ from db.database_manager import (
     DataValidationError,
     UnsafeQueryError,
     create_db_engine,
+    read_columns,
     read_from_db,
+    read_rows,
     write_to_db,
 )
 
@@ -109,6 +111,36 @@ def test_reads_are_parameterised(clean_tables):
         read_from_db("SELECT * FROM bars_1m WHERE ticker = :t", ["MSFT"])  # type: ignore[arg-type]
     # A hostile value stays a value.
     assert count("MSFT' OR '1'='1") == 0
+
+
+def test_column_reads_equal_the_driver_s_rows(clean_tables):
+    """read_columns (binary COPY into arrays) returns what read_rows returns, value for value;
+    values stay bound parameters; NULLs and columns of other types are refused, not misread."""
+    stored = pd.concat([bars(7), bars(4, ticker="MSFT", start="2024-07-01 13:30")])
+    stored["close"] += 1e-9 / 3  # full float precision, not text-rounded
+    write_to_db(stored, table="bars_1m")
+    query = (
+        "SELECT ts, close, CAST(volume AS bigint) AS volume FROM bars_1m "
+        "WHERE ticker = ANY(:t) AND ts >= :lo ORDER BY ticker, ts"
+    )
+    params = {"t": ["AAPL", "MSFT"], "lo": pd.Timestamp("2024-03-04 14:31", tz="UTC")}
+    types = {"ts": "timestamptz", "close": "float8", "volume": "int8"}
+    got = read_columns(query, params, types)
+    names, rows = read_rows(query, params)
+    assert names == ["ts", "close", "volume"] and len(rows) == 10
+    assert list(pd.DatetimeIndex(got["ts"], tz="UTC")) == [r[0] for r in rows]
+    assert got["close"].tolist() == [r[1] for r in rows]
+    assert got["volume"].dtype == np.int64 and got["volume"].tolist() == [1000] * 10
+    hostile = read_columns(query, {**params, "t": ["AAPL' OR '1'='1"]}, types)
+    assert len(hostile["ts"]) == 0
+    with pytest.raises(DataValidationError, match="NULL"):
+        read_columns(
+            "SELECT CAST(NULL AS float8) AS x, 1.5::float8 AS y",
+            None,
+            {"x": "float8", "y": "float8"},
+        )
+    with pytest.raises(DataValidationError, match="NULL"):
+        read_columns("SELECT 1::int4 AS x", None, {"x": "int8"})
 
 
 def test_other_tables_round_trip(clean_tables):

@@ -105,6 +105,20 @@ def test_the_flavour_offered_is_the_flavour_in_use() -> None:
     assert (jobs["proc_name"] == "policy_refresh_continuous_aggregate").sum() == 3
 
 
+def test_the_hypertable_gets_week_chunks_also_when_made_with_daily_ones() -> None:
+    from db import timescale
+
+    with autocommit_cursor() as cur:
+        if not has_aggregates():
+            assert timescale.ensure(cur) == []  # plain tables stay plain
+            return
+        assert timescale._chunk_interval(cur, "bars_1m") == pd.Timedelta(days=7)
+        cur.execute("SELECT set_chunk_time_interval('bars_1m', INTERVAL '1 day')")
+        assert timescale.ensure(cur) == ["chunk interval"]
+        assert timescale._chunk_interval(cur, "bars_1m") == pd.Timedelta(days=7)
+        assert timescale.ensure(cur) == []
+
+
 @pytest.mark.parametrize("rows", [30, 1950])  # the VALUES upsert and the COPY + staging path
 def test_both_write_paths_work_on_compressed_history(clean_tables: None, rows: int) -> None:
     bars = week_bars()
