@@ -2,7 +2,8 @@
 
 A cycle: ask the simulated market for the new final bars of N tickers (one new minute each),
 keep those newer than the last bar seen, check them for gaps on the exchange calendar, and
-write them (adjusted-scale lookup, COPY + MERGE, gap rows) in one committed transaction.
+write them through `workers.bar_store.write_bars` (validation, an upsert, gap rows, the
+aggregates' refresh check) in one committed transaction. On TimescaleDB when the server has it.
 Baseline: the plain way, the same poll and filter written with `DataFrame.to_sql` (append).
 Median over CYCLES cycles after a warm-up, same database, same minutes.
 """
@@ -97,10 +98,11 @@ def _measure(n: int) -> tuple[float, float]:
 
 
 def run() -> list[dict[str, Any]]:
-    from db.database_manager import execute
+    from db.database_manager import database_flavour, execute
 
     out = []
     with bench_database():
+        flavour = database_flavour()
         for n in (20, 500):
             execute("TRUNCATE bars_1m, backfill_queue")
             ours, plain = _measure(n)
@@ -108,8 +110,8 @@ def run() -> list[dict[str, Any]]:
             cond = (
                 f"{n} tickers x 1 new bar, simulated source, median of {CYCLES} cycles after "
                 f"{WARMUP} warm-up, interleaved with the baseline; ours: poll + gap check + "
-                "write_bars (adjusted scale, COPY+MERGE upsert, one transaction); "
-                "baseline: same poll + DataFrame.to_sql append"
+                "write_bars (validation, upsert, aggregates' refresh check, one transaction); "
+                f"baseline: same poll + DataFrame.to_sql append; {flavour}"
             )
             out.append(result(f"ingest_poll_{n}", ours, "ms", plain, cond, higher_is_better=False))
     return out
