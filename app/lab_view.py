@@ -204,7 +204,7 @@ def _interval(value: Interval | None) -> str:
 
 def scoreboard_view(board: Scoreboard) -> None:
     """The scoreboard's table, the P&L curves and the paired comparison."""
-    since = f"since {board.since}" if board.since else "since scoring began"
+    since = f"since {ui.fmt_ts(board.since)}" if board.since else "since scoring began"
     if board.too_early:
         st.info(
             f"{board.n_bars} scored bars have a realised outcome so far ({since}); the scoreboard "
@@ -227,10 +227,12 @@ def scoreboard_view(board: Scoreboard) -> None:
         key="scoreboard_pnl",
         width="stretch",
     )
+    trained = f" (the challengers trained on bars until {ui.fmt_ts(board.since)})"
     st.caption(
-        f"{board.n_bars} bars of {board.n_tickers} tickers {since}, every version on the same "
-        "bars, judged by the triple-barrier outcome realised after each bar; intervals: block "
-        "bootstrap over 30-minute blocks. Statistical results, not financial advice."
+        f"{board.n_bars} bars of {board.n_tickers} tickers from {ui.fmt_ts(board.first_bar)} to "
+        f"{ui.fmt_ts(board.last_bar)}{trained if board.since else ''}, every version on the "
+        "same bars, judged by the triple-barrier outcome realised after each bar; intervals: "
+        "block bootstrap over 30-minute blocks. Statistical results, not financial advice."
     )
 
 

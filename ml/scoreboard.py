@@ -71,6 +71,8 @@ class Scoreboard(BaseModel):
     since: str | None
     n_bars: int  # (ticker, bar) pairs every compared version scored, outcomes known
     n_tickers: int
+    first_bar: str | None = None  # the span of those bars (the challenger may start scoring
+    last_bar: str | None = None  # well after it was trained: a retrain lands mid-session)
     versions: dict[str, VersionScore] = Field(default_factory=dict)
     comparisons: list[Comparison] = Field(default_factory=list)
     too_early: bool = False  # fewer than MIN_BARS: the figures are not shown yet
@@ -140,6 +142,8 @@ def scoreboard(
         since=None if since is None else iso(since),
         n_bars=len(first),
         n_tickers=int(first["ticker"].nunique()),
+        first_bar=iso(first["bar_ts"].min()) if len(first) else None,
+        last_bar=iso(first["bar_ts"].max()) if len(first) else None,
         too_early=len(first) < MIN_BARS,
     )
     if board.too_early:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from app import retrain
+from app.ui import fmt_ts
 from config.settings import get_settings
 from db.database_manager import execute, read_from_db
 from db.ops import training_lock
@@ -293,6 +295,12 @@ def test_the_live_scoreboard_fills_as_bars_arrive_and_offers_the_challenger(app_
     assert board["agrees with champion"].tolist()[1] == "100%"  # the same model files
     assert any("Δ macro-F1 +0.0000" in t for t in texts(at))
     assert "scoreboard_pnl" in figures(at)
+    [caption] = [t for t in texts(at) if "every version on the same bars" in t]
+    assert f"trained on bars until {fmt_ts(last_seeded)}" in caption
+    span = re.search(r"from (\S+ \S+) UTC to (\S+ \S+) UTC", caption)
+    assert span is not None  # the bars compared: all after the challenger's training data
+    first, last = (pd.Timestamp(t, tz="UTC") for t in span.groups())
+    assert last_seeded < first < last <= last_seeded + pd.Timedelta(minutes=45)
     shadow = read_from_db(
         "SELECT bar_ts FROM signals WHERE model_version = :v AND role = 'shadow'", {"v": challenger}
     )

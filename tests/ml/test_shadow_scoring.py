@@ -14,6 +14,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from config.settings import get_settings
+from core.timeutil import iso
 from db.database_manager import read_from_db, write_to_db
 from ml.labels import LabelParams, triple_barrier_labels
 from ml.registry import promote
@@ -223,6 +224,8 @@ def test_the_scoreboard_equals_an_offline_computation(clean_tables, monkeypatch)
     judged = (rows["label"].notna()) & (keys["bar_ts"] > pd.Timestamp("2026-11-02 14:59", tz="UTC"))
     y = outcome[judged]
     assert board.n_bars == judged.sum() and not board.too_early
+    assert board.first_bar == iso(keys["bar_ts"][judged].min())  # the span of the common bars
+    assert board.last_bar == iso(keys["bar_ts"][judged].max())
     for version, frame in ((CHAMPION, champ), (CHALLENGER, chall)):
         score = board.versions[version]
         for model in ("lstm", "transformer"):
