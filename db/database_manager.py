@@ -237,15 +237,29 @@ def read_rows(
     SQLAlchemy result rows)."""
     sql = _driver_sql(query if isinstance(query, str) else str(query))
     values = _params(params)
+    with _driver_cursor(sql, values) as cursor:
+        cursor.execute(sql, values)
+        return [c[0] for c in cursor.description], cursor.fetchall()
+
+
+@contextmanager
+def _driver_cursor(sql: str, values: Mapping[str, Any]) -> Iterator[Any]:
+    """A psycopg2 cursor on a pooled connection; its errors are raised as SQLAlchemy raises
+    them for every other query, and a connection the error shows dead leaves the pool."""
     with create_db_engine().connect() as conn:
         cursor = conn.connection.cursor()
         try:
-            cursor.execute(sql, values)
-            return [c[0] for c in cursor.description], cursor.fetchall()
-        except psycopg2.Error as exc:  # raised as SQLAlchemy would, like every other query
-            raise DBAPIError.instance(sql, values, exc, psycopg2.Error) from exc
+            yield cursor
+        except psycopg2.Error as exc:
+            dead = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+            if dead:
+                conn.invalidate(exc)
+            raise DBAPIError.instance(
+                sql, values, exc, psycopg2.Error, connection_invalidated=dead
+            ) from exc
         finally:
-            cursor.close()
+            if not cursor.closed:
+                cursor.close()
 
 
 # PostgreSQL's binary COPY: fixed-width types as the server sends them (big-endian)
@@ -270,15 +284,9 @@ def read_columns(
         layout += [(f"{name}__len", ">i4"), (name, _BINARY_TYPES[kind])]
     record = np.dtype(layout)
     buffer = io.BytesIO()
-    with create_db_engine().connect() as conn:
-        cursor = conn.connection.cursor()
-        try:
-            select = cursor.mogrify(sql, values).decode()
-            cursor.copy_expert(f"COPY ({select}) TO STDOUT (FORMAT binary)", buffer)
-        except psycopg2.Error as exc:
-            raise DBAPIError.instance(sql, values, exc, psycopg2.Error) from exc
-        finally:
-            cursor.close()
+    with _driver_cursor(sql, values) as cursor:
+        select = cursor.mogrify(sql, values).decode()
+        cursor.copy_expert(f"COPY ({select}) TO STDOUT (FORMAT binary)", buffer)
     data = buffer.getbuffer()
     if bytes(data[:11]) != _BINARY_SIGNATURE:
         raise DataValidationError("binary COPY: unexpected header")

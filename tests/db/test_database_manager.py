@@ -8,6 +8,7 @@ from db.database_manager import (
     DataValidationError,
     UnsafeQueryError,
     create_db_engine,
+    execute,
     read_columns,
     read_from_db,
     read_rows,
@@ -141,6 +142,29 @@ def test_column_reads_equal_the_driver_s_rows(clean_tables):
         )
     with pytest.raises(DataValidationError, match="NULL"):
         read_columns("SELECT 1::int4 AS x", None, {"x": "int8"})
+
+
+def test_a_connection_dropped_mid_query_leaves_the_pool_and_reads_go_on():
+    """The server ends the backend while read_rows waits: the error is SQLAlchemy's, says the
+    connection was invalidated, and the next read gets a live connection."""
+    import threading
+
+    from sqlalchemy.exc import OperationalError
+
+    def kill_the_sleeper() -> None:  # (its own text does not match: the pattern is split)
+        execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+            "pg_backend_pid() AND query LIKE '%' || :fn || '(30)%'",
+            {"fn": "pg_sleep"},
+        )
+
+    killer = threading.Timer(1.0, kill_the_sleeper)
+    killer.start()
+    with pytest.raises(OperationalError) as caught:
+        read_rows("SELECT pg_sleep(30) AS s")
+    killer.join()
+    assert caught.value.connection_invalidated
+    assert read_rows("SELECT 1 AS one")[1][0][0] == 1
 
 
 def test_other_tables_round_trip(clean_tables):
