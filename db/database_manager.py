@@ -21,7 +21,8 @@ import psycopg2.errors
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.dialects.postgresql.psycopg2 import dialect as psycopg2_dialect
+from sqlalchemy.exc import DBAPIError, InvalidRequestError, SQLAlchemyError
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import Select
 
@@ -229,14 +230,14 @@ def read_from_db(
 
 
 def read_rows(
-    query: str | TextClause, params: Mapping[str, Any] | None = None
+    query: str, params: Mapping[str, Any] | None = None
 ) -> tuple[list[str], Sequence[Sequence[Any]]]:
     """Run a parameterised query and return its column names and rows as the driver gives them,
     for readers that know their columns' types (`db.bars`); `read_from_db` infers them. The
     statement is compiled once per text and runs on the pooled connection's own cursor (no
     SQLAlchemy result rows)."""
-    sql = _driver_sql(query if isinstance(query, str) else str(query))
     values = _params(params)
+    sql = _driver_sql(query)
     with _driver_cursor(sql, values) as cursor:
         cursor.execute(sql, values)
         return [c[0] for c in cursor.description], cursor.fetchall()
@@ -250,6 +251,8 @@ def _driver_cursor(sql: str, values: Mapping[str, Any]) -> Iterator[Any]:
         cursor = conn.connection.cursor()
         try:
             yield cursor
+        except KeyError as exc:  # a placeholder without a value
+            raise InvalidRequestError(f"no value for the query's parameter {exc}") from exc
         except psycopg2.Error as exc:
             dead = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
             if dead:
@@ -266,6 +269,7 @@ def _driver_cursor(sql: str, values: Mapping[str, Any]) -> Iterator[Any]:
 _BINARY_TYPES = {"timestamptz": ">i8", "float8": ">f8", "int8": ">i8"}
 _BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _PG_EPOCH_US = int(pd.Timestamp("2000-01-01").value // 1000)  # timestamptz counts from here
+_PG_INFINITY = np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max])  # -/+infinity
 
 
 def read_columns(
@@ -276,16 +280,19 @@ def read_columns(
     datetime64[us], float8 as float64, int8 as int64. The rows travel in PostgreSQL's binary
     COPY format and are decoded as one array, with no Python object per value: for the chart's
     year of hourly candles the driver's text rows cost more than the database's own work.
-    Values are interpolated by the driver exactly as for any query (psycopg2 binds client-side)."""
-    sql = _driver_sql(query)
+    Values are interpolated by the driver exactly as for any query (psycopg2 binds client-side).
+    The column types are the caller's promise: the format carries lengths, not types, so only
+    NULLs, other widths and infinite timestamps are detected."""
     values = _params(params)
+    sql = _driver_sql(query.rstrip().removesuffix(";"))
     layout = [("fields", ">i2")]
     for name, kind in columns.items():
         layout += [(f"{name}__len", ">i4"), (name, _BINARY_TYPES[kind])]
     record = np.dtype(layout)
     buffer = io.BytesIO()
     with _driver_cursor(sql, values) as cursor:
-        select = cursor.mogrify(sql, values).decode()
+        encoding = psycopg2.extensions.encodings[cursor.connection.encoding]
+        select = cursor.mogrify(sql, values).decode(encoding)
         cursor.copy_expert(f"COPY ({select}) TO STDOUT (FORMAT binary)", buffer)
     data = buffer.getbuffer()
     if bytes(data[:11]) != _BINARY_SIGNATURE:
@@ -301,17 +308,23 @@ def read_columns(
     out: dict[str, np.ndarray] = {}
     for name, kind in columns.items():
         if kind == "timestamptz":
-            out[name] = (rows[name].astype("int64") + _PG_EPOCH_US).astype("datetime64[us]")
+            us = rows[name].astype("int64")
+            if np.isin(us, _PG_INFINITY).any():
+                raise DataValidationError(f"binary COPY: {name} holds an infinite timestamp")
+            out[name] = (us + _PG_EPOCH_US).astype("datetime64[us]")
         else:
             out[name] = rows[name].astype("float64" if kind == "float8" else "int64")
     return out
+
+
+_PSYCOPG2 = psycopg2_dialect()  # type: ignore[no-untyped-call]
 
 
 @lru_cache(maxsize=256)
 def _driver_sql(query: str) -> str:
     """`:name` placeholders in the driver's own style (`%(name)s`, literal % doubled), as
     SQLAlchemy compiles them."""
-    return str(text(query).compile(dialect=create_db_engine().dialect))
+    return str(text(query).compile(dialect=_PSYCOPG2))
 
 
 def ping() -> bool:

@@ -31,8 +31,10 @@ WIDTHS["bars_1d"] = pd.Timedelta(days=1)
 COMPRESS_AFTER = "7 days"
 # a week of 1-minute bars per chunk (~39k rows for 20 tickers): daily chunks gave compressed
 # batches of one session (390 rows per ticker) and a year of 250 chunks to plan over; the
-# aggregates' materialized chunks are 10x this by default, so a year of candles spans 6 of them
+# aggregates' materialized chunks are 10 weeks (TimescaleDB's default of 10x the raw chunks),
+# so a year of candles spans 6 of them
 CHUNK_INTERVAL = "7 days"
+AGGREGATE_CHUNK_INTERVAL = "70 days"
 POLICY_WINDOW = "30 days"
 HYPERTABLES = ("bars_1m",)
 
@@ -61,13 +63,41 @@ def _is_hypertable(cur: Any, table: str) -> bool:
     return cur.fetchone() is not None
 
 
-def _chunk_interval(cur: Any, table: str) -> pd.Timedelta:
+def _chunk_interval(cur: Any, schema: str, table: str) -> pd.Timedelta:
     cur.execute(
         "SELECT time_interval FROM timescaledb_information.dimensions "
-        "WHERE hypertable_name = %s AND dimension_number = 1",
-        (table,),
+        "WHERE hypertable_schema = %s AND hypertable_name = %s AND dimension_number = 1",
+        (schema, table),
     )
     return pd.Timedelta(cur.fetchone()[0])
+
+
+def _keep_chunk_interval(cur: Any, schema: str, table: str, interval: str) -> bool:
+    """Give the hypertable `interval` chunks from now on (existing chunks stay); True when it
+    had another interval."""
+    if _chunk_interval(cur, schema, table) == pd.Timedelta(interval):
+        return False
+    cur.execute(
+        "SELECT set_chunk_time_interval(format('%%I.%%I', %s, %s)::regclass, %s::interval)",
+        (schema, table, interval),
+    )
+    return True
+
+
+def _current_schema(cur: Any) -> str:
+    cur.execute("SELECT current_schema()")
+    return str(cur.fetchone()[0])
+
+
+def _materialization(cur: Any, view: str) -> tuple[str, str]:
+    """The schema and name of the hypertable holding an aggregate's materialized buckets."""
+    cur.execute(
+        "SELECT materialization_hypertable_schema, materialization_hypertable_name "
+        "FROM timescaledb_information.continuous_aggregates WHERE view_name = %s",
+        (view,),
+    )
+    schema, table = cur.fetchone()
+    return str(schema), str(table)
 
 
 def _aggregate_exists(cur: Any, view: str) -> bool:
@@ -113,12 +143,12 @@ def ensure(cur: Any) -> list[str]:
             "if_not_exists => true)"
         )
         done.append("hypertable")
-    elif _chunk_interval(cur, "bars_1m") != pd.Timedelta(CHUNK_INTERVAL):
-        # schemas made with daily chunks: new chunks get the week (existing ones stay)
-        cur.execute(f"SELECT set_chunk_time_interval('bars_1m', INTERVAL '{CHUNK_INTERVAL}')")
-        done.append("chunk interval")
+    elif _keep_chunk_interval(cur, _current_schema(cur), "bars_1m", CHUNK_INTERVAL):
+        done.append("chunk interval")  # a schema made with daily chunks
     for view, width in AGGREGATES.items():
         if _aggregate_exists(cur, view):
+            if _keep_chunk_interval(cur, *_materialization(cur, view), AGGREGATE_CHUNK_INTERVAL):
+                done.append(f"{view} chunk interval")
             continue
         cur.execute(_aggregate_sql(view, width))
         cur.execute(

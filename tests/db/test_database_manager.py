@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +10,6 @@ from db.database_manager import (
     DataValidationError,
     UnsafeQueryError,
     create_db_engine,
-    execute,
     read_columns,
     read_from_db,
     read_rows,
@@ -142,6 +143,18 @@ def test_column_reads_equal_the_driver_s_rows(clean_tables):
         )
     with pytest.raises(DataValidationError, match="NULL"):
         read_columns("SELECT 1::int4 AS x", None, {"x": "int8"})
+    with pytest.raises(DataValidationError, match="infinite"):
+        read_columns("SELECT CAST('infinity' AS timestamptz) AS t", None, {"t": "timestamptz"})
+    # before PostgreSQL's epoch (2000) and far after it; a trailing semicolon is fine
+    old = read_columns(
+        "SELECT CAST(:a AS timestamptz) AS t UNION ALL SELECT CAST(:b AS timestamptz);",
+        {"a": "1969-07-20 20:17:40.5+00", "b": "2262-04-11 23:47:16+00"},
+        {"t": "timestamptz"},
+    )
+    assert list(old["t"]) == [
+        np.datetime64("1969-07-20T20:17:40.500000"),
+        np.datetime64("2262-04-11T23:47:16"),
+    ]
 
 
 def test_a_connection_dropped_mid_query_leaves_the_pool_and_reads_go_on():
@@ -151,20 +164,35 @@ def test_a_connection_dropped_mid_query_leaves_the_pool_and_reads_go_on():
 
     from sqlalchemy.exc import OperationalError
 
-    def kill_the_sleeper() -> None:  # (its own text does not match: the pattern is split)
-        execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
-            "pg_backend_pid() AND query LIKE '%' || :fn || '(30)%'",
-            {"fn": "pg_sleep"},
-        )
+    def kill_the_sleeper() -> None:  # its own text does not match: the pattern is split
+        for _ in range(300):
+            ended = read_from_db(
+                "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state = 'active' AND query LIKE '%' || :fn || '(30)%'",
+                {"fn": "pg_sleep"},
+            )["n"][0]
+            if ended:
+                return
+            time.sleep(0.1)
 
-    killer = threading.Timer(1.0, kill_the_sleeper)
+    killer = threading.Thread(target=kill_the_sleeper)
     killer.start()
     with pytest.raises(OperationalError) as caught:
         read_rows("SELECT pg_sleep(30) AS s")
     killer.join()
     assert caught.value.connection_invalidated
     assert read_rows("SELECT 1 AS one")[1][0][0] == 1
+
+
+def test_driver_reads_say_what_is_wrong_in_sqlalchemy_s_terms():
+    from sqlalchemy.exc import InvalidRequestError, ProgrammingError
+
+    with pytest.raises(InvalidRequestError, match="'t'"):
+        read_rows("SELECT :t AS t", {})
+    with pytest.raises(ProgrammingError, match="nope"):
+        read_rows("SELECT * FROM nope")
+    assert read_rows("SELECT 2 AS two")[1] == [(2,)]  # the pooled connection is usable
 
 
 def test_other_tables_round_trip(clean_tables):

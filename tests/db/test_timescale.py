@@ -106,16 +106,33 @@ def test_the_flavour_offered_is_the_flavour_in_use() -> None:
 
 
 def test_the_hypertable_gets_week_chunks_also_when_made_with_daily_ones() -> None:
+    """Week chunks for the bars and 10-week ones for the aggregates' materialized buckets, also
+    in a schema made with daily chunks (whose aggregates got 10-day ones)."""
     from db import timescale
 
     with autocommit_cursor() as cur:
         if not has_aggregates():
             assert timescale.ensure(cur) == []  # plain tables stay plain
             return
-        assert timescale._chunk_interval(cur, "bars_1m") == pd.Timedelta(days=7)
+        schema = timescale._current_schema(cur)
+        stores = {view: timescale._materialization(cur, view) for view in timescale.AGGREGATES}
+
+        def intervals() -> list[pd.Timedelta]:
+            bars = timescale._chunk_interval(cur, schema, "bars_1m")
+            return [bars] + [timescale._chunk_interval(cur, *stores[v]) for v in stores]
+
+        assert intervals() == [pd.Timedelta(days=7)] + [pd.Timedelta(days=70)] * 3
         cur.execute("SELECT set_chunk_time_interval('bars_1m', INTERVAL '1 day')")
-        assert timescale.ensure(cur) == ["chunk interval"]
-        assert timescale._chunk_interval(cur, "bars_1m") == pd.Timedelta(days=7)
+        for store in stores.values():
+            cur.execute(
+                "SELECT set_chunk_time_interval(format('%%I.%%I', %s, %s)::regclass, "
+                "INTERVAL '10 days')",
+                store,
+            )
+        assert timescale.ensure(cur) == ["chunk interval"] + [
+            f"{view} chunk interval" for view in timescale.AGGREGATES
+        ]
+        assert intervals() == [pd.Timedelta(days=7)] + [pd.Timedelta(days=70)] * 3
         assert timescale.ensure(cur) == []
 
 
