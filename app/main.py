@@ -2,13 +2,13 @@
 runs it for you).
 
 The one entry point: page set-up shared by every page (page config, settings check, the
-disclaimer in the sidebar), the server's live scorer (started by whichever page is opened first)
-and the navigation between the pages in `app/views/`.
+disclaimer in the sidebar) and the navigation between the pages in `app/views/`. The app only
+reads: the scoring worker (`python -m ml.scoring_worker`) scores every bar as it is stored.
 """
 
 import streamlit as st
 
-from app import live, ui
+from app import ui
 
 PAGES = [
     st.Page(
@@ -22,6 +22,4 @@ PAGES = [
 
 page = st.navigation(PAGES)
 ui.setup(page.title)
-with ui.guard(retry=False):
-    live.live_scorer()  # one per server: scores every new bar for every serving version
 page.run()

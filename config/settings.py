@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         None, description="PostgreSQL URL; unset = start the embedded PostgreSQL"
     )
+    database_read_url: SecretStr | None = Field(
+        None, description="URL of a streaming replica for the app's reads (optional)"
+    )
     data_dir: Path = Field(PROJECT_ROOT / "var", description="folder for local state and logs")
     embedded_pg_port: int = Field(54329, ge=1024, le=65535, description="embedded server port")
     db_pool_size: int = Field(5, ge=1, le=100, description="SQLAlchemy pool size")
@@ -131,6 +134,11 @@ class Settings(BaseSettings):
     drift_persistence: int = Field(3, ge=1, description="consecutive alarming checks to act")
     drift_window_bars: int = Field(390, ge=30, description="recent bars per ticker drift checks")
 
+    # --- serving
+    scoring_poll_s: float = Field(
+        2.0, gt=0, description="scoring worker: look for new bars this often without a NOTIFY"
+    )
+
     # --- app
     app_refresh_s: float = Field(5.0, ge=1, description="live page refresh period")
     analyst_password: SecretStr = Field(
@@ -189,8 +197,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr) and value.get_secret_value():
                 values.append(value.get_secret_value())
-        if self.database_url is not None:
-            password = urlsplit(self.database_url.get_secret_value()).password
+        for url in (self.database_url, self.database_read_url):
+            password = None if url is None else urlsplit(url.get_secret_value()).password
             if password:
                 values.append(unquote(password))
                 values.append(password)

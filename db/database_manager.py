@@ -199,6 +199,20 @@ def autocommit_cursor() -> Iterator[Any]:
 
 
 @contextmanager
+def dedicated_connection() -> Iterator[Any]:
+    """A DB-API connection of its own, in autocommit mode and outside the pool, closed on exit
+    (a listener's `LISTEN` lives as long as its session, so it never goes back to the pool)."""
+    raw = create_db_engine().raw_connection()
+    raw.detach()
+    dbapi: Any = raw.dbapi_connection
+    dbapi.autocommit = True
+    try:
+        yield dbapi
+    finally:
+        raw.close()
+
+
+@contextmanager
 def connect() -> Iterator[Connection]:
     """A connection in a transaction, committed on success, rolled back on error."""
     with create_db_engine().begin() as conn:

@@ -11,9 +11,11 @@ import json
 from typing import Any, NamedTuple
 
 import pandas as pd
+from sqlalchemy import text
 
 from core.timeutil import utc
-from db.database_manager import execute, read_from_db
+from db.database_manager import connect, execute, read_from_db
+from db.notify import REGISTRY, notify
 
 ORIGIN = "2000-01-03T00:00:00+00:00"
 
@@ -21,12 +23,16 @@ ORIGIN = "2000-01-03T00:00:00+00:00"
 def record_model_event(
     event: str, version: str, previous: str | None, actor: str, reason: str
 ) -> None:
-    """Append a promotion or rollback to `model_events`."""
-    execute(
-        "INSERT INTO model_events (event, version, previous_version, actor, reason) "
-        "VALUES (:e, :v, :p, :a, :r)",
-        {"e": event, "v": version, "p": previous, "a": actor, "r": reason},
-    )
+    """Append a promotion, rollback or pin to `model_events` and notify the scoring worker."""
+    with connect() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO model_events (event, version, previous_version, actor, reason) "
+                "VALUES (:e, :v, :p, :a, :r)"
+            ),
+            {"e": event, "v": version, "p": previous, "a": actor, "r": reason},
+        )
+        notify(conn, REGISTRY, f"{event} {version}")
 
 
 def model_events(limit: int = 200) -> pd.DataFrame:

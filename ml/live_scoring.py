@@ -1,7 +1,8 @@
 """Score every new bar once per serving version: the champion's signals and the challengers'
 shadow predictions, from one incremental feature state.
 
-`Scorer` is one per process (the app's shared scorer, the drift job, the benchmarks).
+`Scorer` is one per process: the scoring worker (`ml.scoring_worker`, the one that serves), the
+drift job's catch-up and the benchmarks.
 `Scorer.score(serving)`:
 
 1. takes the scorers' advisory lock: when another process is scoring, nothing is done (`busy`);
@@ -14,8 +15,9 @@ shadow predictions, from one incremental feature state.
    features, scaler and window length, both TFLite models in one padded batch each, the
    dual-model recommendation; champion rows are the signals analysts see (flagged provisional
    when the champion is), challenger rows are shadow predictions;
-4. writes every row in the lock's transaction; the signals key (ticker, bar, version) makes each
-   bar scored at most once per version however many sessions and processes ask;
+4. writes every row in the lock's transaction, with a `db.notify.SIGNALS` notification delivered
+   on its commit; the signals key (ticker, bar, version) makes each bar scored at most once per
+   version however many processes ask;
 5. stores the realised outcomes of scored bars whose label horizon has passed (`ml.outcomes`).
 """
 
@@ -33,6 +35,7 @@ from core.timeutil import utc, utc_now
 from db.bars import adjustment_stamp, read_bars, read_last_bars
 from db.context import macro_for_features, news_for_features
 from db.database_manager import connect, write_to_db
+from db.notify import SIGNALS, notify
 from db.signals import last_scored, try_scoring_lock
 from ml.feature_engineering import (
     HISTORY_MARGIN_BARS,
@@ -64,6 +67,8 @@ class ScoreResult:
     outcomes: int = 0  # realised outcomes stored
     model_s: float = 0.0  # seconds spent in the TFLite models
     errors: dict[str, str] = field(default_factory=dict)  # version -> why it was not scored
+    newest_bar: pd.Timestamp | None = None  # the newest stored bar the feature state holds
+    newest_scored: pd.Timestamp | None = None  # the newest bar stored rows were written for
 
 
 @dataclass
@@ -219,14 +224,14 @@ class Scorer:
                 if len(rows):
                     frames.append(rows)
             if frames:
-                write_to_db(
-                    pd.concat(frames, ignore_index=True),
-                    table="signals",
-                    on_conflict="nothing",
-                    conn=conn,
-                )
+                rows = pd.concat(frames, ignore_index=True)
+                write_to_db(rows, table="signals", on_conflict="nothing", conn=conn)
+                result.newest_scored = utc(rows["bar_ts"].max())
+                notify(conn, SIGNALS, result.newest_scored.isoformat())  # delivered on commit
         result.model_s = self.model_s - model_before
         newest = max((int(st.features.last_ns.max()) for st in self._states.values()), default=None)
+        newest = None if newest is None or newest == np.iinfo(np.int64).min else newest
+        result.newest_bar = None if newest is None else pd.Timestamp(newest, tz="UTC")
         since = utc_now() if newest is None else pd.Timestamp(newest, tz="UTC")
         result.outcomes = update_outcomes(
             [m.metadata.labels for m in serving.versions],

@@ -5,7 +5,8 @@ Every writer of `bars_1m` (the price ingestor, the backfill, history seeding) go
 path; see `config.market_calendar.regular_session_mask`) as the source served them: prices are
 stored raw and adjusted for splits and dividends when read (`db.bars`), so a bar that arrives
 late for a date before an applied action needs no special care. The gaps found with the bars are
-queued in the same transaction, so a restart never loses one. When the write changed complete
+queued in the same transaction, so a restart never loses one, and the scoring worker is notified
+in it (`db.notify.BARS`). When the write changed complete
 buckets of TimescaleDB's continuous aggregates (a backfill, seeding, a late bar), those are
 re-materialized right after the commit.
 """
@@ -18,6 +19,7 @@ import pandas as pd
 
 from config.market_calendar import regular_session_mask
 from db.database_manager import connect, refresh_aggregates, write_to_db
+from db.notify import BARS, notify
 from db.queue import queue_gaps
 from workers.sources.base import BAR_COLUMNS
 
@@ -49,6 +51,8 @@ def write_bars(
         if not bars.empty:
             frame = bars[BAR_COLUMNS].assign(source=source)
             written = write_to_db(frame, table="bars_1m", on_conflict=on_conflict, conn=conn)
+            if written:  # the scoring worker wakes when this transaction commits
+                notify(conn, BARS, pd.Timestamp(bars["ts"].max()).isoformat())
         if has_gaps:
             assert gaps is not None
             queue_gaps(conn, gaps)

@@ -1,13 +1,10 @@
-"""What every worker shares: retry with jittered back-off, graceful shutdown."""
+"""What every worker shares: retry with jittered back-off, graceful shutdown (`core.loops`)."""
 
 from __future__ import annotations
 
 import logging
-import random
-import signal
-import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tenacity import (
     before_sleep_log,
@@ -16,6 +13,10 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+
+from core.loops import Shutdown, backoff_s
+
+__all__ = ["Shutdown", "backoff_s", "with_retries"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -36,37 +37,3 @@ def with_retries(
         before_sleep=before_sleep_log(logger or log, logging.WARNING),
         reraise=True,
     )
-
-
-def backoff_s(attempt: int, base_s: float, cap_s: float) -> float:
-    """Jittered exponential back-off for loop-level waits: 50-100% of min(cap, base * 2^(n-1))."""
-    ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
-    return float(ceiling * random.uniform(0.5, 1.0))
-
-
-class Shutdown:
-    """Set by SIGTERM / SIGINT; loops check `requested` and sleep with `wait(seconds)`."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.signal_name: str | None = None
-
-    def install(self) -> Shutdown:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        self.signal_name = signal.Signals(signum).name
-        self._event.set()
-
-    @property
-    def requested(self) -> bool:
-        return self._event.is_set()
-
-    def request(self) -> None:
-        self._event.set()
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to `seconds`; True if shutdown was requested meanwhile."""
-        return self._event.wait(max(0.0, seconds))

@@ -82,6 +82,49 @@ def summary(frame: pd.DataFrame, stamp: data.LiveStamp, version: str | None) -> 
     st.caption(f"Serving model **{version or 'none'}** · times in UTC")
 
 
+def scorer_notice(scorer: live.ScorerState) -> None:
+    """Say plainly when the signals shown are not current."""
+    newest = ui.fmt_ts(scorer.newest_scored, "%m-%d %H:%M") if scorer.newest_scored else "none"
+    if scorer.state == "never":
+        st.warning(
+            "The scoring worker has not reported yet, so new bars are not being scored: start "
+            "it with `python -m ml.scoring_worker` (supervisord's `scoring_worker` program). "
+            f"Newest signal: {newest}."
+        )
+    elif scorer.state in ("down", "stopped"):
+        age = ui.fmt_age(scorer.beat_age_s or 0.0)
+        what = "stopped" if scorer.state == "stopped" else f"silent for {age}"
+        st.error(
+            f"The scoring worker is {what}: the signals below are from bar {newest} and "
+            "are not current. supervisord restarts it; see its log (`scoring_worker.log`)."
+        )
+    elif scorer.state == "behind":
+        minutes = int((scorer.behind or pd.Timedelta(0)).total_seconds() // 60)
+        st.warning(
+            f"The scoring worker is behind: the newest signal is for bar {newest}, "
+            f"{minutes} bar-minute(s) before the newest stored bar. It catches up by itself."
+        )
+    if scorer.error:
+        st.warning(f"Scoring problem reported by the worker: {scorer.error}")
+
+
+def scorer_line(scorer: live.ScorerState | None) -> str:
+    """The worker's state in one caption phrase."""
+    if scorer is None:
+        return "no model serving"
+    if scorer.newest_scored is None:
+        return f"scoring worker: {scorer.state}, no signal yet"
+    line = (
+        f"scoring worker: {scorer.state}, newest bar scored "
+        f"{ui.fmt_ts(scorer.newest_scored, '%H:%M')}"
+    )
+    if scorer.behind is not None:
+        line += f", {int(scorer.behind.total_seconds() // 60)} min behind the newest bar"
+    if scorer.pass_ms is not None:
+        line += f", last pass {scorer.pass_ms:.0f} ms"
+    return line
+
+
 def stamp_metric(col: DeltaGenerator, label: str, ts: pd.Timestamp | None) -> None:
     """A bar time as a metric: the minute as the value, the day in the label."""
     day = "" if ts is None else f" · {ts:%a %m-%d}"
@@ -98,10 +141,10 @@ def live_board() -> None:
         version = serving.champion.version if serving.champion else None
         model_notice(version)
         ui.model_notices(serving)
-        scorer = live.live_scorer()
         stamp = data.live_stamp(version)
-        if scorer.catch_up(stamp.bars_ts):
-            stamp = data.live_stamp(version)
+        scorer = live.scorer_state(stamp.bars_ts, stamp.signal_ts) if version else None
+        if scorer is not None:
+            scorer_notice(scorer)
         frame = data.live_table(stamp, version, tuple(settings.universe))
         if frame["bar_ts"].isna().all():
             st.info(
@@ -118,14 +161,11 @@ def live_board() -> None:
             height=36 * (len(frame) + 1) + 4,
             key="live_table",
         )
-        status = scorer.status
-        if status.last_error:
-            st.warning(f"Scoring paused: {status.last_error}. Retrying by itself.")
         render_ms = (time.perf_counter() - started) * 1000
         st.caption(
             f"Refreshed {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC in {render_ms:.0f} ms, every "
-            f"{settings.app_refresh_s:g} s · {status.bars_scored} bars scored by this server "
-            f"({status.invocations} model invocations) · each signal: {ui.DISCLAIMER_SHORT}"
+            f"{settings.app_refresh_s:g} s · {scorer_line(scorer)} · each signal: "
+            f"{ui.DISCLAIMER_SHORT}"
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ TRAINING_ENV = {"TRAIN_MAX_WINDOWS": "3000", "TRAIN_EPOCHS": "1", "TRAIN_LOOKBAC
 
 
 def clear_streamlit_caches() -> None:
-    """Drop every cached value and resource (stopping the live scorer thread)."""
+    """Drop every cached value and resource."""
     import streamlit as st
 
     st.cache_data.clear()
@@ -59,6 +60,20 @@ class AppEnv:
         self.models_dir = models_dir
         self._request = request
         self._version: str | None = None
+        self._worker: Any = None
+
+    @property
+    def worker(self) -> Any:
+        """The scoring worker (`ml.scoring_worker.ScoringWorker`) of this test, in-process."""
+        if self._worker is None:
+            from ml.scoring_worker import ScoringWorker
+
+            self._worker = ScoringWorker()
+        return self._worker
+
+    def score(self) -> Any:
+        """One pass of the scoring worker, as when a bar's notification wakes it."""
+        return self.worker.run_pass()
 
     @property
     def version(self) -> str:

@@ -169,6 +169,41 @@ class StreamlitServer:
             return ""
 
 
+class ScoringWorkerProcess:
+    """`python -m ml.scoring_worker` as a real process (what supervisord runs beside the app)."""
+
+    def __init__(self, log_path: Path, env: dict[str, str] | None = None) -> None:
+        import os
+
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
+        self.proc: Any = None
+
+    def __enter__(self) -> ScoringWorkerProcess:
+        import subprocess
+        import sys
+
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ml.scoring_worker"],
+                cwd=APP_DIR.parent,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 

@@ -21,6 +21,7 @@ def test_live_page_shows_the_universe_with_signals_and_the_disclaimer(app_env):
     feed = app_env.feed()
     newest = feed.seed()
     app_env.promote()
+    app_env.score()
     at = open_page("home")
     assert not at.exception
     assert DISCLAIMER in alerts(at, "warning")
@@ -36,35 +37,75 @@ def test_live_page_shows_the_universe_with_signals_and_the_disclaimer(app_env):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics[f"Newest bar · {newest:%a %m-%d}"] == f"{newest:%H:%M}"
     assert any(f"Serving model **{app_env.version}**" in c for c in texts(at))
+    assert any(f"scoring worker: current, newest bar scored {newest:%H:%M} UTC" in c
+               for c in texts(at))  # fmt: skip
     # the first sight of each ticker scores its newest bar only: one signal per ticker
     assert signal_rows() == len(get_settings().universe)
 
 
-def test_each_new_bar_is_scored_once_however_many_sessions_refresh(app_env):
+def test_sessions_only_read_what_the_scoring_worker_stored(app_env):
+    """However many sessions refresh, the app calls no model: each new bar is scored once, by
+    the scoring worker, in one batch per model, and every session shows its signal."""
     feed = app_env.feed()
     feed.seed(hold_back=3)
     app_env.promote()
+    worker = app_env.worker
+    worker.run_pass()
     sessions = [open_page("home") for _ in range(3)]
-    scorer = live.live_scorer()
-    base_rows, base_status = signal_rows(), scorer.status
-    batch = live.serving_models().lstm.batch
+    app_models = live.serving_models()
+    assert app_models is not None
+    base_rows, base_calls = signal_rows(), worker.stats.invocations
+    batch = app_models.lstm.batch
     for _ in range(2):
         ts, n_bars = feed.next_minute()
+        worker.run_pass()  # what the bars' notification makes the worker do
         for at in sessions:
             at.run()
             assert not at.exception
             metrics = {m.label: m.value for m in at.metric}
             assert metrics[f"Newest signal · {ts:%a %m-%d}"] == f"{ts:%H:%M}"
-        status = scorer.status
         assert signal_rows() - base_rows == n_bars
-        assert status.bars_scored - base_status.bars_scored == n_bars
         # both models run once per batch of new bars: not once per session
-        assert status.invocations - base_status.invocations == 2 * math.ceil(n_bars / batch)
-        base_rows, base_status = signal_rows(), status
+        assert worker.stats.invocations - base_calls == 2 * math.ceil(n_bars / batch)
+        base_rows, base_calls = signal_rows(), worker.stats.invocations
+    assert app_models.invocations == 0  # the app loaded the models and never called them
     stored = read_from_db(
         "SELECT ticker, bar_ts, count(*) AS n FROM signals GROUP BY ticker, bar_ts"
     )
     assert (stored["n"] == 1).all()
+
+
+def test_the_page_says_when_the_scoring_worker_is_down_or_behind(app_env):
+    """Signals older than the newest bar are not shown as current."""
+    from db.database_manager import execute
+
+    feed = app_env.feed()
+    feed.seed(hold_back=5)
+    app_env.promote()
+    at = open_page("home")
+    assert any("scoring worker has not reported yet" in w for w in alerts(at, "warning"))
+    app_env.score()
+    at.run()
+    assert not alerts(at, "error")
+    assert not any("scoring worker" in w for w in alerts(at, "warning"))
+    for _ in range(3):  # three bars arrive and nothing scores them
+        newest, _ = feed.next_minute()
+    at.run()
+    [behind] = [w for w in alerts(at, "warning") if "scoring worker is behind" in w]
+    assert "3 bar-minute(s) before the newest stored bar" in behind
+    execute(
+        "UPDATE worker_heartbeats SET last_beat = now() - interval '5 minutes' WHERE worker = :w",
+        {"w": live.SCORER},
+    )
+    at.run()
+    [down] = alerts(at, "error")
+    assert "scoring worker is silent for" in down and "are not current" in down
+    app_env.score()  # it is back: caught up, and the page says nothing
+    at.run()
+    assert not alerts(at, "error")
+    assert not any("scoring worker" in w for w in alerts(at, "warning"))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[f"Newest signal · {newest:%a %m-%d}"] == f"{newest:%H:%M}"
 
 
 def test_without_a_model_prices_show_and_signals_appear_once_one_is_promoted(app_env):
@@ -76,6 +117,7 @@ def test_without_a_model_prices_show_and_signals_appear_once_one_is_promoted(app
     assert table["last"].notna().all()
     assert (table["signal"] == "—").all()
     app_env.promote()
+    app_env.score()
     at.run()
     assert not any("No model is trained yet" in m for m in alerts(at, "info"))
     assert (table_with(at, "ticker", "signal")["signal"] != "—").all()
@@ -94,6 +136,7 @@ def test_database_down_shows_a_plain_message_without_secrets_and_recovers(
 ):
     app_env.feed().seed()
     app_env.promote()
+    app_env.score()
     good_url = get_settings().database_url.get_secret_value()
     monkeypatch.setenv("DATABASE_URL", "postgresql://analyst:s3cr3t-pw-42@127.0.0.1:9/nowhere")
     get_settings.cache_clear()

@@ -271,8 +271,6 @@ def _trained_until(version: str, ts: pd.Timestamp) -> None:
 def test_the_live_scoreboard_fills_as_bars_arrive_and_offers_the_challenger(app_env):
     """Champion and challenger score every new bar; once outcomes are realised the lab's
     scoreboard shows both on the same bars, and the challenger can be promoted from there."""
-    from app import live
-
     feed = app_env.feed()
     last_seeded = feed.seed(hold_back=45)
     champion = app_env.promote()
@@ -282,11 +280,11 @@ def test_the_live_scoreboard_fills_as_bars_arrive_and_offers_the_challenger(app_
     assert not at.exception
     early = " ".join(alerts(at, "info"))
     assert "scoreboard shows its figures from 30 on" in early
-    scorer = live.live_scorer()
+    worker = app_env.worker
     arrived = 0
     for _ in range(45):
         arrived += feed.next_minute()[1]
-        scorer.score_once()
+        worker.run_pass()
     at.run()
     assert not at.exception and not alerts(at, "error")
     board = table_with(at, "version", "signal hit rate", "P&L after costs")
@@ -306,7 +304,7 @@ def test_the_live_scoreboard_fills_as_bars_arrive_and_offers_the_challenger(app_
     )
     after = pd.to_datetime(shadow["bar_ts"], utc=True) > last_seeded
     assert int(after.sum()) == arrived  # every bar that arrived, once
-    assert scorer.status.shadow_scored == len(shadow)
+    assert worker.stats.shadow == len(shadow)
     fill_form(at, "promote_challenger", "erin", PASSWORD, "ahead on the live scoreboard")
     submit(at, "Promote challenger")
     registry = read_registry()

@@ -1,9 +1,10 @@
-"""A scoring process for the shadow-scoring tests: what the app's live scorer thread does, in a
-process of its own, until a stop file appears (then one last pass).
+"""A scoring process for the racing test: the scoring worker's passes (`ml.scoring_worker`),
+one after another, until a stop file appears (then one last pass).
 
     python tests/ml/shadow_worker.py <stop-file> <report-file>
 
-The report file gets one line per pass: rows stored for the champion and the shadow versions.
+The report file gets one line per pass: rows stored for the champion and the shadow versions,
+and 1 when another process held the scorers' lock.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-from ml.live_scoring import Scorer
-from ml.model_loader import ModelManager
+from ml.scoring_worker import ScoringWorker
 
 
 def main(stop: Path, report: Path) -> int:
-    manager, scorer = ModelManager(), Scorer()
+    worker = ScoringWorker()
     with report.open("a") as out:
         while True:
             last = stop.exists()
-            result = scorer.score(manager.serving())
+            result = worker.run_pass()
             out.write(f"{len(result.recommendations)} {result.shadow} {int(result.busy)}\n")
             out.flush()
             if last:

@@ -21,6 +21,7 @@ CONF = ROOT / "supervisord.conf"
 PROGRAMS = {
     "price_ingestor": ["-m", "workers.price_ingestor"],
     "news_ingestor": ["-m", "workers.news_ingestor"],
+    "scoring_worker": ["-m", "ml.scoring_worker"],
     "app": None,  # a /bin/sh wrapper, run below
     "cron": None,
 }
@@ -48,7 +49,7 @@ def programs(monkeypatch, tmp_path) -> dict[str, Any]:
     return load(monkeypatch, tmp_path)
 
 
-def test_the_four_programs_are_defined(programs):
+def test_the_five_programs_are_defined(programs):
     assert set(programs) == set(PROGRAMS)
 
 
@@ -68,7 +69,7 @@ def test_each_program_restarts_logs_and_runs_in_the_project(programs, name, tmp_
     assert proc.startretries >= 3
 
 
-@pytest.mark.parametrize("name", ["price_ingestor", "news_ingestor"])
+@pytest.mark.parametrize("name", ["price_ingestor", "news_ingestor", "scoring_worker"])
 def test_workers_are_python_modules_of_the_project(programs, name):
     argv = shlex.split(programs[name].command)
     assert argv == [sys.executable, *PROGRAMS[name]]

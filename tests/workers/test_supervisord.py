@@ -46,12 +46,17 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 90.0) -> An
 
 def price_only_config(target: Path) -> Path:
     """The project's supervisord.conf with every program but price_ingestor left out."""
+    return program_only_config(target, "price_ingestor")
+
+
+def program_only_config(target: Path, program: str) -> Path:
+    """The project's supervisord.conf with every program but `program` left out."""
     kept, keep = [], True
     for line in (ROOT / "supervisord.conf").read_text().splitlines(keepends=True):
         if line.startswith("["):
             name = line.strip()
             other = name.startswith(("[program:", "[group:", "[eventlistener:", "[fcgi-program:"))
-            keep = not other or name == "[program:price_ingestor]"
+            keep = not other or name == f"[program:{program}]"
         if keep:
             kept.append(line)
     target.write_text("".join(kept))
