@@ -4,15 +4,24 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha1sum | cut -c1-12)
+# torch's CPU-only wheels (PyPI's Linux x86_64 wheel is a CUDA build with GBs of GPU libraries)
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 export PYTHONUNBUFFERED := 1
 
 .PHONY: install demo test test-fast test-plain test-dates lint format bench browser faketime \
 	timescaledb db-start db-stop db-status clean
 
+# torch first, from its CPU wheel index as the Dockerfile does, at the version requirements.txt
+# pins (2.x.y+cpu satisfies ==2.x.y in the next step); where that index cannot be used (no
+# network to it: fails within seconds), the pinned requirement comes from the configured index.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@echo "==> installing dependencies into $(VENV) (first run takes a few minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@torch_pin="$$(grep -E '^torch==' requirements.txt)"; \
+		$(PY) -m pip install --quiet --disable-pip-version-check --timeout 10 --retries 0 \
+			--index-url $(TORCH_INDEX) "$$torch_pin" >/dev/null 2>&1 \
+		|| echo "==> $(TORCH_INDEX) could not be used: $$torch_pin comes from the configured index"
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@rm -f $(VENV)/.installed-*

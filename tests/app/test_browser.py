@@ -13,6 +13,7 @@ from tests.app.support import (
     APP_DIR,
     CHROMIUM,
     CHROMIUM_ARGS,
+    ScoringWorkerProcess,
     StreamlitServer,
     metric_value,
 )
@@ -54,7 +55,10 @@ def test_live_page_shows_a_new_bars_signal_without_reloading_then_the_model_lab(
     ARTIFACTS.mkdir(exist_ok=True)
     env = {"APP_REFRESH_S": "2", **{k: os.environ[k] for k in ("MODELS_DIR", "DATA_DIR")}}
     env["MODEL_CONFIG_PATH"] = str(get_settings().model_config_path)
-    with StreamlitServer(ARTIFACTS / "streamlit-browser-test.log", env) as server:
+    with (
+        ScoringWorkerProcess(ARTIFACTS / "scoring-worker-browser-test.log", env),
+        StreamlitServer(ARTIFACTS / "streamlit-browser-test.log", env) as server,
+    ):
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         page.goto(server.url)
         page.get_by_role("heading", name="Live signals").wait_for(timeout=60_000)
@@ -117,7 +121,10 @@ def test_detail_and_lab_refresh_in_place_and_show_a_retrain_started_elsewhere(ap
     ARTIFACTS.mkdir(exist_ok=True)
     env = {"APP_REFRESH_S": "2", **{k: os.environ[k] for k in ("MODELS_DIR", "DATA_DIR")}}
     env["MODEL_CONFIG_PATH"] = str(get_settings().model_config_path)
-    with StreamlitServer(ARTIFACTS / "streamlit-refresh-test.log", env) as server:
+    with (
+        ScoringWorkerProcess(ARTIFACTS / "scoring-worker-refresh-test.log", env),
+        StreamlitServer(ARTIFACTS / "streamlit-refresh-test.log", env) as server,
+    ):
         detail = browser.new_page(viewport={"width": 1500, "height": 1100})
         detail.goto(f"{server.url}/stock_detail?ticker=AAPL")
         detail.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
@@ -160,3 +167,62 @@ def test_detail_and_lab_refresh_in_place_and_show_a_retrain_started_elsewhere(ap
             stop.touch()
             scheduled.wait(timeout=60)
         assert "Traceback" not in lab.inner_text("body") + detail.inner_text("body")
+
+
+def _live_table_text(page) -> str:
+    """The live board's rows as the browser shows them (the glide data grid's cells)."""
+    return str(page.locator('[data-testid="stDataFrame"]').first.inner_text())
+
+
+def test_two_app_servers_show_the_same_signals_and_call_no_model(app_env, browser):
+    """Two `streamlit run` servers on their own ports against one database and one scoring
+    worker: both pages show the same newest signal for each new bar, and the signals stored are
+    exactly one row per bar and version (the predictions the worker made), whatever the number
+    of servers and sessions."""
+    import time
+
+    from db.database_manager import read_from_db
+
+    feed = app_env.feed()
+    feed.seed(hold_back=3)
+    app_env.promote()
+    app_env.copy_version("20991231T000000Z")  # a challenger scoring in shadow
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = {"APP_REFRESH_S": "2", **{k: os.environ[k] for k in ("MODELS_DIR", "DATA_DIR")}}
+    env["MODEL_CONFIG_PATH"] = str(get_settings().model_config_path)
+    with (
+        ScoringWorkerProcess(ARTIFACTS / "scoring-worker-two-servers.log", env),
+        StreamlitServer(ARTIFACTS / "streamlit-server-a.log", env) as a,
+        StreamlitServer(ARTIFACTS / "streamlit-server-b.log", env) as b,
+    ):
+        assert a.port != b.port
+        pages = []
+        for server in (a, b, a):  # two sessions on the first server, one on the second
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(server.url)
+            page.locator('[data-testid="stMetric"]', has_text="Newest signal").wait_for(
+                timeout=60_000
+            )
+            pages.append(page)
+        for _ in range(3):
+            ts, _ = feed.next_minute()
+            wanted = f"{ts:%H:%M}"
+            for page in pages:
+                page.wait_for_function(
+                    "w => [...document.querySelectorAll('[data-testid=stMetric]')].some("
+                    "m => m.innerText.includes('Newest signal') && m.innerText.trim().endsWith(w))",
+                    arg=wanted,
+                    timeout=30_000,
+                )
+        time.sleep(2.5)  # one more refresh period: every board drawn from the same rows
+        boards = [_live_table_text(p) for p in pages]
+        assert boards[0] == boards[1] == boards[2]
+        assert "Traceback" not in pages[1].inner_text("body")
+    stored = read_from_db(
+        "SELECT model_version, role, count(*) AS n, count(DISTINCT (ticker, bar_ts)) AS bars "
+        "FROM signals GROUP BY model_version, role ORDER BY role"
+    )
+    assert list(stored["role"]) == ["champion", "shadow"]
+    assert (stored["n"] == stored["bars"]).all()  # one row per bar and version, never more
+    tickers = len(get_settings().universe)
+    assert (stored["n"] == tickers * 4).all()  # the newest seeded bar + 3 new minutes, each once
