@@ -147,8 +147,10 @@ def _clear_caches() -> None:
 def rerun_live() -> list[dict[str, Any]]:
     from streamlit.testing.v1 import AppTest
 
+    from ml.scoring_worker import ScoringWorker
     from tests.app.support import open_page
 
+    ScoringWorker().run_pass()  # the newest bars scored, as the scoring worker keeps them
     at = open_page("home")
     assert not at.exception and len(at.dataframe) == 1
     warm = statistics.median(_timed_reruns(at, RERUNS))
@@ -214,16 +216,15 @@ class Feeder:
 
 
 def _scorer_counts() -> tuple[int, int]:
-    from app.live import HEARTBEAT_WORKER
+    """Rows stored and model calls made by the scoring worker so far (its heartbeat)."""
     from db.database_manager import read_from_db
+    from ml.scoring_worker import WORKER
 
-    frame = read_from_db(
-        "SELECT details FROM worker_heartbeats WHERE worker = :w", {"w": HEARTBEAT_WORKER}
-    )
+    frame = read_from_db("SELECT details FROM worker_heartbeats WHERE worker = :w", {"w": WORKER})
     if frame.empty:
         return 0, 0
     details = frame.iloc[0]["details"]
-    rows = int(details["bars_scored"]) + int(details.get("shadow_scored", 0))
+    rows = int(details["signals"]) + int(details.get("shadow", 0))
     return rows, int(details["invocations"])
 
 
@@ -255,10 +256,14 @@ def _refreshing(pages: list[Any]) -> int:
 
 
 def _measure_sessions(ctx: dict[str, Any], browser: Any, n: int, lab: int = 0) -> dict[str, float]:
-    from tests.app.support import StreamlitServer
+    from tests.app.support import ScoringWorkerProcess, StreamlitServer
 
     log = ctx["tmp"] / f"streamlit_sessions_{n}_{lab}.log"
-    with StreamlitServer(log, ctx["env"]) as server:
+    worker_log = ctx["tmp"] / f"scoring_worker_{n}_{lab}.log"
+    with (
+        ScoringWorkerProcess(worker_log, ctx["env"]),
+        StreamlitServer(log, ctx["env"]) as server,
+    ):
         proc = psutil.Process(server.proc.pid)
         pages = _open_sessions(browser, server.url, n, lab)
         time.sleep(2 * REFRESH_S)
@@ -335,10 +340,14 @@ def sessions_20(ctx: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def soak(ctx: dict[str, Any]) -> list[dict[str, Any]]:
-    from tests.app.support import StreamlitServer
+    from tests.app.support import ScoringWorkerProcess, StreamlitServer
 
     samples: list[tuple[float, float]] = []
-    with chromium() as browser, StreamlitServer(ctx["tmp"] / "soak.log", ctx["env"]) as server:
+    with (
+        chromium() as browser,
+        ScoringWorkerProcess(ctx["tmp"] / "soak_scoring_worker.log", ctx["env"]),
+        StreamlitServer(ctx["tmp"] / "soak.log", ctx["env"]) as server,
+    ):
         proc = psutil.Process(server.proc.pid)
         page = _open_sessions(browser, server.url, 1)[0]
         time.sleep(6 * REFRESH_S)  # warm: models loaded, caches filled
@@ -365,7 +374,7 @@ def run() -> list[dict[str, Any]]:
         out = rerun_live()
         from tests.app.conftest import clear_streamlit_caches
 
-        clear_streamlit_caches()  # stop the in-process scorer before the servers start
+        clear_streamlit_caches()
         out += sessions_20(ctx)
         out += soak(ctx)
     return out

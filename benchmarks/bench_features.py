@@ -8,11 +8,8 @@
   same database read of the bounded history (`required_history_bars` per ticker) with the
   features recomputed on it by `create_features`, then scaled and windowed. The two results
   are compared (max |diff|) in the conditions.
-- live_500: seconds from a new bar of a 500-ticker universe committed to the database to the
-  500 signals stored, through the app's live scorer thread (`app.live.LiveScorer`, polling every
-  second, so the poll is included) with a trained LSTM and Transformer; baseline: the same bars
-  scored by a fresh scorer that builds the features from the bounded history (what a process
-  without the incremental state does each time).
+- The whole path from a stored bar to its stored signals, through the scoring worker, is
+  `bench_serving` (bar_to_signal_20, bar_to_signal_500).
 
     .venv/bin/python -m benchmarks.run features
 """
@@ -30,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import bench_database, patched_env, result, timed
-from core.timeutil import utc
 
 TICKERS = 20
 SESSIONS = 25
@@ -141,7 +137,7 @@ def features_live() -> dict[str, Any]:
         write_to_db(news_rows(news), table="news_articles")
         serving = manager.serving()
         models = serving.champion
-        assert models is not None and not last_scored(models.version, universe)
+        assert models is not None and not last_scored([models.version], universe)[models.version]
         scorer = Scorer()
         params = models.metadata.feature_params
         scorer.features(params, serving, adjustment_stamp())  # the state of a running server
@@ -180,69 +176,6 @@ def features_live() -> dict[str, Any]:
     )
 
 
-def _wait_for_signals(version: str, ts: pd.Timestamp, n: int, timeout_s: float = 60) -> float:
-    from db.database_manager import read_from_db
-
-    deadline = time.perf_counter() + timeout_s
-    while time.perf_counter() < deadline:
-        got = read_from_db(
-            "SELECT count(*) AS n FROM signals WHERE model_version = :v AND bar_ts = :t",
-            {"v": version, "t": ts},
-        )["n"].iloc[0]
-        if int(got) >= n:
-            return time.perf_counter()
-        time.sleep(0.02)
-    raise TimeoutError(f"signals for {ts} not stored within {timeout_s} s")
-
-
-def live_500() -> dict[str, Any]:
-    from app.live import LiveScorer
-    from config.settings import DEFAULT_UNIVERSE, get_settings
-    from db.database_manager import execute, write_to_db
-    from ml.live_scoring import Scorer
-
-    universe = list(DEFAULT_UNIVERSE) + [f"S{i:03d}" for i in range(WIDE - len(DEFAULT_UNIVERSE))]
-    bars, _ = simulated_inputs(universe, 3)
-    stamps = np.sort(bars["ts"].unique())
-    held = stamps[-WIDE_NEW_BARS:]
-    with serving_environment(universe, bars[bars["ts"] < held[0]]) as manager:
-        serving = manager.serving()
-        version = serving.champion.version if serving.champion else ""
-        scorer = LiveScorer(manager, get_settings(), poll_s=POLL_S)
-        scorer.score_once()  # a running server: state built, newest bars scored
-        scorer.start()
-        served = []
-        try:
-            for ts in held[:-1]:
-                t0 = time.perf_counter()
-                write_to_db(bars[bars["ts"] == ts].assign(source="simulated"), table="bars_1m")
-                served.append(_wait_for_signals(version, utc(ts), WIDE) - t0)
-        finally:
-            scorer.stop()
-        last = utc(held[-1])
-        write_to_db(bars[bars["ts"] == held[-1]].assign(source="simulated"), table="bars_1m")
-        execute("DELETE FROM signals WHERE bar_ts = :t", {"t": last})
-        naive_s, scored = timed(lambda: Scorer().score(serving))
-        assert len(scored.recommendations) == WIDE
-    median = statistics.median(served)
-    print(
-        f"live_500: new bar to {WIDE} stored signals {median:.2f} s (max {max(served):.2f} s) "
-        f"vs a fresh scorer {naive_s:.2f} s"
-    )
-    return result(
-        "live_500",
-        median,
-        "s",
-        naive_s,
-        f"{WIDE}-ticker universe, trained LSTM + Transformer (batched TFLite); a new bar of "
-        f"every ticker committed, then the app's live scorer thread (polling every {POLL_S:g} s, "
-        f"poll included) scores it and stores {WIDE} signals; median of {len(served)} bars "
-        f"(max {max(served):.2f} s); target <= 2 s; baseline: a fresh scorer building its "
-        "features from the bounded history for the same bar",
-        higher_is_better=False,
-    )
-
-
 def run() -> list[dict[str, Any]]:
     from config.settings import DEFAULT_UNIVERSE
     from ml.feature_engineering import create_features
@@ -257,5 +190,4 @@ def run() -> list[dict[str, Any]]:
     return [
         result("features_full", n / full_s, "bars/s", None, cond + "; median of 3 runs"),
         features_live(),
-        live_500(),
     ]

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.timeutil import utc
-from db.database_manager import read_from_db
+from db.database_manager import read_from_db, read_rows
 
 MACRO_HISTORY = pd.Timedelta(days=400)  # the last release of a monthly series lies within this
 
@@ -25,29 +26,51 @@ MACRO_HISTORY = pd.Timedelta(days=400)  # the last release of a monthly series l
 def news_for_features(tickers: Sequence[str], start: Any, end: Any) -> pd.DataFrame:
     """Articles of `tickers` available in [start, end): ticker, available_at, sentiment,
     sentiment_model; oldest first."""
-    frame = read_from_db(
+    names, rows = read_rows(
         "SELECT ticker, available_at, sentiment, sentiment_model FROM news_articles "
         "WHERE ticker = ANY(:tickers) AND available_at >= :start AND available_at < :end "
         "ORDER BY available_at, ticker, article_key",
         {"tickers": list(tickers), "start": utc(start), "end": utc(end)},
     )
-    frame["available_at"] = pd.to_datetime(frame["available_at"], utc=True)
-    frame["sentiment"] = pd.to_numeric(frame["sentiment"], errors="coerce").astype("float64")
-    return frame
+    ticker, available, sentiment, model = _columns(names, rows)
+    return pd.DataFrame(
+        {
+            "ticker": pd.array(list(ticker), dtype=object),
+            "available_at": pd.to_datetime(list(available), utc=True),
+            "sentiment": _floats(sentiment),
+            "sentiment_model": pd.array(list(model), dtype=object),
+        }
+    )
 
 
 def macro_for_features(series: Sequence[str], start: Any, end: Any) -> pd.DataFrame:
     """Macro releases of `series` in [start - MACRO_HISTORY, end): series_id, obs_date,
     realtime_start (the release time), value; revisions are rows of their own."""
-    frame = read_from_db(
+    names, rows = read_rows(
         "SELECT series_id, obs_date, realtime_start, value FROM macro_observations "
         "WHERE series_id = ANY(:series) AND realtime_start >= :start AND realtime_start < :end "
         "ORDER BY realtime_start, series_id, obs_date",
         {"series": list(series), "start": utc(start) - MACRO_HISTORY, "end": utc(end)},
     )
-    frame["realtime_start"] = pd.to_datetime(frame["realtime_start"], utc=True)
-    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
-    return frame
+    series_id, obs_date, released, value = _columns(names, rows)
+    return pd.DataFrame(
+        {
+            "series_id": pd.array(list(series_id), dtype=object),
+            "obs_date": pd.array(list(obs_date), dtype=object),
+            "realtime_start": pd.to_datetime(list(released), utc=True),
+            "value": _floats(value),
+        }
+    )
+
+
+def _columns(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+    """The driver's rows as one sequence per column (empty ones when there are no rows)."""
+    return list(zip(*rows, strict=True)) if rows else [()] * len(names)
+
+
+def _floats(values: Sequence[Any]) -> np.ndarray:
+    """Numbers as float64, NULL as NaN."""
+    return np.array([np.nan if v is None else float(v) for v in values], dtype="float64")
 
 
 def sentiment_models(tickers: Sequence[str], start: Any, end: Any) -> list[str]:

@@ -133,14 +133,22 @@ def try_scoring_lock(conn: Connection) -> bool:
     )
 
 
-def last_scored(version: str, tickers: Sequence[str]) -> dict[str, pd.Timestamp]:
-    """The newest bar each ticker has been scored at by `version` (in any role)."""
+def last_scored(
+    versions: Sequence[str], tickers: Sequence[str]
+) -> dict[str, dict[str, pd.Timestamp]]:
+    """Per version, the newest bar each ticker has been scored at (in any role); one query for
+    all versions (every version is a key, with an empty mapping when it scored nothing)."""
     frame = read_from_db(
-        "SELECT ticker, max(bar_ts) AS last FROM signals WHERE model_version = :v "
-        "AND ticker = ANY(:t) GROUP BY ticker",
-        {"v": version, "t": list(tickers)},
+        "SELECT model_version, ticker, max(bar_ts) AS last FROM signals "
+        "WHERE model_version = ANY(:v) AND ticker = ANY(:t) GROUP BY model_version, ticker",
+        {"v": list(versions), "t": list(tickers)},
     )
-    return {str(t): pd.Timestamp(v) for t, v in zip(frame["ticker"], frame["last"], strict=True)}
+    out: dict[str, dict[str, pd.Timestamp]] = {str(v): {} for v in versions}
+    for version, ticker, last in zip(
+        frame["model_version"], frame["ticker"], frame["last"], strict=True
+    ):
+        out[str(version)][str(ticker)] = pd.Timestamp(last)
+    return out
 
 
 def predictions(version: str, since: pd.Timestamp) -> pd.DataFrame:

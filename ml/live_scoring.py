@@ -139,8 +139,9 @@ class Scorer:
         return state.features
 
     # ------------------------------------------------------------------ scoring
-    def _targets(self, features: LiveFeatures, version: str) -> dict[str, list[pd.Timestamp]]:
-        done = last_scored(version, self.tickers)
+    def _targets(
+        self, features: LiveFeatures, done: dict[str, pd.Timestamp]
+    ) -> dict[str, list[pd.Timestamp]]:
         out: dict[str, list[pd.Timestamp]] = {}
         for ticker in self.tickers:
             rows = features.history[features.position[ticker]]
@@ -157,20 +158,30 @@ class Scorer:
         return out
 
     def inputs(
-        self, models: LoadedModels, features: LiveFeatures
+        self,
+        models: LoadedModels,
+        features: LiveFeatures,
+        done: dict[str, pd.Timestamp] | None = None,
     ) -> tuple[pd.DataFrame, np.ndarray]:
         """The version's scaled windows [n, window, F] of the bars it has not scored yet, with
-        their (ticker, ts, close)."""
+        their (ticker, ts, close); `done`: the version's `last_scored` (read when not given)."""
         meta = models.metadata
-        targets = self._targets(features, models.version)
+        if done is None:
+            done = last_scored([models.version], self.tickers)[models.version]
+        targets = self._targets(features, done)
         return features.windows(
             targets, check_feature_list(meta.features), meta.window_length, meta.feature_scaler
         )
 
     def _version_rows(
-        self, models: LoadedModels, features: LiveFeatures, role: str, provisional: bool
+        self,
+        models: LoadedModels,
+        features: LiveFeatures,
+        done: dict[str, pd.Timestamp],
+        role: str,
+        provisional: bool,
     ) -> tuple[list[Recommendation], pd.DataFrame, int]:
-        keys, X = self.inputs(models, features)
+        keys, X = self.inputs(models, features, done)
         if len(keys) == 0:
             return [], pd.DataFrame(), 0
         before = models.invocations
@@ -204,13 +215,20 @@ class Scorer:
             result = ScoreResult()
             model_before = self.model_s
             frames = []
+            done = last_scored([m.version for m in serving.versions], self.tickers)
+            state: dict[FeatureParams, LiveFeatures] = {}  # versions sharing parameters share it
             for models in serving.versions:
-                features = self.features(models.metadata.feature_params, serving, adjusted)
+                params = models.metadata.feature_params
+                if params not in state:
+                    state[params] = self.features(params, serving, adjusted)
+                features = state[params]
                 champion = models is serving.champion
                 role = "champion" if champion else "shadow"
                 provisional = champion and serving.provisional
                 try:
-                    recs, rows, calls = self._version_rows(models, features, role, provisional)
+                    recs, rows, calls = self._version_rows(
+                        models, features, done[models.version], role, provisional
+                    )
                 except FeatureError as exc:  # one bad version must not stop the others
                     log.error("%s %s not scored: %s", role, models.version, exc)
                     result.errors[models.version] = str(exc)
