@@ -357,38 +357,52 @@ class LiveFeatures:
 
     def windows(
         self,
-        targets: Mapping[str, Sequence[pd.Timestamp]],
+        targets: Mapping[str, Sequence[pd.Timestamp] | np.ndarray],
         features: Sequence[str],
         window: int,
         scaler: FeatureScaler,
     ) -> tuple[pd.DataFrame, np.ndarray]:
-        """Scaled windows ending at each target bar (ticker -> bar times) that has `window`
-        rows of history: (ticker, ts, close) of the windows built, and X [n, window, F]."""
-        order = [FEATURE_COLUMNS.index(f) for f in features]
-        keys: list[tuple[str, pd.Timestamp, float]] = []
-        blocks = []
+        """Scaled windows ending at each target bar (ticker -> bar times, as timestamps or UTC
+        nanoseconds) that has `window` rows of history: (ticker, ts, close) of the windows
+        built, and X [n, window, F]. The raw rows of every window are gathered first and scaled
+        in one call (the scaler works row by row, so this equals scaling before gathering)."""
+        order = np.asarray([FEATURE_COLUMNS.index(f) for f in features], dtype=np.int64)
+        blocks, tickers, stamps_ns, closes = [], [], [], []
         for ticker, stamps in targets.items():
             p = self.position.get(ticker)
             if p is None or not len(stamps):
                 continue
             rows = self.history[p]
-            want = pd.DatetimeIndex(stamps).as_unit("ns").asi8
+            want = _as_ns(stamps)
             at = np.searchsorted(rows.ts_ns[: rows.n], want)
             found = (at < rows.n) & (rows.ts_ns[np.minimum(at, rows.n - 1)] == want)
             ends = at[found & (at >= window - 1)]
             if not len(ends):
                 continue
-            first = int(ends.min()) - window + 1  # scale only the rows the windows cover
-            scaled = scaler.transform(rows.values[first : int(ends.max()) + 1][:, order])
-            blocks.append(gather_windows(scaled, ends - first, window))
-            keys += [
-                (ticker, pd.Timestamp(int(rows.ts_ns[e]), tz="UTC"), float(rows.close[e]))
-                for e in ends
-            ]
+            first = int(ends.min()) - window + 1  # only the rows the windows cover
+            raw = rows.values[first : int(ends.max()) + 1][:, order]
+            blocks.append(gather_windows(raw, ends - first, window, dtype=np.float64))
+            tickers.append(np.full(len(ends), ticker, dtype=object))
+            stamps_ns.append(rows.ts_ns[ends])
+            closes.append(rows.close[ends])
         if not blocks:
             empty = np.zeros((0, window, len(features)), dtype=np.float32)
-            return pd.DataFrame(keys, columns=["ticker", "ts", "close"]), empty
-        return pd.DataFrame(keys, columns=["ticker", "ts", "close"]), np.concatenate(blocks)
+            return pd.DataFrame({"ticker": [], "ts": [], "close": []}), empty
+        keys = pd.DataFrame(
+            {
+                "ticker": np.concatenate(tickers),
+                "ts": pd.DatetimeIndex(np.concatenate(stamps_ns), tz="UTC"),
+                "close": np.concatenate(closes).astype(float),
+            }
+        )
+        return keys, scaler.transform(np.concatenate(blocks))
+
+
+def _as_ns(stamps: Sequence[pd.Timestamp] | np.ndarray) -> np.ndarray:
+    """Bar times as UTC nanoseconds (int64)."""
+    if isinstance(stamps, np.ndarray) and stamps.dtype == np.int64:
+        return stamps
+    return np.asarray(pd.DatetimeIndex(stamps).as_unit("ns").asi8)
 
 
 def _runs(stamps: np.ndarray) -> list[tuple[int, int]]:

@@ -141,8 +141,10 @@ class Scorer:
     # ------------------------------------------------------------------ scoring
     def _targets(
         self, features: LiveFeatures, done: dict[str, pd.Timestamp]
-    ) -> dict[str, list[pd.Timestamp]]:
-        out: dict[str, list[pd.Timestamp]] = {}
+    ) -> dict[str, np.ndarray]:
+        """Per ticker, the bar times (UTC ns) not scored yet by the version whose `done` this
+        is: on first sight only the newest, else those after its last, at most `max_backlog`."""
+        out: dict[str, np.ndarray] = {}
         for ticker in self.tickers:
             rows = features.history[features.position[ticker]]
             if rows.n == 0:
@@ -154,7 +156,7 @@ class Scorer:
             else:
                 fresh = stamps[stamps > utc(last).value][-self.max_backlog :]
             if len(fresh):
-                out[ticker] = [pd.Timestamp(int(ns), tz="UTC") for ns in fresh]
+                out[ticker] = fresh
         return out
 
     def inputs(

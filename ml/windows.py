@@ -91,9 +91,12 @@ def window_ready(ready: np.ndarray, groups: np.ndarray, window: int) -> np.ndarr
     return ok
 
 
-def gather_windows(scaled: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
-    """Windows [len(ends), window, F] of `scaled` rows ending at each of `ends` (inclusive)."""
+def gather_windows(
+    scaled: np.ndarray, ends: np.ndarray, window: int, dtype: Any = np.float32
+) -> np.ndarray:
+    """Windows [len(ends), window, F] of `scaled` rows ending at each of `ends` (inclusive), as
+    `dtype` (the models' float32; the live path gathers raw float64 rows, then scales them)."""
     if len(ends) == 0:
-        return np.zeros((0, window, scaled.shape[1]), dtype=np.float32)
+        return np.zeros((0, window, scaled.shape[1]), dtype=dtype)
     view = sliding_window_view(scaled, window, axis=0)  # [n-window+1, F, window]
-    return np.ascontiguousarray(view[ends - window + 1].transpose(0, 2, 1), dtype=np.float32)
+    return np.ascontiguousarray(view[ends - window + 1].transpose(0, 2, 1), dtype=dtype)
