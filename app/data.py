@@ -20,9 +20,14 @@ from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 from config.settings import Settings, get_settings
 from db import bars as db_bars
 from db import context as db_context
+from db import replication as db_replication
 from db import signals as db_signals
-from db.database_manager import ping
+from db.database_manager import ping, route_reads_to_replica
+from db.replication import ReplicaState as ReplicaState  # re-exported for the pages
 from db.signals import LiveStamp as LiveStamp  # re-exported for the pages
+
+# the app's reads go to DATABASE_READ_URL's replica when one is set (workers never opt in)
+route_reads_to_replica()
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -83,6 +88,12 @@ def database_ok() -> bool:
     except DataUnavailable:
         return False
     return True
+
+
+def replica_state() -> ReplicaState | None:
+    """The read replica's recovery state and lag (uncached: lag is live); None without
+    `DATABASE_READ_URL`."""
+    return from_db(db_replication.replica_state)
 
 
 # --------------------------------------------------------------------------- live page

@@ -2,6 +2,8 @@
 
 No other module opens database connections. Workers, jobs and the app call
 `write_to_db`, `read_from_db` and `execute`, or borrow a connection with `connect()`.
+A process that opts in (`route_reads_to_replica()`: the app, never a worker) sends the read
+helpers to a streaming replica at `DATABASE_READ_URL`; writes always go to the primary.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -32,7 +35,10 @@ from db.tables import TABLES, TableSpec
 log = logging.getLogger(__name__)
 
 _engine: Engine | None = None
+_read_engine: Engine | None = None  # the replica's (DATABASE_READ_URL), when reads go there
 _engine_lock = threading.Lock()
+_reads_to_replica = False  # process-wide opt-in: route_reads_to_replica()
+_primary_reads_only: ContextVar[bool] = ContextVar("primary_reads_only", default=False)
 _hypertable_names: frozenset[str] | None = None  # per engine; reset by dispose_engine()
 
 
@@ -55,13 +61,27 @@ def database_url(settings: Settings | None = None) -> str:
     """The URL in use: `DATABASE_URL`, or the embedded server (started on demand)."""
     settings = settings or get_settings()
     if settings.database_url is not None:
-        url = settings.database_url.get_secret_value()
-        if url.startswith("postgresql://") or url.startswith("postgres://"):
-            url = "postgresql+psycopg2://" + url.split("://", 1)[1]
-        return url
+        return _psycopg2_url(settings.database_url.get_secret_value())
     from db.embedded import ensure_running
 
     return ensure_running(settings)
+
+
+def _psycopg2_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def _pooled_engine(url: str, settings: Settings, application_name: str) -> Engine:
+    return create_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5, "application_name": application_name},
+    )
 
 
 def create_db_engine(settings: Settings | None = None) -> Engine:
@@ -70,24 +90,66 @@ def create_db_engine(settings: Settings | None = None) -> Engine:
     with _engine_lock:
         if _engine is None:
             settings = settings or get_settings()
-            _engine = create_engine(
-                database_url(settings),
-                pool_size=settings.db_pool_size,
-                max_overflow=settings.db_pool_size,
-                pool_pre_ping=True,
-                pool_recycle=1800,
-                connect_args={"connect_timeout": 5, "application_name": "stockpulse"},
-            )
+            _engine = _pooled_engine(database_url(settings), settings, "stockpulse")
         return _engine
 
 
-def dispose_engine() -> None:
-    """Close every pooled connection (tests, shutdown, after a fork)."""
-    global _engine, _hypertable_names
+def route_reads_to_replica(enabled: bool = True) -> None:
+    """Send this process's reads (`read_from_db`, `read_rows`, `read_columns`) to the streaming
+    replica at `DATABASE_READ_URL` when one is set. Process-wide and off by default: the app opts
+    in; workers never do, since they must read what they have just written. Writes, `connect()`,
+    `execute()` and the cursors always use the primary."""
+    global _reads_to_replica
+    _reads_to_replica = enabled
+
+
+def read_replica_url(settings: Settings | None = None) -> str | None:
+    """`DATABASE_READ_URL`, or None when it is unset or empty (compose passes it empty)."""
+    url = (settings or get_settings()).database_read_url
+    return _psycopg2_url(url.get_secret_value()) if url and url.get_secret_value() else None
+
+
+def reads_go_to_replica(settings: Settings | None = None) -> bool:
+    """True when this process's reads, in this thread or task, go to the replica."""
+    return (
+        _reads_to_replica
+        and not _primary_reads_only.get()
+        and read_replica_url(settings) is not None
+    )
+
+
+@contextmanager
+def primary_reads() -> Iterator[None]:
+    """Within the block, this thread's (or task's) reads go to the primary even in a process
+    that routes reads to the replica (code that must read its own writes)."""
+    token = _primary_reads_only.set(True)
+    try:
+        yield
+    finally:
+        _primary_reads_only.reset(token)
+
+
+def _reads_engine() -> Engine:
+    """The engine the read helpers use: the replica's when routed there, else the primary's."""
+    global _read_engine
+    settings = get_settings()
+    url = read_replica_url(settings)
+    if url is None or not reads_go_to_replica(settings):
+        return create_db_engine(settings)
     with _engine_lock:
-        if _engine is not None:
-            _engine.dispose()
-            _engine = None
+        if _read_engine is None:
+            _read_engine = _pooled_engine(url, settings, "stockpulse-reads")
+        return _read_engine
+
+
+def dispose_engine() -> None:
+    """Close every pooled connection, the replica's too (tests, shutdown, after a fork)."""
+    global _engine, _read_engine, _hypertable_names
+    with _engine_lock:
+        for engine in (_engine, _read_engine):
+            if engine is not None:
+                engine.dispose()
+        _engine = _read_engine = None
         _hypertable_names = None
 
 
@@ -239,7 +301,7 @@ def read_from_db(
     """Run a parameterised query and return a DataFrame (timestamps stay UTC-aware)."""
     stmt = text(query) if isinstance(query, str) else query
     values = _params(params)
-    with create_db_engine().connect() as conn:
+    with _reads_engine().connect() as conn:
         return pd.read_sql(stmt, conn, params=values)
 
 
@@ -260,8 +322,9 @@ def read_rows(
 @contextmanager
 def _driver_cursor(sql: str, values: Mapping[str, Any]) -> Iterator[Any]:
     """A psycopg2 cursor on a pooled connection; its errors are raised as SQLAlchemy raises
-    them for every other query, and a connection the error shows dead leaves the pool."""
-    with create_db_engine().connect() as conn:
+    them for every other query, and a connection the error shows dead leaves the pool. On the
+    replica when this process routes its reads there."""
+    with _reads_engine().connect() as conn:
         cursor = conn.connection.cursor()
         try:
             yield cursor

@@ -1,4 +1,5 @@
-"""Data health: freshness and gaps per ticker, the backfill queue, workers and cron jobs."""
+"""Data health: the read replica, freshness and gaps per ticker, the backfill queue, workers and
+cron jobs."""
 
 import pandas as pd
 import streamlit as st
@@ -105,11 +106,49 @@ def jobs_section(stamp: health_data.OpsStamp, now: pd.Timestamp) -> None:
     )
 
 
+def replica_section() -> None:
+    """Where the app's reads go and, with a read replica, how far behind it is (measured on
+    the replica). First on the page: every section below reads through it."""
+    try:
+        state = data.replica_state()
+    except data.DataUnavailable as exc:
+        st.header("Read replica")
+        st.error(f"The read replica (DATABASE_READ_URL) cannot be reached. {exc}")
+        return
+    if state is None:
+        st.caption("Reads go to the primary (no DATABASE_READ_URL is set).")
+        return
+    st.header("Read replica")
+    if not state.routed:
+        st.caption("DATABASE_READ_URL is set, but this process reads from the primary.")
+        return
+    if not state.in_recovery:
+        st.warning(
+            "The server at DATABASE_READ_URL is not in recovery: it is a primary, not a "
+            "streaming standby of the StockPulse database."
+        )
+    where, lag, behind = st.columns(3)
+    where.metric("Reads go to", "replica")
+    lag.metric(
+        "Replay lag",
+        "none replayed yet" if state.replay_lag_s is None else f"{state.replay_lag_s:.1f} s",
+    )
+    behind.metric(
+        "Bytes behind", "n/a" if state.bytes_behind is None else f"{state.bytes_behind:,} B"
+    )
+    st.caption(
+        "Writes and the workers always use the primary. Replay lag is the age of the newest "
+        "transaction the replica has applied (it also grows while the primary writes nothing); "
+        "bytes behind is WAL the replica has received but not applied yet."
+    )
+
+
 @st.fragment(run_every=get_settings().app_refresh_s)
 def health() -> None:
     """Every section, redrawn each refresh period (reads keyed on the operations stamp)."""
     settings = get_settings()
     now = pd.Timestamp.now(tz="UTC")
+    replica_section()
     with ui.guard(retry=False):
         st.caption(f"Database: {health_data.flavour()}")
         stamp = health_data.ops_stamp()
