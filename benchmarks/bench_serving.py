@@ -73,9 +73,7 @@ def _wait_first_pass(proc: subprocess.Popen[bytes], log: Path, timeout_s: float 
     raise TimeoutError(f"the scoring worker made no pass: {log.read_text()[-3000:]}")
 
 
-def _measure(
-    bars: pd.DataFrame, minutes: list[pd.Timestamp], jitter_s: float = 0.0
-) -> list[float]:
+def _measure(bars: pd.DataFrame, minutes: list[pd.Timestamp], jitter_s: float = 0.0) -> list[float]:
     """Latency of each minute (seconds), bars' commit to signals' commit. `jitter_s`: wait a
     random 0..jitter_s before each bar, so bars land at any phase of a polling worker's cycle
     (as real bars do), not right after its pass."""
