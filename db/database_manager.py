@@ -39,6 +39,7 @@ _read_engine: Engine | None = None  # the replica's (DATABASE_READ_URL), when re
 _engine_lock = threading.Lock()
 _reads_to_replica = False  # process-wide opt-in: route_reads_to_replica()
 _primary_reads_only: ContextVar[bool] = ContextVar("primary_reads_only", default=False)
+_pinned_reads: ContextVar[Connection | None] = ContextVar("pinned_reads", default=None)
 _hypertable_names: frozenset[str] | None = None  # per engine; reset by dispose_engine()
 
 
@@ -295,13 +296,37 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(params or {})
 
 
+@contextmanager
+def reads_on(conn: Connection) -> Iterator[None]:
+    """Within the block, this thread's (or task's) reads run on `conn`, inside its transaction:
+    a pass of many small reads pays no pool checkout and pre-ping per read, and reads what the
+    transaction has written (the scoring pass, under its advisory lock)."""
+    token = _pinned_reads.set(conn)
+    try:
+        yield
+    finally:
+        _pinned_reads.reset(token)
+
+
+@contextmanager
+def _read_connection() -> Iterator[Connection]:
+    """The connection a read runs on: the pinned one (`reads_on`), else one from the pool (the
+    replica's when this process routes its reads there)."""
+    pinned = _pinned_reads.get()
+    if pinned is not None:
+        yield pinned
+        return
+    with _reads_engine().connect() as conn:
+        yield conn
+
+
 def read_from_db(
     query: str | TextClause | Select[Any], params: Mapping[str, Any] | None = None
 ) -> pd.DataFrame:
     """Run a parameterised query and return a DataFrame (timestamps stay UTC-aware)."""
     stmt = text(query) if isinstance(query, str) else query
     values = _params(params)
-    with _reads_engine().connect() as conn:
+    with _read_connection() as conn:
         return pd.read_sql(stmt, conn, params=values)
 
 
@@ -323,8 +348,8 @@ def read_rows(
 def _driver_cursor(sql: str, values: Mapping[str, Any]) -> Iterator[Any]:
     """A psycopg2 cursor on a pooled connection; its errors are raised as SQLAlchemy raises
     them for every other query, and a connection the error shows dead leaves the pool. On the
-    replica when this process routes its reads there."""
-    with _reads_engine().connect() as conn:
+    replica when this process routes its reads there, on the pinned one inside `reads_on`."""
+    with _read_connection() as conn:
         cursor = conn.connection.cursor()
         try:
             yield cursor

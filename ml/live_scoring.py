@@ -34,7 +34,7 @@ from config.settings import Settings, get_settings
 from core.timeutil import utc, utc_now
 from db.bars import adjustment_stamp, read_bars, read_last_bars
 from db.context import macro_for_features, news_for_features
-from db.database_manager import connect, write_to_db
+from db.database_manager import connect, reads_on, write_to_db
 from db.notify import SIGNALS, notify
 from db.signals import last_scored, try_scoring_lock
 from ml.feature_engineering import (
@@ -210,7 +210,7 @@ class Scorer:
         """One scoring pass over every serving version (see the module docstring)."""
         if not serving.versions:
             return ScoreResult()
-        with connect() as conn:
+        with connect() as conn, reads_on(conn):  # one connection for the pass's reads
             if not try_scoring_lock(conn):
                 return ScoreResult(busy=True)
             adjusted = adjustment_stamp()
