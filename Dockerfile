@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # StockPulse: one image whose entry point is supervisord running the price and news workers,
-# cron (supercronic, running the crontab as the unprivileged user) and the Streamlit app.
+# the scoring worker, cron (supercronic, running the crontab as the unprivileged user) and the
+# Streamlit app.
 #   docker compose up --build        (see docker-compose.yml; secrets come from .env)
 
 # ---- builder: the pinned requirements in a virtualenv -----------------------------------

@@ -2,7 +2,7 @@
 
 Twenty tickers, a trained champion and a challenger (a second trained version) serving: after
 each new bar of every ticker is stored, one pass of the serving scorer (`ml.live_scoring.Scorer`,
-the object the app's live scorer thread runs) reads the bars, advances the features, runs both
+the object the scoring worker runs) reads the bars, advances the features, runs both
 models of both versions and stores 20 signals and 20 shadow predictions, then stores the
 outcomes whose horizon has passed. Reported: server time per new bar; the model time within it
 (target <= 5 ms); model invocations per bar (2 versions x 2 models, one padded batch each,

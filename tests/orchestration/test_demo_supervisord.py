@@ -155,7 +155,23 @@ def test_demo_runs_and_a_killed_worker_comes_back(demo):
     ctl, port = demo["ctl"], demo["port"]
     seeded = count("bars_1m")
     wait_for("the app", lambda: app_healthy(port))
-    wait_for("new bars", lambda: count("bars_1m") > seeded)
+    wait_for("new bars", lambda: count("bars_1m") > seeded + 2 * len(TICKERS))
+
+    def every_new_bar_scored() -> bool:  # with no page open: the scoring worker alone
+        # after the worker's first pass (which scores each ticker's newest bar: first sight)
+        # every bar stored is scored; at least two minutes of them
+        frame = read_from_db(
+            "WITH first AS (SELECT min(bar_ts) AS t FROM signals WHERE role = 'champion') "
+            "SELECT (SELECT count(DISTINCT b.ts) FROM bars_1m b, first WHERE b.ts > first.t) "
+            "AS minutes, (SELECT count(*) FROM bars_1m b, first WHERE b.ts > first.t "
+            "AND NOT EXISTS (SELECT 1 FROM signals s WHERE s.ticker = b.ticker "
+            "AND s.bar_ts = b.ts AND s.role = 'champion')) AS unscored"
+        )
+        minutes, unscored = frame.iloc[0]["minutes"], frame.iloc[0]["unscored"]
+        return int(minutes or 0) >= 2 and int(unscored or 0) == 0
+
+    wait_for("every new bar scored with no browser open", every_new_bar_scored)
+    assert "RUNNING" in ctl("status", "scoring_worker")
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path="/usr/bin/chromium",
@@ -170,10 +186,10 @@ def test_demo_runs_and_a_killed_worker_comes_back(demo):
 
     def workers_beating() -> bool:
         beats = read_from_db("SELECT worker FROM worker_heartbeats")
-        return {"price_ingestor", "news_ingestor"} <= set(beats["worker"])
+        return {"price_ingestor", "news_ingestor", "scoring_worker"} <= set(beats["worker"])
 
     # the news worker loads its sentiment model before its first heartbeat
-    wait_for("both workers' heartbeats", workers_beating)
+    wait_for("the workers' heartbeats", workers_beating)
     beats = read_from_db("SELECT worker, last_beat FROM worker_heartbeats")
     assert (pd.Timestamp.now(tz="UTC") - beats["last_beat"].max()) < pd.Timedelta(minutes=1)
     assert "RUNNING" in ctl("status", "news_ingestor") and "RUNNING" in ctl("status", "app")
