@@ -183,8 +183,7 @@ def rerun_live() -> list[dict[str, Any]]:
             "ms",
             uncached,
             f"{base}; baseline: the same page with every st.cache_data and st.cache_resource "
-            "cleared before each rerun (queries each rerun, models loaded and the scorer's "
-            "feature state rebuilt each rerun)",
+            "cleared before each rerun (queries and the serving versions' loading each rerun)",
             higher_is_better=False,
         ),
     ]
@@ -308,7 +307,8 @@ def sessions_20(ctx: dict[str, Any]) -> list[dict[str, Any]]:
         many = _measure_sessions(ctx, browser, 10, lab=10)
     cond = (
         f"Streamlit server CPU over {MEASURE_S:.0f} s (+{2 * REFRESH_S:.0f} s to score the last "
-        f"bar), 20 sessions auto-refreshing every {REFRESH_S:g} s: 10 on the live page, 10 on "
+        f"bar; the scoring worker runs beside it in its own process and is not counted), 20 "
+        f"sessions auto-refreshing every {REFRESH_S:g} s: 10 on the live page, 10 on "
         f"the model lab with the live scoreboard open; champion + a challenger in shadow; a new "
         f"minute of 20 bars every {FEED_EVERY_S:g} s; {many['refreshing']}/10 live sessions seen "
         f"refreshing and {many['scoreboards']}/10 lab sessions showing the scoreboard's figures "
