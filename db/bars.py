@@ -79,6 +79,33 @@ def read_last_bars(tickers: Sequence[str], per_ticker: int, before: Any) -> pd.D
     return frame.sort_values(["ticker", "ts"], kind="stable", ignore_index=True)
 
 
+def read_raw_neighbours(
+    tickers: Sequence[str],
+    first: Sequence[Any],
+    last: Sequence[Any],
+    n_before: int,
+    n_after: int,
+) -> pd.DataFrame:
+    """The stored bars around a write, raw as stored (not adjusted): per ticker (with the first
+    and last time of its new bars) the last `n_before` bars before `first` and the first
+    `n_after` bars after `last` (the data-quality guard's history; one index scan each)."""
+    raw = "ticker, ts, open, high, low, close, volume FROM bars_1m WHERE ticker = u.tk"
+    frame = _bar_frame(
+        "SELECT x.* FROM unnest(CAST(:t AS text[]), CAST(:lo AS timestamptz[]), "  # noqa: S608 (fixed names)
+        "CAST(:hi AS timestamptz[])) AS u(tk, lo, hi) CROSS JOIN LATERAL ("
+        f"(SELECT {raw} AND ts < u.lo ORDER BY ts DESC LIMIT :nb) UNION ALL "
+        f"(SELECT {raw} AND ts > u.hi ORDER BY ts LIMIT :na)) AS x",
+        {
+            "t": list(tickers),
+            "lo": [utc(x).to_pydatetime() for x in first],
+            "hi": [utc(x).to_pydatetime() for x in last],
+            "nb": int(n_before),
+            "na": int(n_after),
+        },
+    )
+    return frame.sort_values(["ticker", "ts"], kind="stable", ignore_index=True)
+
+
 def newest_bar_ts(tickers: Sequence[str] | None = None) -> pd.Timestamp | None:
     """The newest stored bar's time (of `tickers`, or of all), or None without bars."""
     if tickers is None:
@@ -198,6 +225,17 @@ def due_actions(today: date, tickers: Sequence[str]) -> pd.DataFrame:
         "WHERE applied_at IS NULL AND ex_date <= :today AND ticker = ANY(CAST(:t AS text[])) "
         "ORDER BY ex_date, ticker, action_type",
         {"today": today, "t": list(tickers)},
+    )
+
+
+def ledger_actions(tickers: Sequence[str], first: date, last: date) -> pd.DataFrame:
+    """The ledger's actions (applied or not) of `tickers` with first <= ex-date <= last:
+    ticker, ex_date, action_type, value."""
+    return read_from_db(
+        "SELECT ticker, ex_date, action_type, value FROM corporate_actions "
+        "WHERE ex_date BETWEEN :first AND :last AND ticker = ANY(CAST(:t AS text[])) "
+        "ORDER BY ex_date, ticker, action_type",
+        {"first": first, "last": last, "t": list(tickers)},
     )
 
 

@@ -144,6 +144,67 @@ DRIFT = TableSpec(
     ("checked_at", "model_version", "metric", "feature"),
 )
 
+QUARANTINED_BARS = TableSpec(
+    "quarantined_bars",
+    (
+        "id",
+        "ticker",
+        "ts",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "source",
+        "reason",
+        "detail",
+        "status",
+        "flagged_at",
+        "decided_at",
+        "decided_by",
+        "decision_reason",
+    ),
+    ("id",),
+)
+TICKER_HOLDS = TableSpec(
+    "ticker_holds",
+    (
+        "id",
+        "ticker",
+        "onset_ts",
+        "reason",
+        "detail",
+        "source",
+        "status",
+        "flagged_at",
+        "decided_at",
+        "decided_by",
+        "decision_reason",
+    ),
+    ("ticker", "onset_ts"),
+)
+RECONCILIATION = TableSpec(
+    "daily_reconciliation",
+    (
+        "ticker",
+        "session_date",
+        "source",
+        "status",
+        *(
+            f"{side}_{field}"
+            for side in ("stored", "source")
+            for field in ("open", "high", "low", "close", "volume")
+        ),
+        "max_price_diff",
+        "detail",
+        "checked_at",
+    ),
+    ("ticker", "session_date"),
+)
+INPUT_FLAGS = TableSpec(
+    "input_flags", ("id", "feed", "item_key", "action", "reason", "detail", "flagged_at"), ("id",)
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -156,5 +217,9 @@ TABLES: dict[str, TableSpec] = {
         OUTCOMES,
         HEARTBEATS,
         DRIFT,
+        QUARANTINED_BARS,
+        TICKER_HOLDS,
+        RECONCILIATION,
+        INPUT_FLAGS,
     )
 }

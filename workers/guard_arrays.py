@@ -89,9 +89,3 @@ def row_median(win: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r = np.arange(len(win))
     lo, hi = np.maximum((count - 1) // 2, 0), np.maximum(count // 2, 0)
     return np.where(count > 0, 0.5 * (ordered[r, lo] + ordered[r, hi]), np.nan), count
-
-
-def before(b: Bars, rows: np.ndarray, steps: int) -> np.ndarray:
-    """rows - steps, for those still inside their ticker."""
-    back = rows - steps
-    return np.asarray(back[back >= b.start[rows]])

@@ -6,7 +6,8 @@ does not return pass. Pure numpy over all tickers at once (no loop per bar), no 
 
 The rules, in priority order (a bar gets the first reason that applies):
 
-- ``zero_or_negative``: a price that is not a positive number, or a negative/missing volume.
+- ``zero_or_negative``: a price that is not a finite positive number, or a volume that is not
+  a finite non-negative one.
 - ``unit_error``: a price 50x-200x (or 1/200-1/50) the median close of the previous
   `unit_lookback_bars` bars, the 100x currency-unit slip yfinance's `repair` looks for. Closes
   10x off the ticker's level (the median of its last stored bars) stay out of that median (and
@@ -66,7 +67,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from workers.guard_arrays import NS_PER_DAY, PRICES, Bars, before, prepare, row_median, window
+from workers.guard_arrays import NS_PER_DAY, PRICES, Bars, prepare, row_median, window
 
 ZERO_OR_NEGATIVE = "zero_or_negative"
 UNIT_ERROR = "unit_error"
@@ -136,8 +137,9 @@ class _Returns:
 
 def _zero_or_negative(b: Bars, rows: np.ndarray) -> Verdict:
     with np.errstate(invalid="ignore"):
-        bad_price = ~(b.price[rows] > 0)
-        bad = bad_price.any(axis=1) | ~(b.volume[rows] >= 0)
+        price, volume = b.price[rows], b.volume[rows]
+        bad_price = ~(np.isfinite(price) & (price > 0))
+        bad = bad_price.any(axis=1) | ~(np.isfinite(volume) & (volume >= 0))
     details = []
     for i in np.flatnonzero(bad):
         k = int(np.argmax(bad_price[i]))
@@ -250,19 +252,28 @@ def _scale(b: Bars, r: _Returns, rows: np.ndarray, p: GuardParams) -> tuple[np.n
     return med, np.where(count >= p.min_scale_returns, sigma, np.nan)
 
 
-def _spike(b: Bars, r: _Returns, rows: np.ndarray, p: GuardParams) -> Verdict:
-    """Close spikes at `rows` (each has a next bar of its ticker), decided by that next bar.
-    A move below half of spike_z * min_return_scale cannot reach spike_z: not computed."""
+def _spike_z(
+    b: Bars, r: _Returns, rows: np.ndarray, p: GuardParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows among `rows` whose close moved at least spike_z robust sigmas, with the move
+    and z of each. A move below half of spike_z * min_return_scale cannot reach spike_z: not
+    computed."""
     with np.errstate(invalid="ignore"):
-        big = np.abs(r.intraday[rows]) >= 0.5 * p.spike_z * p.min_return_scale
-        rows = rows[big & (b.session[rows + 1] == b.session[rows])]
+        rows = rows[np.abs(r.intraday[rows]) >= 0.5 * p.spike_z * p.min_return_scale]
         if not len(rows):
-            return rows, []
+            return rows, np.empty(0), np.empty(0)
         move = r.intraday[rows]
         med, sigma = _scale(b, r, rows, p)
         z = (move - med) / sigma
-        back = r.log_close[rows + 1] - r.log_close[r.prev[rows]]
-        hit = (np.abs(z) >= p.spike_z) & (np.abs(back) <= p.revert_fraction * np.abs(move))
+        big = np.abs(z) >= p.spike_z
+    return rows[big], move[big], z[big]
+
+
+def _spike(b: Bars, r: _Returns, rows: np.ndarray, p: GuardParams) -> Verdict:
+    """Close spikes at `rows` (each has a next bar of its ticker), decided by that next bar."""
+    rows, move, z = _spike_z(b, r, rows[b.session[rows + 1] == b.session[rows]], p)
+    back = r.log_close[rows + 1] - r.log_close[r.prev[rows]]
+    hit = np.abs(back) <= p.revert_fraction * np.abs(move)
     details = [
         f"close {b.close[rows[i]]:g} moved {np.expm1(move[i]):+.2%} (robust z {z[i]:.0f}) and "
         f"the next close {b.close[rows[i] + 1]:g} is back at {np.expm1(back[i]):+.2%}"
@@ -363,35 +374,43 @@ def _flags(b: Bars, found: list[tuple[str, Verdict]]) -> pd.DataFrame:
     return frame.sort_values(["ticker", "ts"], ignore_index=True)
 
 
-def check_bars(
+def _completed(b: Bars, span: int) -> np.ndarray:
+    """Rows r whose bars r .. r + span - 1 all exist in their ticker and include a new one: the
+    verdicts that need `span` - 1 bars after r and that this call completes."""
+    n = len(b.ts)
+    new_ahead = np.zeros(n + 1, np.int64)
+    new_ahead[:-1] = np.cumsum(b.is_new[::-1])[::-1]  # new rows from r to the end
+    rows = np.arange(n)
+    last = rows + span - 1
+    inside = last < b.end
+    stop = np.minimum(last + 1, n)
+    return np.asarray(rows[inside & (new_ahead[rows] - new_ahead[stop] > 0)])
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    """What the guard says of a write: `flags` (see `check_bars`) and `pending`, the new bars
+    (ticker, ts, detail) whose close moved like a spike and whose verdict waits for their next
+    bar (the last bar of its ticker in the call, its session not over)."""
+
+    flags: pd.DataFrame
+    pending: pd.DataFrame
+
+
+def judge_bars(
     new: pd.DataFrame,
     history: pd.DataFrame | None,
     actions: pd.DataFrame | None = None,
     params: GuardParams | None = None,
-) -> pd.DataFrame:
-    """The suspect bars among `new`, and among the bars of `history` whose verdict the new ones
-    complete, each with its reason; bars not returned pass.
+) -> GuardResult:
+    """`check_bars`, and the new bars whose spike verdict waits for the next bar.
 
-    Parameters
-    ----------
-    new : bars about to be written: ticker, ts (UTC), open, high, low, close, volume, raw; any
-        tickers and number of bars, in any order.
-    history : the stored bars of the same tickers just before them, raw (the last
-        `params.history_bars` per ticker suffice), or None. Trusted as good.
-    actions : corporate-action ledger rows: ticker, ex_date, action_type ('split' with value
-        the ratio, 4 for 4-for-1; 'dividend' with value the cash amount), value; or None.
-    params : thresholds (default `GuardParams()`).
-
-    Returns
-    -------
-    DataFrame of ticker, ts, reason (one of `REASONS`), detail (for a person) and in_history
-    (a stored bar judged now that the bars after it came), one row per suspect bar, sorted by
-    (ticker, ts). Looks ahead within `history` + `new` only: one bar for the spike verdict,
-    `shift_bars` - 1 for the level shift (see the module docstring).
+    `history` may hold stored bars after the new ones too (a backfill writes into a gap): the
+    verdicts those complete are given now (a new bar's spike by the stored bar after it).
     """
     p = params or GuardParams()
     if new.empty:
-        return _empty_flags().copy()
+        return GuardResult(_empty_flags().copy(), _empty_flags()[["ticker", "ts", "detail"]])
     b = prepare(new, history)
     found: list[tuple[str, Verdict]] = []
     flagged = np.zeros(len(b.ts), bool)
@@ -409,9 +428,52 @@ def check_bars(
     judge(OHLC_INCONSISTENT, _ohlc_inconsistent(b, unflagged(new_rows), p))
     r = _returns(b, hard=flagged.copy())  # bars flagged so far are left out of every window
     judge(STALE, _stale(b, unflagged(new_rows), p))
-    judge(SPIKE, _spike(b, r, unflagged(before(b, new_rows, 1)), p))
+    judge(SPIKE, _spike(b, r, unflagged(_completed(b, 2)), p))
     judge(SPIKE, _wick(b, r, unflagged(new_rows), p))
-    onsets = unflagged(before(b, new_rows, p.shift_bars - 1))
+    onsets = unflagged(_completed(b, p.shift_bars))
     ledger = pd.DataFrame() if actions is None else actions
     judge(LEVEL_SHIFT, _level_shift(b, r, onsets, ledger, p))
-    return _flags(b, found)
+    last_new = unflagged(new_rows[b.end[new_rows] == new_rows + 1])
+    waiting, move, z = _spike_z(b, r, last_new, p)
+    pending = pd.DataFrame(
+        {
+            "ticker": b.names[b.code[waiting]],
+            "ts": pd.to_datetime(b.ts[waiting], utc=True),
+            "detail": [
+                f"close {b.close[row]:g} moved {np.expm1(m):+.2%} (robust z {zz:.0f}); the next "
+                "bar decides whether it is a spike"
+                for row, m, zz in zip(waiting, move, z, strict=True)
+            ],
+        }
+    )
+    return GuardResult(_flags(b, found), pending)
+
+
+def check_bars(
+    new: pd.DataFrame,
+    history: pd.DataFrame | None,
+    actions: pd.DataFrame | None = None,
+    params: GuardParams | None = None,
+) -> pd.DataFrame:
+    """The suspect bars among `new`, and among the bars of `history` whose verdict the new ones
+    complete, each with its reason; bars not returned pass.
+
+    Parameters
+    ----------
+    new : bars about to be written: ticker, ts (UTC), open, high, low, close, volume, raw; any
+        tickers and number of bars, in any order.
+    history : the stored bars of the same tickers around them, raw (the last
+        `params.history_bars` per ticker before them suffice, and `params.shift_bars` after
+        them where a write fills a gap), or None. Trusted as good.
+    actions : corporate-action ledger rows: ticker, ex_date, action_type ('split' with value
+        the ratio, 4 for 4-for-1; 'dividend' with value the cash amount), value; or None.
+    params : thresholds (default `GuardParams()`).
+
+    Returns
+    -------
+    DataFrame of ticker, ts, reason (one of `REASONS`), detail (for a person) and in_history
+    (a stored bar judged now that the bars after it came), one row per suspect bar, sorted by
+    (ticker, ts). Looks ahead within `history` + `new` only: one bar for the spike verdict,
+    `shift_bars` - 1 for the level shift (see the module docstring).
+    """
+    return judge_bars(new, history, actions, params).flags

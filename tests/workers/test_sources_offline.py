@@ -17,6 +17,7 @@ from config.market_clock import (
     reset_clock,
 )
 from config.settings import load_settings
+from workers.quality_guard import check_bars
 from workers.sources import make_source
 from workers.sources.base import BAR_COLUMNS, clean_bars, current_session, final_only
 from workers.sources.replay import ReplayFileError, ReplaySource, load_bars_file
@@ -70,17 +71,25 @@ def test_at_the_open_the_previous_session_is_still_served() -> None:
     assert bars["ts"].max() == pd.Timestamp("2024-06-10 19:59", tz="UTC")
 
 
-def test_clean_bars_drops_what_the_database_refuses() -> None:
+def test_clean_bars_keeps_bad_prints_for_the_guard_and_drops_rows_without_a_time() -> None:
     rows = [
         ["A", OPEN, 10.0, 10.5, 9.5, 10.2, 100.0],
         ["A", OPEN + pd.Timedelta(minutes=1), 10.0, 9.0, 9.5, 10.2, 100.0],  # high < low
         ["A", OPEN + pd.Timedelta(minutes=2), 0.0, 10.5, 9.5, 10.2, 100.0],  # zero price
         ["A", OPEN + pd.Timedelta(minutes=3), float("inf"), 10.5, 9.5, 10.2, 1.0],
         ["A", OPEN + pd.Timedelta(minutes=4), 10.0, 10.5, 9.5, 10.2, float("nan")],  # volume 0
+        ["A", pd.NaT, 10.0, 10.5, 9.5, 10.2, 1.0],  # no time: cannot be stored or judged
     ]
     kept, dropped = clean_bars(pd.DataFrame(rows, columns=BAR_COLUMNS))
-    assert dropped == 3
-    assert list(kept["volume"]) == [100.0, 0.0]
+    assert dropped == 1
+    assert len(kept) == 5  # the write path's guard quarantines the bad prints by reason
+    assert list(kept["volume"]) == [100.0, 100.0, 100.0, 1.0, 0.0]
+    flags = check_bars(kept, None)
+    assert dict(zip(flags["ts"] - OPEN, flags["reason"], strict=True)) == {
+        pd.Timedelta(minutes=1): "ohlc_inconsistent",
+        pd.Timedelta(minutes=2): "zero_or_negative",
+        pd.Timedelta(minutes=3): "zero_or_negative",
+    }
 
 
 def _write_replay(tmp_path: Path, suffix: str) -> tuple[Path, pd.DataFrame]:

@@ -11,7 +11,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import date
 
-import numpy as np
 import pandas as pd
 
 from config.market_calendar import (  # noqa: F401 - re-exported for sources
@@ -125,12 +124,17 @@ def current_session(now: pd.Timestamp) -> pd.Timestamp | None:
 
 
 def clean_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep only bars the database accepts: finite positive prices, high >= low, volume >= 0,
-    and only minutes of the regular session (`regular_session_mask`: pre- and post-market bars
-    are left out by rule, not counted as malformed).
+    """The bars in the shared shape, for the write path: ts as UTC nanoseconds, prices and
+    volume as floats (missing volume as 0), regular-session minutes only
+    (`regular_session_mask`: pre- and post-market bars are left out by rule, not counted as
+    malformed), rows without a time or a ticker dropped.
 
-    Returns the kept bars (ts as UTC nanoseconds, missing volume as 0) and how many malformed
-    bars were dropped.
+    Bars with impossible values (a price that is not a finite positive number, high below low,
+    a negative volume) are kept: the write path's data-quality guard
+    (`workers.bar_store.write_bars`) quarantines them with their reason, so a bad print is
+    recorded and retried rather than silently lost.
+
+    Returns the kept bars and how many rows were dropped for lacking a time or a ticker.
     """
     if bars.empty:
         return empty_bars(), 0
@@ -141,22 +145,13 @@ def clean_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     cols = ["open", "high", "low", "close", "volume"]
     if not all(pd.api.types.is_float_dtype(frame[c]) for c in cols):
         frame[cols] = frame[cols].apply(pd.to_numeric, errors="coerce").astype("float64")
-    values = frame[cols].to_numpy(dtype="float64", na_value=np.nan)
-    prices, volume = values[:, :4], values[:, 4]
-    with np.errstate(invalid="ignore"):
-        ok = (
-            np.isfinite(prices).all(axis=1)
-            & (prices > 0).all(axis=1)
-            & (prices[:, 1] >= prices[:, 2])
-            & ~(volume < 0)
-            & ~np.isinf(volume)
-            & frame["ts"].notna().to_numpy()
-        )
-    if np.isnan(volume).any():
+    if frame["volume"].isna().any():
         frame["volume"] = frame["volume"].fillna(0.0)
+    ok = frame["ts"].notna().to_numpy() & frame["ticker"].notna().to_numpy()
     dropped = int((~ok).sum())
+    if dropped:
+        frame = frame[ok]
     regular = regular_session_mask(frame["ts"])
-    keep = ok & regular
-    if not keep.all():
-        frame = frame[keep]
+    if not regular.all():
+        frame = frame[regular]
     return frame.reset_index(drop=True), dropped

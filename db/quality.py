@@ -1,0 +1,399 @@
+"""The data-quality guard's records (`quarantined_bars`, `ticker_holds`, `daily_reconciliation`,
+`input_flags`; see `db/migrations/m0005_data_quality.py`): one query per question.
+
+The write path (`workers.bar_store.write_bars`) calls the functions taking a `conn`, inside the
+transaction that stores the bars, so a bar is either in `bars_1m` or in quarantine, never both
+and never neither. Analysts' decisions (`decide_bar`, `decide_hold`) name who decided and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, text
+
+from core.timeutil import utc, utc_series
+from db.database_manager import connect, read_from_db, write_to_db
+
+PENDING = "pending"
+QUARANTINED = "quarantined"
+REPLACED = "replaced"
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+HELD = "held"
+EXPLAINED = "explained"
+DECISIONS = (ACCEPTED, REJECTED)
+RAW = ["ticker", "ts", "open", "high", "low", "close", "volume", "source"]
+QUARANTINE_COLUMNS = [*RAW, "reason", "detail"]
+
+
+class DecisionError(ValueError):
+    """A decision that cannot be taken (unknown flag, decided already, no reason); the message
+    is safe to show."""
+
+
+def _stamps(values: Any) -> list[Any]:
+    return [utc(v).to_pydatetime() for v in values]
+
+
+def _floats(values: Any) -> list[float | None]:
+    """Raw prices as the driver passes them (NaN and infinities kept: the raw print)."""
+    return [float(v) for v in pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)]
+
+
+def _frame(rows: Any, columns: Sequence[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows), columns=list(columns))
+    if "ts" in frame.columns:
+        frame["ts"] = utc_series(frame["ts"]) if len(frame) else frame["ts"].astype("M8[ns, UTC]")
+    return frame
+
+
+# --------------------------------------------------------------------- the write path
+def pending_bars(conn: Connection, tickers: Sequence[str]) -> pd.DataFrame:
+    """Bars waiting for their spike verdict, of `tickers`: id and the raw bar with its source."""
+    rows = conn.execute(
+        text(
+            f"SELECT id, {', '.join(RAW)} FROM quarantined_bars "  # noqa: S608 (fixed names)
+            "WHERE status = :pending AND ticker = ANY(CAST(:t AS text[])) ORDER BY ticker, ts"
+        ),
+        {"pending": PENDING, "t": list(tickers)},
+    ).all()
+    return _frame(rows, ["id", *RAW])
+
+
+def settle_pending(conn: Connection, ids: Sequence[int], flags: pd.DataFrame | None = None) -> None:
+    """Pending bars decided: those in `flags` (id, reason, detail) stay as quarantined with
+    their reason; the others of `ids` were stored in `bars_1m` (or replaced by a re-sent print
+    of their minute) and leave quarantine."""
+    flagged = [] if flags is None else [int(i) for i in flags["id"]]
+    if flagged:
+        assert flags is not None
+        conn.execute(
+            text(
+                "UPDATE quarantined_bars q SET status = :q, reason = u.reason, detail = u.detail "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:r AS text[]), CAST(:d AS text[])) "
+                "AS u(id, reason, detail) WHERE q.id = u.id"
+            ),
+            {
+                "q": QUARANTINED,
+                "ids": flagged,
+                "r": list(flags["reason"]),
+                "d": list(flags["detail"]),
+            },
+        )
+    released = sorted({int(i) for i in ids} - set(flagged))
+    if released:
+        conn.execute(
+            text("DELETE FROM quarantined_bars WHERE id = ANY(CAST(:ids AS bigint[]))"),
+            {"ids": released},
+        )
+
+
+def quarantine(conn: Connection, bars: pd.DataFrame, status: str = QUARANTINED) -> int:
+    """Keep `bars` (QUARANTINE_COLUMNS: the raw bar, its source, reason and detail) out of
+    `bars_1m`, in `conn`'s transaction. A print identical to one of its minute already in
+    quarantine is not added twice. Returns rows added."""
+    if bars.empty:
+        return 0
+    values = {c: list(bars[c].astype(str)) for c in ("ticker", "source", "reason", "detail")}
+    prices = {c: _floats(bars[c]) for c in ("open", "high", "low", "close", "volume")}
+    added = conn.execute(
+        text(
+            "INSERT INTO quarantined_bars (ticker, ts, open, high, low, close, volume, source, "
+            "reason, detail, status) "
+            "SELECT u.* , :status FROM unnest(CAST(:ticker AS text[]), "
+            "CAST(:ts AS timestamptz[]), CAST(:open AS float8[]), CAST(:high AS float8[]), "
+            "CAST(:low AS float8[]), CAST(:close AS float8[]), CAST(:volume AS float8[]), "
+            "CAST(:source AS text[]), CAST(:reason AS text[]), CAST(:detail AS text[])) "
+            "AS u(ticker, ts, open, high, low, close, volume, source, reason, detail) "
+            "WHERE NOT EXISTS (SELECT 1 FROM quarantined_bars q WHERE q.ticker = u.ticker "
+            "AND q.ts = u.ts AND q.status IN (:pending, :q) "
+            "AND (q.open, q.high, q.low, q.close, q.volume) "
+            "IS NOT DISTINCT FROM (u.open, u.high, u.low, u.close, u.volume))"
+        ),
+        {
+            **values,
+            **prices,
+            "ts": _stamps(bars["ts"]),
+            "status": status,
+            "pending": PENDING,
+            "q": QUARANTINED,
+        },
+    ).rowcount
+    return int(added)
+
+
+def take_out_of_bars(conn: Connection, keys: pd.DataFrame) -> pd.DataFrame:
+    """Remove stored bars (ticker, ts) from `bars_1m` and return them raw with their source,
+    for quarantine in the same transaction (a verdict that needed the bars after them)."""
+    if keys.empty:
+        return _frame([], RAW)
+    rows = conn.execute(
+        text(
+            "DELETE FROM bars_1m b USING unnest(CAST(:t AS text[]), "  # noqa: S608 (fixed names)
+            "CAST(:ts AS timestamptz[])) AS u(ticker, ts) WHERE b.ticker = u.ticker "
+            f"AND b.ts = u.ts RETURNING {', '.join('b.' + c for c in RAW)}"
+        ),
+        {"t": [str(t) for t in keys["ticker"]], "ts": _stamps(keys["ts"])},
+    ).all()
+    return _frame(rows, RAW)
+
+
+def mark_replaced(conn: Connection, stored: pd.DataFrame) -> int:
+    """Open quarantine rows of minutes a passing print has now been stored for: `replaced`."""
+    if stored.empty:
+        return 0
+    return int(
+        conn.execute(
+            text(
+                "UPDATE quarantined_bars q SET status = :replaced, decided_at = now() "
+                "FROM unnest(CAST(:t AS text[]), CAST(:ts AS timestamptz[])) AS u(ticker, ts) "
+                "WHERE q.ticker = u.ticker AND q.ts = u.ts AND q.status = :q"
+            ),
+            {
+                "replaced": REPLACED,
+                "q": QUARANTINED,
+                "t": [str(t) for t in stored["ticker"]],
+                "ts": _stamps(stored["ts"]),
+            },
+        ).rowcount
+    )
+
+
+def any_open_quarantine(conn: Connection, tickers: Sequence[str]) -> bool:
+    """Whether any of `tickers` has a minute in quarantine (cheap: the write path asks first)."""
+    return bool(
+        conn.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM quarantined_bars WHERE status = :q "
+                "AND ticker = ANY(CAST(:t AS text[])))"
+            ),
+            {"q": QUARANTINED, "t": list(tickers)},
+        ).scalar()
+    )
+
+
+def retry_minutes(conn: Connection, minutes: pd.DataFrame) -> int:
+    """Queue the backfill to fetch quarantined minutes (ticker, ts) again: a source often
+    corrects a bad print later. Only a minute's first quarantine is retried (a second bad print
+    of it stays for an analyst). Returns minutes queued."""
+    if minutes.empty:
+        return 0
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO backfill_queue (ticker, gap_start, gap_end, status, attempts) "
+                "SELECT u.ticker, u.ts, u.ts, 'pending', 0 "
+                "FROM unnest(CAST(:t AS text[]), CAST(:ts AS timestamptz[])) AS u(ticker, ts) "
+                "WHERE (SELECT count(*) FROM quarantined_bars q "
+                "       WHERE q.ticker = u.ticker AND q.ts = u.ts AND q.status <> :pending) = 1 "
+                "ON CONFLICT (ticker, gap_start) DO UPDATE SET status = 'pending', "
+                "gap_end = EXCLUDED.gap_end, updated_at = now() "
+                "WHERE backfill_queue.status <> 'pending'"
+            ),
+            {
+                "t": [str(t) for t in minutes["ticker"]],
+                "ts": _stamps(minutes["ts"]),
+                "pending": PENDING,
+            },
+        ).rowcount
+    )
+
+
+def hold_tickers(conn: Connection, holds: pd.DataFrame) -> int:
+    """Hold tickers at a level shift (ticker, onset_ts, reason, detail, source), in `conn`'s
+    transaction; an onset already recorded (held or decided) is not recorded again."""
+    if holds.empty:
+        return 0
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO ticker_holds (ticker, onset_ts, reason, detail, source) "
+                "SELECT * FROM unnest(CAST(:t AS text[]), CAST(:ts AS timestamptz[]), "
+                "CAST(:r AS text[]), CAST(:d AS text[]), CAST(:s AS text[])) "
+                "ON CONFLICT (ticker, onset_ts) DO NOTHING"
+            ),
+            {
+                "t": [str(t) for t in holds["ticker"]],
+                "ts": _stamps(holds["onset_ts"]),
+                "r": [str(x) for x in holds["reason"]],
+                "d": [str(x) for x in holds["detail"]],
+                "s": [str(x) for x in holds["source"]],
+            },
+        ).rowcount
+    )
+
+
+def explain_holds(conn: Connection, actions: pd.DataFrame, actor: str) -> int:
+    """End the holds whose onset falls on the ex-date (New York session date) of an action the
+    corporate-action job found (actions: ticker, ex_date, action_type, value)."""
+    if actions.empty:
+        return 0
+    return int(
+        conn.execute(
+            text(
+                "UPDATE ticker_holds h SET status = :explained, decided_at = now(), "
+                "decided_by = :actor, decision_reason = 'corporate action ' || u.kind || ' ' "
+                "|| u.value || ' on ' || u.ex_date "
+                "FROM unnest(CAST(:t AS text[]), CAST(:d AS date[]), CAST(:k AS text[]), "
+                "CAST(:v AS float8[])) AS u(ticker, ex_date, kind, value) "
+                "WHERE h.status = :held AND h.ticker = u.ticker "
+                "AND (h.onset_ts AT TIME ZONE 'America/New_York')::date = u.ex_date"
+            ),
+            {
+                "explained": EXPLAINED,
+                "held": HELD,
+                "actor": actor,
+                "t": [str(t) for t in actions["ticker"]],
+                "d": [pd.Timestamp(d).date() for d in actions["ex_date"]],
+                "k": [str(k) for k in actions["action_type"]],
+                "v": [float(v) for v in actions["value"]],
+            },
+        ).rowcount
+    )
+
+
+# --------------------------------------------------------------------- reads
+def held_tickers() -> pd.DataFrame:
+    """Open holds: id, ticker, onset_ts, reason, detail, source, flagged_at (oldest first)."""
+    frame = read_from_db(
+        "SELECT id, ticker, onset_ts, reason, detail, source, flagged_at FROM ticker_holds "
+        "WHERE status = :held ORDER BY onset_ts, ticker",
+        {"held": HELD},
+    )
+    for col in ("onset_ts", "flagged_at"):
+        frame[col] = utc_series(frame[col]) if len(frame) else frame[col].astype("M8[ns, UTC]")
+    return frame
+
+
+def hold_history(limit: int = 200) -> pd.DataFrame:
+    """Every hold, newest first, with its decision."""
+    return read_from_db(
+        "SELECT id, ticker, onset_ts, status, detail, flagged_at, decided_at, decided_by, "
+        "decision_reason FROM ticker_holds ORDER BY flagged_at DESC, id DESC LIMIT :n",
+        {"n": limit},
+    )
+
+
+def quarantined(statuses: Sequence[str] = (QUARANTINED, PENDING), limit: int = 500) -> pd.DataFrame:
+    """Quarantined bars with these statuses, newest minute first: id, the raw bar, source,
+    reason, detail, status, flagged_at and the decision."""
+    return read_from_db(
+        "SELECT id, ticker, ts, open, high, low, close, volume, source, reason, detail, status, "
+        "flagged_at, decided_at, decided_by, decision_reason FROM quarantined_bars "
+        "WHERE status = ANY(CAST(:s AS text[])) ORDER BY ts DESC, ticker LIMIT :n",
+        {"s": list(statuses), "n": limit},
+    )
+
+
+def quarantine_counts() -> pd.DataFrame:
+    """Per ticker and reason, quarantined bars still open and in all: ticker, reason, open,
+    total."""
+    return read_from_db(
+        "SELECT ticker, reason, count(*) FILTER (WHERE status = :q) AS open, count(*) AS total "
+        "FROM quarantined_bars WHERE status <> :pending GROUP BY ticker, reason "
+        "ORDER BY open DESC, total DESC, ticker",
+        {"q": QUARANTINED, "pending": PENDING},
+    )
+
+
+def input_flags(limit: int = 200) -> pd.DataFrame:
+    """News articles cleaned or dropped and macro values flagged, newest first."""
+    return read_from_db(
+        "SELECT flagged_at, feed, item_key, action, reason, detail FROM input_flags "
+        "ORDER BY flagged_at DESC, id DESC LIMIT :n",
+        {"n": limit},
+    )
+
+
+# --------------------------------------------------------------------- decisions
+def _decision(decision: str, actor: str, reason: str) -> str:
+    if decision not in DECISIONS:
+        raise DecisionError(f"decision must be one of {DECISIONS}, not {decision!r}")
+    if not actor:
+        raise DecisionError("a decision needs the name of who takes it")
+    reason = reason.strip()
+    if len(reason) < 3:
+        raise DecisionError("say why (a reason of at least 3 characters is recorded)")
+    return reason[:500]
+
+
+def decide_bar(bar_id: int, decision: str, actor: str, reason: str) -> str:
+    """An analyst's verdict on a quarantined bar: `accepted` stores it in `bars_1m` as served
+    (a real print the guard misjudged), `rejected` keeps it out for good. Returns a sentence
+    saying what was done."""
+    why = _decision(decision, actor, reason)
+    with connect() as conn:
+        row = conn.execute(
+            text(
+                f"SELECT {', '.join(RAW)}, status FROM quarantined_bars WHERE id = :id "  # noqa: S608
+                "FOR UPDATE"
+            ),
+            {"id": int(bar_id)},
+        ).first()
+        if row is None:
+            raise DecisionError(f"no quarantined bar #{bar_id}")
+        if row.status != QUARANTINED:
+            raise DecisionError(f"bar #{bar_id} is {row.status} already: nothing was changed")
+        if decision == ACCEPTED:
+            bar = pd.DataFrame([row[: len(RAW)]], columns=RAW)
+            bar["ts"] = utc_series(bar["ts"])
+            values = bar[["open", "high", "low", "close", "volume"]].to_numpy(float)
+            if not (np.isfinite(values).all() and (values[0, :4] > 0).all()):
+                raise DecisionError(
+                    f"bar #{bar_id} has prices the database cannot hold as a bar: reject it"
+                )
+            write_to_db(bar, table="bars_1m", on_conflict="update", conn=conn)
+        conn.execute(
+            text(
+                "UPDATE quarantined_bars SET status = :s, decided_at = now(), decided_by = :a, "
+                "decision_reason = :r WHERE id = :id"
+            ),
+            {"s": decision, "a": actor, "r": why, "id": int(bar_id)},
+        )
+    return f"Bar #{bar_id} ({row.ticker} {utc(row.ts):%Y-%m-%d %H:%M} UTC) {decision} by {actor}."
+
+
+def decide_hold(hold_id: int, decision: str, actor: str, reason: str) -> str:
+    """An analyst's verdict on a held ticker: `accepted` (the new price level is real; the hold
+    ends), `rejected` (the bars from the onset on are bad prints: they move to quarantine as
+    `level_shift` and the hold ends). Returns a sentence saying what was done."""
+    why = _decision(decision, actor, reason)
+    with connect() as conn:
+        hold = conn.execute(
+            text("SELECT ticker, onset_ts, status FROM ticker_holds WHERE id = :id FOR UPDATE"),
+            {"id": int(hold_id)},
+        ).first()
+        if hold is None:
+            raise DecisionError(f"no hold #{hold_id}")
+        if hold.status != HELD:
+            raise DecisionError(f"hold #{hold_id} is {hold.status} already: nothing was changed")
+        moved = 0
+        if decision == REJECTED:
+            keys = read_keys(conn, hold.ticker, utc(hold.onset_ts))
+            bars = take_out_of_bars(conn, keys)
+            detail = f"rejected level shift from {utc(hold.onset_ts):%Y-%m-%d %H:%M} UTC: {why}"
+            moved = quarantine(
+                conn, bars.assign(reason="level_shift", detail=detail), status=REJECTED
+            )
+        conn.execute(
+            text(
+                "UPDATE ticker_holds SET status = :s, decided_at = now(), decided_by = :a, "
+                "decision_reason = :r WHERE id = :id"
+            ),
+            {"s": decision, "a": actor, "r": why, "id": int(hold_id)},
+        )
+    extra = f"; {moved} bar(s) moved to quarantine" if moved else ""
+    return f"Hold #{hold_id} on {hold.ticker} {decision} by {actor}{extra}."
+
+
+def read_keys(conn: Connection, ticker: str, start: pd.Timestamp) -> pd.DataFrame:
+    """(ticker, ts) of the stored bars of `ticker` from `start` on."""
+    rows = conn.execute(
+        text("SELECT ticker, ts FROM bars_1m WHERE ticker = :t AND ts >= :s ORDER BY ts"),
+        {"t": ticker, "s": start.to_pydatetime()},
+    ).all()
+    return _frame(rows, ["ticker", "ts"])
