@@ -6,7 +6,8 @@ open).
 `run_daily_adjustment()` asks the source for the universe's splits and dividends from
 `lookback_days` ago to `lookahead_days` ahead, records new ones in the `corporate_actions`
 ledger, and applies every recorded action whose ex-date has come by stamping its factor, with
-the standard backward adjustment of all bars before the ex-date:
+the standard backward adjustment of all bars before the ex-date (a split found for the day of a
+level shift the data-quality guard holds ends the hold: `db.quality.explain_holds`):
 
 - split of ratio r (4 for 4-for-1): prices / r, volume * r;
 - cash dividend D: prices * (1 - D / C), C the raw close before the ex-date.
@@ -35,6 +36,7 @@ from config.settings import get_settings, setup_logging
 from core.timeutil import ny_midnight
 from db.bars import due_actions, mark_action_applied, raw_close_before
 from db.database_manager import connect, write_to_db
+from db.quality import explain_holds
 from workers.sources import SOURCE_KINDS, make_source
 from workers.sources.base import ACTION_COLUMNS, MarketDataSource
 
@@ -46,11 +48,13 @@ class AdjustmentReport:
     detected: int = 0
     applied: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # could not be applied yet (logged why)
+    explained: int = 0  # holds of the data-quality guard ended by a split found for their day
 
     def __str__(self) -> str:
         return (
             f"{self.detected} new action(s) recorded; applied {len(self.applied)}: "
-            f"{', '.join(self.applied) or '-'}; waiting {len(self.waiting)}"
+            f"{', '.join(self.applied) or '-'}; waiting {len(self.waiting)}; "
+            f"held tickers explained {self.explained}"
         )
 
 
@@ -139,6 +143,11 @@ def run_daily_adjustment(
         tickers, today - timedelta(days=lookback_days), today + timedelta(days=lookahead_days)
     )
     report.detected = record_actions(actions, source.name)
+    if not actions.empty:  # a split found for the day of a held level shift explains it
+        with connect() as conn:
+            report.explained = explain_holds(
+                conn, actions[actions["action_type"] == "split"], actor="corporate-action job"
+            )
     for action in due_actions(today, tickers).itertuples(index=False):
         label = f"{action.ticker} {action.action_type} {action.value:g} ex {action.ex_date}"
         (report.applied if apply_action(action, source) else report.waiting).append(label)

@@ -4,8 +4,11 @@
 
 Each series is fetched whole, checked, and written in one transaction; a series that fails
 (network, rate limit, malformed answer) is logged and the others still run, and the job is
-recorded as failed in `job_runs`. Stored rows are never overwritten: a revision is a new row
-with its own release time, and re-running stores nothing twice.
+recorded as failed in `job_runs`. A value outside its series' plausible range
+(`SeriesSpec.plausible`) or not finite is logged and recorded in `input_flags`, never stored, so
+features never join it; the series' other values are stored. Stored rows are never
+overwritten: a revision is a new row with its own release time, and re-running stores nothing
+twice.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from config.settings import Settings, get_settings, setup_logging
 from db.context import newest_macro_observation, newest_macro_values
 from db.database_manager import write_to_db
 from db.ops import job_run
+from db.quality import InputFlag, record_input_flags
 from workers.common import with_retries
 from workers.http_fetch import PayloadError
 from workers.macro_sources import (
@@ -30,6 +35,7 @@ from workers.macro_sources import (
     FredApiSource,
     FredCsvSource,
     MacroSource,
+    SeriesSpec,
     SimulatedMacroSource,
 )
 from workers.sources.base import SourceError
@@ -62,6 +68,38 @@ def new_rows(
     return merged.loc[unseen | changed, fetched.columns.tolist()].reset_index(drop=True)
 
 
+def plausible_rows(fetched: pd.DataFrame, spec: SeriesSpec, source: MacroSource) -> pd.DataFrame:
+    """The fetched rows inside the series' plausible range; each other one is logged and
+    recorded in `input_flags` (a value a later run fetches again is recorded once)."""
+    bad = spec.implausible(fetched["value"])
+    if not bad.any():
+        return fetched
+    low, high = spec.plausible
+    flags = [
+        InputFlag(
+            feed="macro",
+            item_key=f"{spec.series_id}:{row.obs_date}",
+            action="flagged",
+            reason="out_of_range" if np.isfinite(row.value) else "not_finite",
+            detail=(
+                f"{source.name}: value {float(row.value)!r} outside the plausible range "
+                f"[{low:g}, {high:g}] of {spec.series_id} ({spec.title}), released "
+                f"{pd.Timestamp(row.realtime_start).isoformat()}"
+            ),
+        )
+        for row in fetched[bad].itertuples(index=False)
+    ]
+    for flag, new in zip(flags, record_input_flags(flags), strict=True):
+        log.log(
+            logging.WARNING if new else logging.DEBUG,
+            "macro: flagged %s (%s), not stored: %s",
+            flag.item_key,
+            flag.reason,
+            flag.detail,
+        )
+    return fetched[~bad].reset_index(drop=True)
+
+
 def ingest_series(
     source: MacroSource,
     series_id: str,
@@ -74,7 +112,7 @@ def ingest_series(
     """Fetch one series and store what is new; returns rows written."""
     spec = SERIES[series_id]
     fetch = with_retries((SourceError,), attempts, max_wait_s, log)(source.fetch)
-    fetched = fetch(spec, start, now)
+    fetched = plausible_rows(fetch(spec, start, now), spec, source)
     rows = new_rows(fetched, source, now, start)
     if rows.empty:
         return 0

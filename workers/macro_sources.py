@@ -10,6 +10,9 @@ became public), value. Release times:
   release; values are the latest revision, so a changed value is stored as a new row stamped
   with the time it was first seen.
 - simulated: the same release rule as the CSV estimate, plus one revision of each CPI figure.
+
+A missing value (FRED's ".", a day without an observation) is left out; infinite ones are kept
+for the ingestor to flag with the values outside their series' plausible range.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ class SeriesSpec:
 
     `release_time` is the official time of day (ET) of a release. Without vintages the release
     day is estimated as: daily series, `lag` federal business days after the observation day;
-    monthly series, `lag` calendar days after the observation month ends.
+    monthly series, `lag` calendar days after the observation month ends. `plausible` is the
+    inclusive range a true value lies in, wide of every value on record: one outside it (or not
+    finite) is a unit or feed error, flagged and never stored.
     """
 
     series_id: str
@@ -50,27 +55,47 @@ class SeriesSpec:
     frequency: str  # "D" daily, "M" monthly
     release_time: time
     lag: int
+    plausible: tuple[float, float]
+
+    def implausible(self, values: pd.Series) -> pd.Series:
+        """True where a value is outside `plausible` or not a finite number."""
+        low, high = self.plausible
+        return ~pd.to_numeric(values, errors="coerce").between(low, high)
 
 
+# Plausible ranges, wide of the records: interest rates in percent -5..30 (US yields and the
+# fed funds rate peaked at 15.8-22.4 in 1981 and have not gone below 0; -5 leaves room for
+# negative rates as abroad, and a rate in basis points, 450 for 4.50, falls outside); the
+# 10y-2y spread -10..10 pp (records about -2.4 and +2.9); the VIX close 5..150 (records 9.1
+# and 82.7); the CPI index (1982-84 = 100) 10..10,000 (21.5 in 1947, about 320 in 2025; a
+# percent change, 3.2, falls outside); the unemployment rate 0..40 % (2.5 in 1953, 14.8 in 2020,
+# about 25 in 1933).
+RATE_RANGE = (-5.0, 30.0)
 SERIES: dict[str, SeriesSpec] = {
     s.series_id: s
     for s in (
         # H.15 / Treasury yields: published the same or the next business day, 16:15 ET at the
         # latest; 18:00 leaves a margin.
-        SeriesSpec("DGS10", "10-year Treasury yield (%)", "D", time(18, 0), 1),
-        SeriesSpec("DGS2", "2-year Treasury yield (%)", "D", time(18, 0), 1),
-        SeriesSpec("T10Y2Y", "10-year minus 2-year spread (pp)", "D", time(18, 0), 1),
+        SeriesSpec("DGS10", "10-year Treasury yield (%)", "D", time(18, 0), 1, RATE_RANGE),
+        SeriesSpec("DGS2", "2-year Treasury yield (%)", "D", time(18, 0), 1, RATE_RANGE),
+        SeriesSpec("T10Y2Y", "10-year minus 2-year spread (pp)", "D", time(18, 0), 1, (-10, 10)),
         # Effective fed funds rate: New York Fed, 09:00 ET the next business day.
-        SeriesSpec("DFF", "Effective federal funds rate, daily (%)", "D", time(12, 0), 1),
+        SeriesSpec(
+            "DFF", "Effective federal funds rate, daily (%)", "D", time(12, 0), 1, RATE_RANGE
+        ),
         # Cboe close, FRED the next business day.
-        SeriesSpec("VIXCLS", "CBOE VIX close", "D", time(18, 0), 1),
+        SeriesSpec("VIXCLS", "CBOE VIX close", "D", time(18, 0), 1, (5, 150)),
         # Monthly average of the daily rate: first business days of the next month.
-        SeriesSpec("FEDFUNDS", "Effective federal funds rate, monthly (%)", "M", time(18, 0), 5),
+        SeriesSpec(
+            "FEDFUNDS", "Effective federal funds rate, monthly (%)", "M", time(18, 0), 5, RATE_RANGE
+        ),
         # BLS at 08:30 ET. CPI: usually 10-15 days after the month; the latest on record was
         # 30 days (Sept 2013, shutdown). Employment Situation: usually the first Friday; the
         # latest on record 51 days (Sept 2025, shutdown).
-        SeriesSpec("CPIAUCSL", "CPI, all urban consumers (index)", "M", time(8, 30), 31),
-        SeriesSpec("UNRATE", "Unemployment rate (%)", "M", time(8, 30), 52),
+        SeriesSpec(
+            "CPIAUCSL", "CPI, all urban consumers (index)", "M", time(8, 30), 31, (10, 10_000)
+        ),
+        SeriesSpec("UNRATE", "Unemployment rate (%)", "M", time(8, 30), 52, (0, 40)),
     )
 }
 DEFAULT_SERIES = list(SERIES)
@@ -104,7 +129,7 @@ def frame_of(
         }
     )
     frame["realtime_start"] = pd.to_datetime(frame["realtime_start"], utc=True)
-    return frame[np.isfinite(frame["value"])].reset_index(drop=True)
+    return frame[frame["value"].notna()].reset_index(drop=True)
 
 
 class MacroSource(ABC):

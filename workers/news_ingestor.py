@@ -2,11 +2,13 @@
 
     python -m workers.news_ingestor [--source simulated|newsapi|rss] [--once]
 
-Each cycle asks the source for articles published since the last cycle, drops those already
-stored (by article key and ticker), scores the new ones in batches with the sentiment model
-loaded once at start-up, and writes them in one transaction. Source errors are retried with
-jittered back-off; any other error is logged and the next cycle tries again; SIGTERM / SIGINT
-stop it between cycles. A heartbeat row (`news_ingestor`) records every cycle.
+Each cycle asks the source for articles published since the last cycle (their text cleaned:
+`workers.news_text.clean_articles`), drops those already stored (by article key and ticker),
+scores the new ones in batches with the sentiment model loaded once at start-up, and writes them
+in one transaction. An article the source cleaned or left out is logged and recorded in
+`input_flags`; the rest of the batch is stored and the watermark moves past it. Source errors
+are retried with jittered back-off; any other error is logged and the next cycle tries again;
+SIGTERM / SIGINT stop it between cycles. A heartbeat row (`news_ingestor`) records every cycle.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ import sys
 from collections.abc import Sequence
 
 import pandas as pd
+import psycopg2
+import sqlalchemy.exc
 
 from config.settings import get_settings, setup_logging
 from core.timeutil import utc_now
 from db.context import newest_article_time, stored_article_pairs
 from db.database_manager import write_to_db
 from db.ops import heartbeat
+from db.quality import InputFlag, record_input_flags
 from workers.common import Shutdown, with_retries
 from workers.news_sources import NewsSource, make_news_source
+from workers.news_text import shown
 from workers.sentiment import SentimentModel, article_texts, load_sentiment_model
 from workers.sources.base import SourceError
 
@@ -33,6 +39,15 @@ log = logging.getLogger("workers.news_ingestor")
 WORKER = "news_ingestor"
 FIRST_LOOKBACK = pd.Timedelta(days=4)  # first cycle on an empty table: a few sessions back
 MAX_CATCH_UP = pd.Timedelta(days=30)  # never ask for more than this after a long stop
+# What one row can do to a batch write: text the driver cannot send (NUL, lone surrogates), a
+# value the table refuses. A lost connection is none of these: it fails the cycle.
+ROW_ERRORS = (
+    ValueError,
+    psycopg2.DataError,
+    psycopg2.IntegrityError,
+    sqlalchemy.exc.DataError,
+    sqlalchemy.exc.IntegrityError,
+)
 
 
 def score_articles(articles: pd.DataFrame, model: SentimentModel) -> pd.DataFrame:
@@ -52,15 +67,19 @@ def store_articles(
     *,
     arrived_at: pd.Timestamp | None = None,
     seed_delay: pd.Timedelta | None = None,
+    flags: Sequence[InputFlag] = (),
 ) -> int:
     """Score and write the articles not stored yet; returns rows written.
 
     Each row records when StockPulse could first have known the article (`available_at`), the
     time features join it on: for articles collected live, the later of publication and
     `arrived_at` (the source's clock: the market clock for simulated news); for seeded history,
-    publication plus `seed_delay`."""
+    publication plus `seed_delay`. The source's `flags` (articles it cleaned or left out) are
+    logged and recorded in `input_flags` before the write; `write_articles` keeps a bad row the
+    cleaning missed from costing the rest of the batch."""
     if (arrived_at is None) == (seed_delay is None):
         raise ValueError("store_articles needs arrived_at (live) or seed_delay (seeding)")
+    record_flags(flags)
     if articles.empty:
         return 0
     seen = stored_article_pairs(articles["article_key"].unique().tolist())
@@ -76,7 +95,48 @@ def store_articles(
     else:
         assert seed_delay is not None
         scored["available_at"] = published + seed_delay
-    return write_to_db(scored, table="news_articles", on_conflict="nothing")
+    written, failed = write_articles(scored)
+    record_flags(failed)
+    return written
+
+
+def write_articles(rows: pd.DataFrame) -> tuple[int, list[InputFlag]]:
+    """Write scored article rows in one transaction; returns rows written and the articles
+    dropped.
+
+    Cleaning makes every row storable, so a batch write that still fails on a row's data
+    (`ROW_ERRORS`) is retried article by article, each in its own transaction: the articles the
+    database takes are stored and each one it refuses is dropped with a `store_failed` flag. Any
+    other error (a lost connection) propagates and the cycle fails as a whole."""
+    try:
+        return write_to_db(rows, table="news_articles", on_conflict="nothing"), []
+    except ROW_ERRORS as exc:
+        log.warning("news batch write failed (%s); storing article by article", shown(exc, 300))
+    written, failed = 0, []
+    for key, article in rows.groupby("article_key", sort=False):
+        try:
+            written += write_to_db(article, table="news_articles", on_conflict="nothing")
+        except ROW_ERRORS as exc:
+            first = article.iloc[0]
+            link = first["url"] if isinstance(first["url"], str) else first["title"]
+            where = f"{shown(first['source'], 80)} {shown(link, 200)}"
+            detail = f"{where}: {type(exc).__name__}: {shown(str(exc), 300)}"
+            failed.append(InputFlag("news", str(key), "dropped", "store_failed", detail))
+    return written, failed
+
+
+def record_flags(flags: Sequence[InputFlag]) -> None:
+    """Record article flags in `input_flags`; each one recorded for the first time is logged
+    as a warning (one a later fetch serves again, at debug level)."""
+    for flag, new in zip(flags, record_input_flags(flags), strict=True):
+        log.log(
+            logging.WARNING if new else logging.DEBUG,
+            "news: %s article %s (%s): %s",
+            flag.action,
+            flag.item_key,
+            flag.reason,
+            flag.detail,
+        )
 
 
 class NewsIngestor:
@@ -106,7 +166,8 @@ class NewsIngestor:
         now = self.source.now()
         since = self.since if self.since is not None else self._initial_since(now)
         articles = self._fetch(since, now)
-        written = store_articles(articles, self.model, arrived_at=now)
+        flags = self.source.take_flags()
+        written = store_articles(articles, self.model, arrived_at=now, flags=flags)
         self.since = now
         log.info(
             "%s: %d article row(s) fetched, %d new stored (up to %s)",

@@ -1,9 +1,12 @@
 """News sources: one base class, a thin subclass per provider.
 
 Every source returns articles as a DataFrame with `ARTICLE_COLUMNS`, one row per (article,
-ticker), publication times in UTC. Errors: `SourceError` / `RateLimitError` (worth retrying with
-back-off) and `PayloadError` (the provider answered with something unusable; nothing of that
-answer is kept).
+ticker), publication times in UTC, text cleaned (`NewsSource.articles_frame`). An article the
+provider sent without a title, a link or a parseable publication time is left out, and one whose
+text had to be cleaned is kept cleaned; either is noted in `source.flags` for the ingestor to log
+and record, and the rest of the answer is used. Errors: `SourceError` / `RateLimitError` (worth
+retrying with back-off) and `PayloadError` (the provider answered with something unusable;
+nothing of that answer is kept).
 """
 
 from __future__ import annotations
@@ -25,13 +28,17 @@ from config.market_calendar import sessions_between
 from config.market_clock import SessionClock
 from config.settings import Settings, get_settings
 from core.files import write_json_atomic
+from db.quality import InputFlag
 from workers.http_fetch import PayloadError, http_get, new_session
 from workers.news_text import (
     ARTICLE_COLUMNS,
     TickerTagger,
     article_key,
     batch_queries,
+    clean_articles,
     empty_articles,
+    scrub,
+    shown,
     to_utc,
 )
 from workers.sources.base import RateLimitError, SourceError
@@ -50,12 +57,25 @@ class NewsLimits:
 
 
 def frame_of(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Article rows as a frame with `ARTICLE_COLUMNS`, de-duplicated on (article_key, ticker)."""
+    """Clean article rows as a frame with `ARTICLE_COLUMNS`, de-duplicated on (article_key,
+    ticker)."""
     if not rows:
         return empty_articles()
     frame = pd.DataFrame(rows, columns=ARTICLE_COLUMNS)
     frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
     return frame.drop_duplicates(["article_key", "ticker"]).reset_index(drop=True)
+
+
+def article_problem(title: object, url: object, published: object) -> tuple[str, str] | None:
+    """Why a provider's article cannot be stored, as (reason, detail), or None: it needs a
+    title, a link and a parseable publication time."""
+    if not isinstance(title, str) or not title.strip():
+        return "no_title", f"title {shown(title)}"
+    if not isinstance(url, str) or not url.strip():
+        return "no_url", f"url {shown(url)}"
+    if to_utc(published) is None:
+        return "no_published_at", f"publication time {shown(published)}"
+    return None
 
 
 class NewsSource(ABC):
@@ -68,6 +88,7 @@ class NewsSource(ABC):
         self.tickers = list(tickers)
         # pauses between requests; the service swaps in Shutdown.wait (True = stop now)
         self.sleep: Callable[[float], object] = time.sleep
+        self.flags: list[InputFlag] = []  # articles cleaned or left out since take_flags()
 
     @abstractmethod
     def fetch(self, since: pd.Timestamp, now: pd.Timestamp) -> pd.DataFrame:
@@ -76,6 +97,23 @@ class NewsSource(ABC):
     def now(self) -> pd.Timestamp:
         """The source's clock (wall clock; the simulated source runs on the session clock)."""
         return pd.Timestamp.now(tz="UTC")
+
+    def reject(self, item: str, reason: str, detail: str) -> None:
+        """Leave an article out (`item`: its link, else its title) with a `dropped` flag."""
+        item = scrub(item)[:2_048] or "?"
+        self.flags.append(InputFlag("news", item, "dropped", reason, f"{self.name}: {detail}"))
+
+    def articles_frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        """Rows as a frame (`frame_of`), cleaned first (`clean_articles`), with their flags."""
+        clean, flags = clean_articles(rows)
+        self.flags += flags
+        return frame_of(clean)
+
+    def take_flags(self) -> list[InputFlag]:
+        """The flags of the articles cleaned or left out since the last call (the ingestor
+        logs and records them)."""
+        taken, self.flags = self.flags, []
+        return taken
 
 
 class HttpNewsSource(NewsSource):
@@ -189,7 +227,7 @@ class NewsApiSource(HttpNewsSource):
             self._cursor = (i + 1) % len(self.batches)
         if not frames:
             return empty_articles()
-        return frame_of([r for f in frames for r in f.to_dict("records")])
+        return self.articles_frame([r for f in frames for r in f.to_dict("records")])
 
     def _fetch_batch(self, i: int, since: pd.Timestamp) -> pd.DataFrame:
         _, query = self.batches[i]
@@ -224,25 +262,26 @@ class NewsApiSource(HttpNewsSource):
         if not isinstance(articles, list):
             raise PayloadError("newsapi: response has no 'articles' list")
         rows, dropped = [], 0
-        for item in articles:
+        for n, item in enumerate(articles):
             if isinstance(item, dict) and item.get("title") == "[Removed]":
                 continue  # the provider's placeholder for a withdrawn article
-            new = self._rows(item) if isinstance(item, dict) else None
-            if new is None:
-                dropped += 1
-            else:
-                rows.extend(new)
+            fields = item if isinstance(item, dict) else {"title": None}
+            title, url = fields.get("title"), fields.get("url")
+            problem = article_problem(title, url, fields.get("publishedAt"))
+            if problem is None:
+                rows.extend(self._rows(fields))
+                continue
+            dropped += 1
+            name = next((v for v in (url, title) if isinstance(v, str) and v.strip()), None)
+            self.reject(name or f"articles[{n}]", *problem)
         if dropped:
             log.error("newsapi: dropped %d article(s) missing title, url or publishedAt", dropped)
-        return frame_of(rows)
+        return self.articles_frame(rows)
 
-    def _rows(self, item: dict[str, Any]) -> list[dict[str, Any]] | None:
-        title, url = item.get("title"), item.get("url")
+    def _rows(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        """One row per ticker the article is about (an article `article_problem` passed)."""
+        title, url = str(item["title"]), str(item["url"])
         published = to_utc(item.get("publishedAt"))
-        if not isinstance(title, str) or not title.strip() or not isinstance(url, str):
-            return None
-        if published is None:
-            return None
         summary = item.get("description") if isinstance(item.get("description"), str) else None
         outlet = (
             (item.get("source") or {}).get("name") if isinstance(item.get("source"), dict) else None
@@ -288,7 +327,7 @@ class RssSource(HttpNewsSource):
             transient = any(isinstance(e, SourceError) for e in failures.values())
             kind = SourceError if transient else PayloadError  # only transient ones are retried
             raise kind(f"rss: every feed failed ({', '.join(failures)})")
-        return frame_of(rows)
+        return self.articles_frame(rows)
 
     def parse(self, ticker: str, content: bytes) -> list[dict[str, Any]]:
         """Rows of one ticker's feed; a malformed or empty feed raises PayloadError."""
@@ -298,10 +337,12 @@ class RssSource(HttpNewsSource):
         if not feed.entries:
             raise PayloadError("empty feed (no items)")
         rows, dropped = [], 0
-        for entry in feed.entries:
+        for n, entry in enumerate(feed.entries):
             title, url = entry.get("title"), entry.get("link")
             published = to_utc(entry.get("published"))
-            if not title or not url or published is None:
+            problem = article_problem(title, url, entry.get("published"))
+            if problem is not None:
+                self.reject(str(url or title or f"{ticker} item {n}"), *problem)
                 dropped += 1
                 continue
             rows.append(
@@ -359,7 +400,7 @@ class SimulatedNewsSource(NewsSource):
                             "summary": None,
                         }
                     )
-        return frame_of(rows)
+        return self.articles_frame(rows)
 
 
 def simulated_market(settings: Settings) -> SimulatedMarket:

@@ -1,15 +1,25 @@
-"""Article keys, URL normalisation and ticker tagging shared by every news source."""
+"""Article keys, text cleaning, URL normalisation and ticker tagging shared by every news source.
+
+`clean_articles` is the one place article text is made safe to store and score. Every source
+runs it on its rows before they become a frame (pandas keeps text in Arrow, which refuses lone
+surrogates): NUL bytes and the other C0 control characters but tab and newline are removed (a
+carriage return becomes a newline, without a flag), lone UTF-16 surrogates become U+FFFD, and
+each field is cut to its `TEXT_LIMITS`; an article left without a title or a publication time is
+dropped. Each article cleaned or dropped yields one `InputFlag` saying what was wrong.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
 from core.timeutil import utc
+from db.quality import InputFlag
 
 ARTICLE_COLUMNS = ["article_key", "ticker", "published_at", "source", "title", "url", "summary"]
 
@@ -37,6 +47,16 @@ COMPANY_NAMES: dict[str, tuple[str, ...]] = {
     "PEP": ("PepsiCo", "Pepsi"),
     "DIS": ("Disney",),
 }
+# The longest text kept per article field. A title is a line (the longest real headlines run to
+# a few hundred characters); a summary is a teaser, not the article (20,000 characters is a long
+# article in full). Longer text is cut; a link cut short would point nowhere, so an over-long URL
+# is dropped instead. A multi-megabyte body never reaches the database, the ticker tagger or the
+# sentiment model whole.
+TEXT_LIMITS: dict[str, int] = {"title": 1_000, "summary": 20_000, "url": 2_048, "source": 200}
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f]")  # C0 controls but tab and newline
+SURROGATES = re.compile(r"[\ud800-\udfff]")
+NEEDS_CLEANING = re.compile(r"[\x00-\x08\x0b-\x1f\ud800-\udfff]")
+WORD_CHAR = re.compile(r"[^\W_]")  # a usable title has at least one letter or digit
 TRACKING_PARAMS = re.compile(r"^(utm_.*|\.tsrc|guccounter|guce_.*|ncid|soc_src|soc_trk|cmpid|src)$")
 
 
@@ -65,10 +85,110 @@ def normalise_title(title: str) -> str:
     return " ".join(title.lower().split())
 
 
+def scrub(text: str) -> str:
+    """`text` without control characters (but tab and newline) or lone surrogates."""
+    if NEEDS_CLEANING.search(text) is None:
+        return text
+    return clean_text(text, len(text))[0] or ""
+
+
+def shown(value: object, max_chars: int = 120) -> str:
+    """A raw value as short, printable text for a log line or a flag (control characters and
+    surrogates escaped by `repr`)."""
+    text = repr(value)
+    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
+
+
+def clean_text(value: object, max_chars: int) -> tuple[str | None, dict[str, str]]:
+    """`value` safe to store, and what was wrong with it (reason code -> what was done).
+
+    Non-text and text with nothing left but whitespace become None. Surrounding whitespace is
+    trimmed once something was removed."""
+    if not isinstance(value, str):
+        return None, {}
+    found: dict[str, str] = {}
+    text = value.replace("\r\n", "\n").replace("\r", "\n")
+    if NEEDS_CLEANING.search(text) is not None:
+        nul = text.count("\x00")
+        text, removed = CONTROL_CHARS.subn("", text)
+        if nul:
+            found["nul_bytes"] = f"{nul:,} NUL byte(s) removed"
+        if removed > nul:
+            found["control_chars"] = f"{removed - nul:,} control character(s) removed"
+        if SURROGATES.search(text) is not None:
+            # surrogate pairs become the character they encode; a lone half, U+FFFD
+            fixed = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+            lone = fixed.count("\ufffd") - text.count("\ufffd")
+            if lone:
+                found["lone_surrogates"] = f"{lone:,} lone surrogate(s) replaced by U+FFFD"
+            text = fixed
+        text = text.strip()
+    if len(text) > max_chars:
+        found["too_long"] = f"{len(text):,} characters cut to {max_chars:,}"
+        text = text[:max_chars].rstrip()
+    return text if text.strip() else None, found
+
+
+def clean_article(article: Mapping[str, Any]) -> tuple[dict[str, Any], InputFlag | None]:
+    """One article row made safe to store, and its flag: `cleaned` when text was changed,
+    `dropped` when no title (with a letter or digit) or publication time is left (None when it
+    was fine)."""
+    row = dict(article)
+    reasons: dict[str, None] = {}
+    notes: list[str] = []
+    for field, limit in TEXT_LIMITS.items():
+        if field not in row:
+            continue
+        row[field], found = clean_text(row[field], limit)
+        if field == "url" and "too_long" in found:
+            row[field] = None
+            found["too_long"] = f"longer than {limit:,} characters, dropped"
+        reasons.update(dict.fromkeys(found))
+        notes += [f"{field}: {note}" for note in found.values()]
+    row["published_at"] = to_utc(row.get("published_at"))
+    if row.get("title") is not None and WORD_CHAR.search(row["title"]) is None:
+        row["title"] = None
+    if row.get("title") is None:
+        reasons["no_title"] = None
+        notes.append(f"title: nothing usable in {shown(article.get('title'), 60)}")
+    if row["published_at"] is None:
+        reasons["no_published_at"] = None
+        notes.append(f"published_at: {shown(article.get('published_at'), 60)}")
+    if not reasons:
+        return row, None
+    dropped = row["title"] is None or row["published_at"] is None
+    where = f"{row.get('source') or '?'} {row.get('url') or shown(row.get('title'), 80)}"
+    return row, InputFlag(
+        feed="news",
+        item_key=str(row.get("article_key")),
+        action="dropped" if dropped else "cleaned",
+        reason=",".join(reasons),
+        detail=f"{where}: " + "; ".join(notes),
+    )
+
+
+def clean_articles(
+    rows: Sequence[Mapping[str, Any]],
+) -> tuple[list[dict[str, Any]], list[InputFlag]]:
+    """The article rows (one per article and ticker) safe to store and score, and one flag per
+    article cleaned or dropped (its rows share its text, so they share its flag)."""
+    kept: list[dict[str, Any]] = []
+    flags: dict[InputFlag, None] = {}
+    for article in rows:
+        row, flag = clean_article(article)
+        if flag is not None:
+            flags[flag] = None
+        if flag is None or flag.action == "cleaned":
+            kept.append(row)
+    return kept, list(flags)
+
+
 def article_key(
     url: str | None, source: str, title: str, published_at: pd.Timestamp | None = None
 ) -> str:
-    """A stable key: sha1 of the normalised URL, or of source + title + publication minute."""
+    """A stable key: sha1 of the normalised URL, or of source + title + publication minute
+    (control characters and lone surrogates scrubbed first, so any text has a key)."""
+    url, source, title = (scrub(url) if url else url), scrub(source), scrub(title)
     if url and url.strip():
         basis = "url|" + normalise_url(url)
     else:
@@ -94,7 +214,8 @@ class TickerTagger:
         self.patterns = {t: _patterns(t) for t in tickers}
 
     def tags(self, *texts: str | None) -> list[str]:
-        blob = " ".join(t for t in texts if t)
+        """Tickers named in the texts, each read up to the longest summary kept."""
+        blob = " ".join(t[: TEXT_LIMITS["summary"]] for t in texts if t)
         return [t for t, pats in self.patterns.items() if any(p.search(blob) for p in pats)]
 
 
