@@ -10,7 +10,7 @@ import pandas as pd
 
 from app.data import cached_data, from_db
 from config.market_calendar import session_minutes, xnys
-from db import health, queue
+from db import health, quality, queue
 from db.database_manager import database_flavour
 from db.health import OpsStamp
 
@@ -84,3 +84,46 @@ def job_runs(stamp: OpsStamp, since: pd.Timestamp) -> pd.DataFrame:
 def flavour() -> str:
     """The serving database: PostgreSQL's version and TimescaleDB's, or that it has none."""
     return str(from_db(database_flavour))
+
+
+# ------------------------------------------------------------------ the data-quality guard
+QUALITY_TTL_S = 5.0  # the guard's records are small; a decision clears them (`forget_quality`)
+
+
+@cached_data(ttl=QUALITY_TTL_S, max_entries=1)
+def held() -> pd.DataFrame:
+    """Tickers held by the data-quality guard (open holds)."""
+    return from_db(quality.held_tickers)
+
+
+@cached_data(ttl=QUALITY_TTL_S, max_entries=1)
+def hold_history() -> pd.DataFrame:
+    return from_db(quality.hold_history)
+
+
+@cached_data(ttl=QUALITY_TTL_S, max_entries=1)
+def quarantine_counts() -> pd.DataFrame:
+    return from_db(quality.quarantine_counts)
+
+
+@cached_data(ttl=QUALITY_TTL_S, max_entries=1)
+def quarantined_open() -> pd.DataFrame:
+    """Quarantined bars still open (quarantined or pending), newest first."""
+    return from_db(quality.quarantined)
+
+
+@cached_data(ttl=QUALITY_TTL_S, max_entries=1)
+def input_flags() -> pd.DataFrame:
+    return from_db(quality.input_flags)
+
+
+@cached_data(ttl=QUALITY_TTL_S, max_entries=1)
+def reconciliation() -> pd.DataFrame:
+    """The latest reconciliation rows (problems first)."""
+    return from_db(quality.reconciliation_results)
+
+
+def forget_quality() -> None:
+    """Drop the cached records after a decision, so the next run shows it."""
+    for fn in (held, hold_history, quarantine_counts, quarantined_open):
+        fn.clear()  # type: ignore[attr-defined]

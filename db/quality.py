@@ -53,16 +53,18 @@ def _frame(rows: Any, columns: Sequence[str]) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------- the write path
-def pending_bars(conn: Connection, tickers: Sequence[str]) -> pd.DataFrame:
-    """Bars waiting for their spike verdict, of `tickers`: id and the raw bar with its source."""
+def open_bars(conn: Connection, tickers: Sequence[str]) -> pd.DataFrame:
+    """The open quarantine rows of `tickers` (pending and quarantined): id, the raw bar with its
+    source, status. Usually none: the write path asks on every write."""
     rows = conn.execute(
         text(
-            f"SELECT id, {', '.join(RAW)} FROM quarantined_bars "  # noqa: S608 (fixed names)
-            "WHERE status = :pending AND ticker = ANY(CAST(:t AS text[])) ORDER BY ticker, ts"
+            f"SELECT id, {', '.join(RAW)}, status FROM quarantined_bars "  # noqa: S608 (fixed names)
+            "WHERE status IN (:pending, :q) AND ticker = ANY(CAST(:t AS text[])) "
+            "ORDER BY ticker, ts"
         ),
-        {"pending": PENDING, "t": list(tickers)},
+        {"pending": PENDING, "q": QUARANTINED, "t": list(tickers)},
     ).all()
-    return _frame(rows, ["id", *RAW])
+    return _frame(rows, ["id", *RAW, "status"])
 
 
 def settle_pending(conn: Connection, ids: Sequence[int], flags: pd.DataFrame | None = None) -> None:
@@ -161,19 +163,6 @@ def mark_replaced(conn: Connection, stored: pd.DataFrame) -> int:
                 "ts": _stamps(stored["ts"]),
             },
         ).rowcount
-    )
-
-
-def any_open_quarantine(conn: Connection, tickers: Sequence[str]) -> bool:
-    """Whether any of `tickers` has a minute in quarantine (cheap: the write path asks first)."""
-    return bool(
-        conn.execute(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM quarantined_bars WHERE status = :q "
-                "AND ticker = ANY(CAST(:t AS text[])))"
-            ),
-            {"q": QUARANTINED, "t": list(tickers)},
-        ).scalar()
     )
 
 
@@ -430,3 +419,34 @@ def read_keys(conn: Connection, ticker: str, start: pd.Timestamp) -> pd.DataFram
         {"t": ticker, "s": start.to_pydatetime()},
     ).all()
     return _frame(rows, ["ticker", "ts"])
+
+
+# --------------------------------------------------------------------- the daily reconciliation
+RECONCILIATION_COLUMNS = (
+    "ticker, session_date, source, status, stored_open, stored_high, stored_low, stored_close, "
+    "stored_volume, source_open, source_high, source_low, source_close, source_volume, "
+    "max_price_diff, detail, checked_at"
+)
+
+
+def store_reconciliation(frame: pd.DataFrame) -> int:
+    """Store reconciliation rows (`daily_reconciliation`, one per ticker and session): a
+    session checked again replaces its row, `checked_at` (now unless given) included."""
+    if frame.empty:
+        return 0
+    if "checked_at" not in frame.columns:
+        frame = frame.assign(checked_at=pd.Timestamp.now(tz="UTC"))
+    return write_to_db(frame, table="daily_reconciliation", on_conflict="update")
+
+
+def reconciliation_results(limit: int = 200, only_problems: bool = False) -> pd.DataFrame:
+    """Reconciled ticker-sessions, newest session first and its problems first: ticker,
+    session_date, source, status, the stored and the source's open, high, low, close and
+    volume, max_price_diff (the largest relative price difference, 0.01 = 1%), detail and
+    checked_at. With `only_problems`, every status but `ok`."""
+    return read_from_db(
+        f"SELECT {RECONCILIATION_COLUMNS} FROM daily_reconciliation "  # noqa: S608 (fixed names)
+        "WHERE NOT :only_problems OR status <> 'ok' "
+        "ORDER BY session_date DESC, status = 'ok', ticker LIMIT :n",
+        {"only_problems": only_problems, "n": limit},
+    )

@@ -71,10 +71,12 @@ def _last_minute_of_session(ts: pd.Series) -> np.ndarray:
 
 def _guard(conn: Connection, bars: pd.DataFrame, source: str) -> GuardOutcome:
     """Judge `bars` (regular-session, raw) and record what the guard keeps out, in `conn`'s
-    transaction; returns the bars to store (see the module docstring)."""
+    transaction; returns the bars to store (see the module docstring). A write with nothing
+    suspect and nothing in quarantine for its tickers costs two reads and the judgement."""
     bars = bars[BAR_COLUMNS].assign(source=source, pending_id=-1)
     tickers = sorted(set(bars["ticker"]))
-    waiting = quality.pending_bars(conn, tickers)
+    in_quarantine = quality.open_bars(conn, tickers)
+    waiting = in_quarantine[in_quarantine["status"] == quality.PENDING]
     if not waiting.empty:
         resent = pd.MultiIndex.from_frame(waiting[KEY]).isin(pd.MultiIndex.from_frame(bars[KEY]))
         if resent.any():  # a re-sent print of a waiting minute takes its place
@@ -86,10 +88,16 @@ def _guard(conn: Connection, bars: pd.DataFrame, source: str) -> GuardOutcome:
         history = read_raw_neighbours(
             span.index.tolist(), span["min"], span["max"], GUARD.history_bars, GUARD.shift_bars
         )
-        first_day = (span["min"].min() - pd.Timedelta(days=1)).date()
-        actions = ledger_actions(tickers, first_day, span["max"].max().date())
-    verdict = judge_bars(bars, history, actions, GUARD)
-    flags = verdict.flags
+
+        def ledger() -> pd.DataFrame:  # read only when a level shift is a candidate
+            with reads_on(conn):
+                first_day = (span["min"].min() - pd.Timedelta(days=1)).date()
+                return ledger_actions(tickers, first_day, span["max"].max().date())
+
+        verdict = judge_bars(bars, history, ledger, GUARD)
+    flags, wait = verdict.flags, verdict.pending
+    if flags.empty and wait.empty and in_quarantine.empty:
+        return GuardOutcome(bars[[*BAR_COLUMNS, "source"]], 0, 0, ())
     bad = flags[flags["reason"].isin(QUARANTINE_REASONS)]
     fresh_bad = bad[~bad["in_history"]][[*KEY, "reason", "detail"]].merge(bars, on=KEY)
     was_pending = fresh_bad["pending_id"] >= 0
@@ -100,7 +108,7 @@ def _guard(conn: Connection, bars: pd.DataFrame, source: str) -> GuardOutcome:
     moved = moved.merge(stored_bad[[*KEY, "reason", "detail"]], on=KEY)
     quality.quarantine(conn, moved)
 
-    wait = verdict.pending.merge(bars, on=KEY)
+    wait = wait.merge(bars, on=KEY)
     wait = wait[~_last_minute_of_session(wait["ts"])] if len(wait) else wait
     quality.quarantine(
         conn, wait.loc[wait["pending_id"] < 0].assign(reason="spike"), status=quality.PENDING
@@ -116,7 +124,8 @@ def _guard(conn: Connection, bars: pd.DataFrame, source: str) -> GuardOutcome:
         )
     quarantined = pd.concat([fresh_bad[KEY], moved[KEY]], ignore_index=True)
     quality.retry_minutes(conn, quarantined)
-    quality.mark_replaced(conn, good[KEY])
+    if (in_quarantine["status"] == quality.QUARANTINED).any():
+        quality.mark_replaced(conn, good[KEY])
 
     shifts = flags[flags["reason"] == LEVEL_SHIFT]
     quality.hold_tickers(

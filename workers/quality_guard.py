@@ -62,7 +62,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -81,6 +83,7 @@ FLAG_COLUMNS = ["ticker", "ts", "reason", "detail", "in_history"]
 MAD_TO_SIGMA = 1.4826
 FAR_OFF = 10.0  # a close this far from the ticker's level stays out of the unit reference
 Verdict = tuple[np.ndarray, list[str]]  # the flagged rows and a detail for each
+Ledger: TypeAlias = pd.DataFrame | Callable[[], pd.DataFrame]  # the ledger, or its reader
 
 
 @dataclass(frozen=True)
@@ -325,7 +328,7 @@ def _explained(
 
 
 def _level_shift(
-    b: Bars, r: _Returns, rows: np.ndarray, actions: pd.DataFrame, p: GuardParams
+    b: Bars, r: _Returns, rows: np.ndarray, actions: Ledger, p: GuardParams
 ) -> Verdict:
     """Level-shift onsets at `rows` (each has shift_bars - 1 bars after it)."""
     limit, k = math.log(p.shift_min_ratio), p.shift_bars
@@ -339,7 +342,8 @@ def _level_shift(
     before, n_before = row_median(window(b, clean, rows, -k, k))
     after, n_after = row_median(window(b, clean, rows, 0, k))
     shift = after - before
-    expected = _explained(b, rows, np.exp(before), actions)
+    ledger = actions() if callable(actions) else actions  # read only for a candidate onset
+    expected = _explained(b, rows, np.exp(before), ledger)
     with np.errstate(invalid="ignore"):
         hit = (np.minimum(n_before, n_after) > k // 2) & (np.abs(shift) >= limit)
         hit &= (np.abs(shift - expected) >= limit) & (jump * shift >= 0.5 * shift**2)
@@ -387,6 +391,10 @@ def _completed(b: Bars, span: int) -> np.ndarray:
     return np.asarray(rows[inside & (new_ahead[rows] - new_ahead[stop] > 0)])
 
 
+def found_any(found: list[tuple[str, Verdict]]) -> bool:
+    return any(len(rows) for _, (rows, _) in found)
+
+
 @dataclass(frozen=True)
 class GuardResult:
     """What the guard says of a write: `flags` (see `check_bars`) and `pending`, the new bars
@@ -400,10 +408,11 @@ class GuardResult:
 def judge_bars(
     new: pd.DataFrame,
     history: pd.DataFrame | None,
-    actions: pd.DataFrame | None = None,
+    actions: Ledger | None = None,
     params: GuardParams | None = None,
 ) -> GuardResult:
-    """`check_bars`, and the new bars whose spike verdict waits for the next bar.
+    """`check_bars`, and the new bars whose spike verdict waits for the next bar. `actions` may
+    be a function that reads the ledger: it is called only when a level shift is a candidate.
 
     `history` may hold stored bars after the new ones too (a backfill writes into a gap): the
     verdicts those complete are given now (a new bar's spike by the stored bar after it).
@@ -431,10 +440,13 @@ def judge_bars(
     judge(SPIKE, _spike(b, r, unflagged(_completed(b, 2)), p))
     judge(SPIKE, _wick(b, r, unflagged(new_rows), p))
     onsets = unflagged(_completed(b, p.shift_bars))
-    ledger = pd.DataFrame() if actions is None else actions
-    judge(LEVEL_SHIFT, _level_shift(b, r, onsets, ledger, p))
+    judge(
+        LEVEL_SHIFT, _level_shift(b, r, onsets, pd.DataFrame() if actions is None else actions, p)
+    )
     last_new = unflagged(new_rows[b.end[new_rows] == new_rows + 1])
     waiting, move, z = _spike_z(b, r, last_new, p)
+    if not len(waiting) and not found_any(found):
+        return GuardResult(_empty_flags().copy(), _empty_flags()[["ticker", "ts", "detail"]])
     pending = pd.DataFrame(
         {
             "ticker": b.names[b.code[waiting]],

@@ -1,10 +1,11 @@
-"""Data health: the read replica, freshness and gaps per ticker, the backfill queue, workers and
-cron jobs."""
+"""Data health: the read replica, freshness and gaps per ticker, the data-quality guard (held
+tickers, quarantined bars, the daily reconciliation, flagged inputs, with analysts' decisions),
+the backfill queue, workers and cron jobs."""
 
 import pandas as pd
 import streamlit as st
 
-from app import data, health_data, ui
+from app import data, health_data, quality_view, ui
 from config.market_clock import MarketTime, market_time
 from config.settings import get_settings
 
@@ -160,7 +161,10 @@ def health() -> None:
 
 def page() -> None:
     st.title("Data health")
+    ui.show_flash()
     health()
+    with ui.guard():  # outside the refreshing fragment: a form being filled in is not redrawn
+        quality_view.quality_section()
 
 
 page()

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app import data, live, ui
+from app import data, live, quality_view, ui
 from config.settings import get_settings
 
 ACTION_BADGE = {"BUY": "▲ BUY", "SELL": "▼ SELL", "HOLD": "· HOLD"}
@@ -141,6 +141,7 @@ def live_board() -> None:
         version = serving.champion.version if serving.champion else None
         model_notice(version)
         ui.model_notices(serving)
+        quality_view.held_notice()
         stamp = data.live_stamp(version)
         scorer = live.scorer_state(stamp.bars_ts, stamp.signal_ts) if version else None
         if scorer is not None:

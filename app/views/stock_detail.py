@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, data, live, ui
+from app import charts, data, live, quality_view, ui
 from app.indicators import OVERLAYS
 from config.settings import get_settings
 
@@ -117,6 +117,7 @@ def detail(ticker: str, interval: str, span: str, custom: Custom, opts: Options)
         serving = live.serving()
         version = serving.champion.version if serving.champion else None
         ui.model_notices(serving)
+        quality_view.held_notice([ticker])
         stamp = data.live_stamp(version)
         picked = resolve_range(ticker, interval, span, custom, stamp)
         if picked is None:

@@ -111,3 +111,55 @@ def test_drift_monitor_false_alarms_and_rollback(model_env, clean_tables, monkey
     assert last.event == "rolled_back" and last.by == "drift_monitor" and "drift" in last.reason
     stored = read_from_db("SELECT DISTINCT metric FROM drift_metrics")["metric"].tolist()
     assert {"psi", "ks_pvalue", "drifted_share", "alarm_data"} <= set(stored)
+
+
+def test_a_planted_100x_bar_raises_no_drift_alarm_through_the_guard(
+    model_env, clean_tables, monkeypatch
+):
+    """One 100x print in a session: the write path quarantines it, so the drift checks over the
+    session see ordinary data, raise nothing and roll nothing back. Written around the guard
+    (straight into bars_1m), the same print makes several times more features drift: the
+    checks would see it."""
+    from ml.drift_monitor import check
+    from workers.bar_store import write_bars
+
+    monkeypatch.setenv("UNIVERSE", ",".join(TICKERS))
+    get_settings.cache_clear()
+    market = SimulatedMarket(seed=5)
+    train_bars = market.history(
+        TICKERS, pd.Timestamp("2026-09-01", tz="UTC"), pd.Timestamp("2026-10-01", tz="UTC")
+    )
+    models_dir = get_settings().models_dir
+    for name, seed in (("20261001T000000Z", 1), ("20261002T000000Z", 2)):
+        build_feature_version(models_dir / name, train_bars, seed=seed)
+        _reference(models_dir / name, train_bars)
+        promote(name, by="cli", reason="test")
+    write_to_db(train_bars.assign(source="simulated"), table="bars_1m")
+    day = sessions_between("2026-10-01", "2026-10-02")[0].tz_localize("UTC")
+    bars = market.history(TICKERS, day, day + pd.Timedelta(days=1))
+    planted = bars.index[bars["ticker"] == "AAPL"][200]
+    bars.loc[planted, ["open", "high", "low", "close"]] *= 100.0
+
+    def checks_over(write) -> list:  # type: ignore[no-untyped-def]
+        out = []
+        for part in np.array_split(np.sort(bars["ts"].unique()), 3):
+            write(bars[bars["ts"].isin(part)])
+            out.append(check(checked_at=pd.Timestamp.now(tz="UTC")))
+        return out
+
+    guarded = checks_over(lambda b: write_bars(b, source="simulated"))
+    assert not any(s.raised for c in guarded for s in c.alarms.values())
+    assert all(c.rolled_back_to is None for c in guarded)
+    assert read_registry().champion.version == "20261002T000000Z"
+    q = read_from_db("SELECT ticker, reason FROM quarantined_bars")
+    assert q.values.tolist() == [["AAPL", "unit_error"]]
+
+    write_to_db(  # the same print around the guard
+        bars.loc[[planted]].assign(source="simulated"), table="bars_1m", on_conflict="update"
+    )
+    around = check(checked_at=pd.Timestamp.now(tz="UTC"))
+    share = (guarded[-1].figures["drifted_share"], around.figures["drifted_share"])
+    print(
+        f"drifted share of the features: through the guard {share[0]:.2f}, around it {share[1]:.2f}"
+    )
+    assert share[1] > 2 * share[0]  # one print moves the features the drift check compares

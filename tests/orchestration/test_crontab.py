@@ -32,6 +32,7 @@ SCHEDULED = {
     "workers.macro_ingestor": False,
     "workers.corporate_action_handler": True,
     "workers.backfill": True,
+    "workers.reconcile": True,
     "ml.pipeline": True,
     "ml.drift_monitor": True,
 }
@@ -157,6 +158,15 @@ def test_backfill_then_training_after_the_close(crontab):
     for b, t in zip(backfill, training, strict=True):
         assert b.weekday() < 5 and b.date() == t.date()
         assert (16, 0) < hm(b) < hm(t), "backfill after the close, training after the backfill"
+
+
+def test_the_reconciliation_follows_the_backfill_on_weekdays(crontab):
+    jobs = by_job(crontab[1])
+    backfill, reconciliation = jobs["backfill"], jobs["daily_reconciliation"]
+    assert len(reconciliation) == 15
+    for b, r in zip(backfill, reconciliation, strict=True):
+        assert r.weekday() < 5 and r.date() == b.date()
+        assert hm(b) < hm(r) < (18, 0), "after the backfill drain, the same evening"
 
 
 def test_drift_checks_every_quarter_hour_of_the_session(crontab):

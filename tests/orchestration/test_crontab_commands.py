@@ -90,6 +90,7 @@ def test_every_crontab_command_runs(job_env):
         "macro_fetch",
         "corporate_actions",
         "backfill",
+        "daily_reconciliation",
         "nightly_training",
         "drift_check",
     }

@@ -33,11 +33,12 @@ def test_crossing_a_night_runs_the_after_close_and_before_open_jobs_in_crontab_o
     assert got == [
         ("Fri 16:00", "drift_check"),
         ("Fri 16:30", "backfill"),
+        ("Fri 16:45", "daily_reconciliation"),
         ("Fri 19:00", "nightly_training"),
         ("Mon 08:00", "corporate_actions"),
         ("Mon 09:05", "macro_fetch"),  # the weekend's daily runs collapse into the latest
     ]
-    at, entry = fired[2]
+    at, entry = fired[3]
     cmd = with_market_date(entry.command, at.tz_convert(NY).date())
     cut = cmd.index("--")
     assert cmd[cut - 2 : cut] == ["--today", "2026-11-20"] and "--session-day" in cmd[:cut]

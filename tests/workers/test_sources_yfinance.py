@@ -81,7 +81,7 @@ def test_both_column_layouts_normalise_to_the_same_bars(fake: FakeYahoo) -> None
     pd.testing.assert_frame_equal(one, a[a["ticker"] == "MSFT"].reset_index(drop=True))
 
 
-def test_naive_index_is_exchange_time_and_bad_rows_are_dropped() -> None:
+def test_naive_index_is_exchange_time_and_minutes_without_trades_are_dropped() -> None:
     index = pd.DatetimeIndex(["2024-06-10 09:30", "2024-06-10 09:31", "2024-06-10 09:32"])
     cols = pd.MultiIndex.from_product([["Open", "High", "Low", "Close", "Volume"], ["KO"]])
     frame = pd.DataFrame(
@@ -90,7 +90,12 @@ def test_naive_index_is_exchange_time_and_bad_rows_are_dropped() -> None:
         columns=cols,
     )
     bars = normalise_download(frame, ["KO"])
-    assert list(bars["ts"]) == [pd.Timestamp("2024-06-10 13:30", tz="UTC")]  # 2nd: high < low
+    # the row of NaN is a minute without trades; high < low is a bad print the write path's
+    # guard quarantines by reason
+    assert list(bars["ts"]) == [
+        pd.Timestamp("2024-06-10 13:30", tz="UTC"),
+        pd.Timestamp("2024-06-10 13:31", tz="UTC"),
+    ]
 
 
 def test_empty_frame_gives_empty_bars() -> None:

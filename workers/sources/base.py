@@ -2,7 +2,9 @@
 
 Every source returns bars as a DataFrame with columns `BAR_COLUMNS`: ticker, ts (UTC, the
 minute's open), open, high, low, close, volume. A bar is final only once its minute has closed;
-`MarketDataSource.latest_bars` returns final bars only.
+`MarketDataSource.latest_bars` returns final bars only. Daily bars (`daily_bars`, for the daily
+reconciliation) have columns `DAILY_COLUMNS`: ticker, session (the New York session date),
+open, high, low, close, volume, raw prices as traded that day.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from config.market_calendar import (  # noqa: F401 - re-exported for sources
     sessions_between,
     xnys,
 )
+from core.timeutil import NEW_YORK
 
 BAR_COLUMNS = ["ticker", "ts", "open", "high", "low", "close", "volume"]
+DAILY_COLUMNS = ["ticker", "session", "open", "high", "low", "close", "volume"]
 ACTION_COLUMNS = ["ticker", "ex_date", "action_type", "value"]
 
 
@@ -57,6 +61,49 @@ def empty_bars() -> pd.DataFrame:
     )
 
 
+def empty_daily() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ticker": pd.Series(dtype="object"),
+            "session": pd.Series(dtype="object"),
+            **{c: pd.Series(dtype="float64") for c in DAILY_COLUMNS[2:]},
+        }
+    )
+
+
+def closed_sessions(start: date, end: date, now: pd.Timestamp) -> list[date]:
+    """The XNYS sessions from `start` to `end` (inclusive) whose close has come by `now`: the
+    sessions whose daily bar is final."""
+    sessions = sessions_between(start, end)
+    if sessions.empty:
+        return []
+    closes = xnys().closes.loc[sessions]
+    return [s.date() for s, close in zip(sessions, closes, strict=True) if close <= now]
+
+
+def daily_from_minutes(bars: pd.DataFrame) -> pd.DataFrame:
+    """Minute bars (`BAR_COLUMNS`) resampled to their New York session date: the first open,
+    the highest high, the lowest low, the last close and the summed volume, ordered by ticker
+    and session (`DAILY_COLUMNS`)."""
+    if bars.empty:
+        return empty_daily()
+    frame = bars.sort_values(["ticker", "ts"], kind="stable")
+    session = frame["ts"].dt.tz_convert(NEW_YORK).dt.date
+    daily = (
+        frame.assign(session=session)
+        .groupby(["ticker", "session"], sort=True)
+        .agg(
+            open=("open", "first"),
+            high=("high", "max"),
+            low=("low", "min"),
+            close=("close", "last"),
+            volume=("volume", "sum"),
+        )
+        .reset_index()
+    )
+    return daily.astype(dict.fromkeys(DAILY_COLUMNS[2:], "float64"))[DAILY_COLUMNS]
+
+
 class MarketDataSource(ABC):
     """One kind of market data. Concrete sources declare `limits` and override their quirks."""
 
@@ -80,6 +127,23 @@ class MarketDataSource(ABC):
     @abstractmethod
     def corporate_actions(self, tickers: list[str], start: date, end: date) -> pd.DataFrame:
         """Splits (value = ratio, e.g. 4 for 4-for-1) and dividends (value = cash per share)."""
+
+    def daily_bars(self, tickers: list[str], start: date, end: date) -> pd.DataFrame:
+        """The source's daily bars (`DAILY_COLUMNS`) of the sessions from `start` to `end`
+        (inclusive) that have closed on its clock, raw prices as traded that day (like the
+        minute bars it serves, not adjusted for later splits or dividends).
+
+        By default the source's own minute bars resampled (`daily_from_minutes`), so a source
+        without daily bars of its own (simulated, replay) serves days consistent with its
+        minutes; a source with its own daily bars overrides this.
+        """
+        sessions = closed_sessions(start, end, self.now())
+        if not sessions or not tickers:
+            return empty_daily()
+        cal = xnys()
+        first = pd.Timestamp(cal.session_open(pd.Timestamp(sessions[0])))
+        last = pd.Timestamp(cal.session_close(pd.Timestamp(sessions[-1])))
+        return daily_from_minutes(self.history(tickers, first, last))
 
     def now(self) -> pd.Timestamp:
         """The source's clock (wall clock for live sources; simulated/replay clocks differ)."""
@@ -127,7 +191,8 @@ def clean_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """The bars in the shared shape, for the write path: ts as UTC nanoseconds, prices and
     volume as floats (missing volume as 0), regular-session minutes only
     (`regular_session_mask`: pre- and post-market bars are left out by rule, not counted as
-    malformed), rows without a time or a ticker dropped.
+    malformed), rows without a time or a ticker dropped, and rows without any price left out
+    (a minute without trades: Yahoo serves those as rows of NaN).
 
     Bars with impossible values (a price that is not a finite positive number, high below low,
     a negative volume) are kept: the write path's data-quality guard
@@ -149,6 +214,7 @@ def clean_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         frame["volume"] = frame["volume"].fillna(0.0)
     ok = frame["ts"].notna().to_numpy() & frame["ticker"].notna().to_numpy()
     dropped = int((~ok).sum())
+    ok &= frame[["open", "high", "low", "close"]].notna().any(axis=1).to_numpy()  # no trade
     if dropped:
         frame = frame[ok]
     regular = regular_session_mask(frame["ts"])

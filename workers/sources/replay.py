@@ -5,7 +5,8 @@ with a timezone, or naive meaning UTC). Like every source, it serves regular-ses
 pre- and post-market rows of the file are left out when it is loaded. The replay clock is a
 `SessionClock` that starts at the file's first bar and runs `speed` bar-minutes per real second
 through session minutes only. Recorded bars carry no corporate-action events, so
-`corporate_actions` is always empty.
+`corporate_actions` is always empty; the daily bars (`MarketDataSource.daily_bars`) are the
+file's minutes resampled.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ order and the same bars come back. What it models:
   switch, about 30 minutes each); minutes without trades (no bar) at `missing_rate`;
 - news events (a few per ticker per week): a headline with a sign, and a price jump in that
   direction at the event minute;
-- splits (NVDA, TSLA) and quarterly dividends (the payers), raw prices reflecting them;
+- splits (NVDA, TSLA) and quarterly dividends (the payers), raw prices reflecting them; its
+  daily bars (`MarketDataSource.daily_bars`) are its minutes resampled, raw like them;
 - the **planted signal** (`planted_signal` in [0, 1]): 1-minute log returns follow
   x_t = e_t + 0.15 * s * r_t * (x_{t-1} + ... + x_{t-5}), where r_t = +1 in a high-activity
   regime (momentum) and -1 in a low-activity one (mean reversion). The regime shows in the

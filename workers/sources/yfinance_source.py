@@ -13,7 +13,13 @@ Quirks handled here, and only here:
 - rate limits (`YFRateLimitError`, HTTP 429) come in waves: retried with jittered back-off, then
   raised as `RateLimitError` so the ingestor backs off too; network errors -> `SourceError`;
 - 1-minute history reaches back about 30 days, at most 7 days per request;
-- intraday bars are not adjusted for splits or dividends (the corporate-action handler adjusts).
+- intraday bars are not adjusted for splits or dividends (the corporate-action handler adjusts);
+- daily bars (`daily_bars`, for the daily reconciliation) come from one `yf.download` with
+  `interval="1d"`, `auto_adjust=False` (no dividend adjustment) and `repair=True` (yfinance
+  repairs 100x unit slips, missing split adjustments and zero prices in Yahoo's daily data).
+  Yahoo's daily OHLC are adjusted for every split up to today (volume multiplied by the
+  ratio): that is undone with the splits Yahoo returns with the bars, so a daily bar is in the
+  prices traded that day, like the stored minutes; the download therefore runs to today.
 """
 
 from __future__ import annotations
@@ -23,22 +29,26 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from workers.common import with_retries
 from workers.sources.base import (
     ACTION_COLUMNS,
     BAR_COLUMNS,
+    DAILY_COLUMNS,
     HistoryOutOfReachError,
     MarketDataSource,
     RateLimitError,
     SourceError,
     SourceLimits,
     clean_bars,
+    closed_sessions,
     empty_bars,
+    empty_daily,
     final_only,
 )
 
@@ -83,27 +93,35 @@ def _raise_for_errors(messages: list[str], what: str, got_nothing: bool) -> None
         log.warning("Yahoo: partial answer for %s: %s", what, "; ".join(messages[:5]))
 
 
+def _per_ticker(frame: pd.DataFrame, tickers: list[str]) -> dict[str, pd.DataFrame]:
+    """The columns of each ticker of a `yf.download` frame, in any of its layouts."""
+    if isinstance(frame.columns, pd.MultiIndex):
+        level0 = {str(v) for v in frame.columns.get_level_values(0)}
+        ticker_level = 1 if level0 & PRICE_FIELDS.keys() else 0
+        return {
+            str(ticker): frame.xs(ticker, axis=1, level=ticker_level)
+            for ticker in dict.fromkeys(frame.columns.get_level_values(ticker_level))
+        }
+    if len(tickers) == 1:
+        return {tickers[0]: frame}
+    raise SourceError(f"single-level columns from Yahoo for {len(tickers)} tickers")
+
+
+def _prices(ticker: str, sub: pd.DataFrame) -> pd.DataFrame:
+    """One ticker's OHLCV columns renamed to the shared names."""
+    cols = {c: PRICE_FIELDS[c] for c in sub.columns if c in PRICE_FIELDS}
+    if len(cols) < len(PRICE_FIELDS):
+        raise SourceError(f"Yahoo frame for {ticker} lacks {set(PRICE_FIELDS) - set(cols)}")
+    return sub[list(cols)].rename(columns=cols)
+
+
 def normalise_download(frame: pd.DataFrame | None, tickers: list[str]) -> pd.DataFrame:
     """A `yf.download` frame (any layout) -> bars in the shared long shape, UTC, no NaN rows."""
     if frame is None or frame.empty:
         return empty_bars()
-    per_ticker: dict[str, pd.DataFrame] = {}
-    if isinstance(frame.columns, pd.MultiIndex):
-        level0 = {str(v) for v in frame.columns.get_level_values(0)}
-        ticker_level = 1 if level0 & PRICE_FIELDS.keys() else 0
-        for ticker in dict.fromkeys(frame.columns.get_level_values(ticker_level)):
-            per_ticker[str(ticker)] = frame.xs(ticker, axis=1, level=ticker_level)
-    elif len(tickers) == 1:
-        per_ticker[tickers[0]] = frame
-    else:
-        raise SourceError(f"single-level columns from Yahoo for {len(tickers)} tickers")
     parts = []
-    for ticker, sub in per_ticker.items():
-        cols = {c: PRICE_FIELDS[c] for c in sub.columns if c in PRICE_FIELDS}
-        if len(cols) < len(PRICE_FIELDS):
-            raise SourceError(f"Yahoo frame for {ticker} lacks {set(PRICE_FIELDS) - set(cols)}")
-        part = sub[list(cols)].rename(columns=cols)
-        part = part.dropna(subset=["open", "high", "low", "close"], how="any")
+    for ticker, sub in _per_ticker(frame, tickers).items():
+        part = _prices(ticker, sub).dropna(subset=["open", "high", "low", "close"], how="any")
         if part.empty:
             continue
         index = pd.DatetimeIndex(part.index)
@@ -123,6 +141,46 @@ def normalise_download(frame: pd.DataFrame | None, tickers: list[str]) -> pd.Dat
     if dropped:
         log.warning("Yahoo: dropped %d malformed bar(s) (NaN, non-positive, high < low)", dropped)
     return bars.sort_values(["ticker", "ts"]).reset_index(drop=True)
+
+
+def _split_factor(sub: pd.DataFrame) -> np.ndarray:
+    """Per row, the product of the split ratios of the rows after it (Yahoo's "Stock Splits":
+    the ratio on the ex-date, 0 on other days): what Yahoo divided that day's prices by."""
+    if "Stock Splits" not in sub.columns:
+        return np.ones(len(sub))
+    ratio = pd.to_numeric(sub["Stock Splits"], errors="coerce").to_numpy(dtype="float64")
+    ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, 1.0)
+    through = np.cumprod(ratio[::-1])[::-1]  # this row's ratio and every later one
+    return np.asarray(through / ratio)
+
+
+def normalise_daily(frame: pd.DataFrame | None, tickers: list[str]) -> pd.DataFrame:
+    """A daily `yf.download` frame (`auto_adjust=False`, `actions=True`, any layout) -> daily
+    bars (`DAILY_COLUMNS`) in the prices traded each day: Yahoo's split adjustment undone
+    (prices times, volume divided by, the ratios of the later splits in the frame)."""
+    if frame is None or frame.empty:
+        return empty_daily()
+    parts = []
+    for ticker, sub in _per_ticker(frame, tickers).items():
+        sub = sub.sort_index()
+        factor = _split_factor(sub)
+        part = _prices(ticker, sub).astype("float64")
+        part[["open", "high", "low", "close"]] = part[["open", "high", "low", "close"]].mul(
+            factor, axis=0
+        )
+        part["volume"] = part["volume"].fillna(0.0) / factor
+        part = part.dropna(subset=["open", "high", "low", "close"], how="any")
+        if "Repaired?" in sub.columns and sub["Repaired?"].fillna(False).astype(bool).any():
+            log.info("Yahoo: yfinance repaired daily bar(s) of %s", ticker)
+        index = pd.DatetimeIndex(part.index)
+        if index.tz is not None:
+            index = index.tz_convert(EXCHANGE_TZ).tz_localize(None)
+        parts.append(part.assign(ticker=ticker.upper(), session=list(index.date)))
+    if not parts:
+        return empty_daily()
+    daily = pd.concat(parts, ignore_index=True)[DAILY_COLUMNS]
+    daily.columns.name = None
+    return daily.sort_values(["ticker", "session"], ignore_index=True)
 
 
 def _period_for(days: int) -> str:
@@ -250,6 +308,51 @@ class YFinanceSource(MarketDataSource):
                     if start <= ex <= end and float(value) > 0:
                         rows.append((ticker, ex, kind, float(value)))
         return pd.DataFrame(rows, columns=ACTION_COLUMNS)
+
+    def daily_bars(self, tickers: list[str], start: date, end: date) -> pd.DataFrame:
+        """Yahoo's daily bars of the closed sessions from `start` to `end`, repaired by
+        yfinance and in the prices traded each day (see the module docstring)."""
+        now = self.now()
+        sessions = closed_sessions(start, end, now)
+        if not sessions or not tickers:
+            return empty_daily()
+        # to today: the splits after the last session are needed to undo Yahoo's adjustment
+        until = now.tz_convert(EXCHANGE_TZ).date() + timedelta(days=1)
+        size = self.limits.max_tickers_per_request
+        frames = [
+            self._retry(self._daily_once)(tickers[i : i + size], sessions[0], until)
+            for i in range(0, len(tickers), size)
+        ]
+        daily = pd.concat(frames, ignore_index=True)
+        daily = daily[daily["session"].isin(set(sessions))]
+        return daily.sort_values(["ticker", "session"], ignore_index=True)
+
+    def _daily_once(self, tickers: list[str], start: date, until: date) -> pd.DataFrame:
+        import yfinance as yf
+
+        what = f"daily download of {len(tickers)} ticker(s) {start}..{until}"
+        with _captured_yf_errors() as capture:
+            frame = self._call(
+                what,
+                lambda: yf.download(
+                    tickers=tickers,
+                    start=start.isoformat(),
+                    end=until.isoformat(),
+                    interval="1d",
+                    group_by="column",
+                    auto_adjust=False,
+                    actions=True,
+                    repair=True,
+                    prepost=False,
+                    threads=True,
+                    progress=False,
+                    timeout=self.timeout_s,
+                    multi_level_index=True,
+                ),
+            )
+        daily = normalise_daily(frame, tickers)
+        _raise_for_errors(capture.messages, what, got_nothing=daily.empty)
+        return daily
 
     def _actions_once(self, ticker: str, period: str) -> tuple[pd.Series, pd.Series]:
         import yfinance as yf
