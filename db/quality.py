@@ -8,6 +8,7 @@ and never neither. Analysts' decisions (`decide_bar`, `decide_hold`) name who de
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -53,18 +54,41 @@ def _frame(rows: Any, columns: Sequence[str]) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------- the write path
-def open_bars(conn: Connection, tickers: Sequence[str]) -> pd.DataFrame:
-    """The open quarantine rows of `tickers` (pending and quarantined): id, the raw bar with its
-    source, status. Usually none: the write path asks on every write."""
-    rows = conn.execute(
-        text(
-            f"SELECT id, {', '.join(RAW)}, status FROM quarantined_bars "  # noqa: S608 (fixed names)
-            "WHERE status IN (:pending, :q) AND ticker = ANY(CAST(:t AS text[])) "
-            "ORDER BY ticker, ts"
-        ),
-        {"pending": PENDING, "q": QUARANTINED, "t": list(tickers)},
-    ).all()
-    return _frame(rows, ["id", *RAW, "status"])
+OPEN_BARS_SQL = (
+    "WITH s AS (SELECT nextval('bar_writes') AS n) SELECT s.n, q.id, "  # noqa: S608 (fixed names)
+    f"{', '.join('q.' + c for c in RAW)}, q.status FROM s LEFT JOIN quarantined_bars q "
+    "ON q.status IN (%(pending)s, %(q)s) AND q.ticker = ANY(CAST(%(t)s AS text[])) "
+    "ORDER BY q.ticker, q.ts"
+)
+
+
+OPEN_COLUMNS = ["id", *RAW, "status"]
+
+
+@functools.cache
+def _no_open_bars() -> pd.DataFrame:
+    """The (shared, not to be modified) answer of `open_bars` when nothing is open."""
+    return _frame([], OPEN_COLUMNS)
+
+
+def open_bars(conn: Connection, tickers: Sequence[str]) -> tuple[int, pd.DataFrame]:
+    """This write's number from the `bar_writes` sequence, and the open quarantine rows of
+    `tickers` (pending and quarantined): id, the raw bar with its source, status. Usually none:
+    the write path asks on every write (one statement)."""
+    cursor = conn.connection.cursor()  # the driver's own: no statement compilation
+    try:
+        cursor.execute(OPEN_BARS_SQL, {"pending": PENDING, "q": QUARANTINED, "t": list(tickers)})
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    stamp = int(rows[0][0])
+    found = [row[1:] for row in rows if row[1] is not None]
+    return stamp, _frame(found, OPEN_COLUMNS) if found else _no_open_bars()
+
+
+def count_write(conn: Connection) -> None:
+    """Draw a `bar_writes` number for a write of `bars_1m` outside `workers.bar_store`."""
+    conn.execute(text("SELECT nextval('bar_writes')"))
 
 
 def settle_pending(conn: Connection, ids: Sequence[int], flags: pd.DataFrame | None = None) -> None:
@@ -361,6 +385,7 @@ def decide_bar(bar_id: int, decision: str, actor: str, reason: str) -> str:
         if row.status != QUARANTINED:
             raise DecisionError(f"bar #{bar_id} is {row.status} already: nothing was changed")
         if decision == ACCEPTED:
+            count_write(conn)
             bar = pd.DataFrame([row[: len(RAW)]], columns=RAW)
             bar["ts"] = utc_series(bar["ts"])
             values = bar[["open", "high", "low", "close", "volume"]].to_numpy(float)
@@ -395,6 +420,7 @@ def decide_hold(hold_id: int, decision: str, actor: str, reason: str) -> str:
             raise DecisionError(f"hold #{hold_id} is {hold.status} already: nothing was changed")
         moved = 0
         if decision == REJECTED:
+            count_write(conn)
             keys = read_keys(conn, hold.ticker, utc(hold.onset_ts))
             bars = take_out_of_bars(conn, keys)
             detail = f"rejected level shift from {utc(hold.onset_ts):%Y-%m-%d %H:%M} UTC: {why}"

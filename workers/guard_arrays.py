@@ -62,8 +62,21 @@ def prepare(new: pd.DataFrame, history: pd.DataFrame | None) -> Bars:
     ts = np.concatenate([t for t, _ in columns])
     values = np.concatenate([v for _, v in columns])
     is_new = np.arange(len(ts)) >= len(ts) - len(new)
-    order = np.lexsort((is_new, ts, code))
-    code, ts, values, is_new = code[order], ts[order], values[order], is_new[order]
+    return arrange(code, names, ts, values, is_new)
+
+
+def arrange(
+    code: np.ndarray, names: np.ndarray, ts: np.ndarray, values: np.ndarray, is_new: np.ndarray
+) -> Bars:
+    """`Bars` from rows of ticker numbers (into `names`), UTC ns times, (n, 5) OHLCV and the new
+    flag, in any order (rows already ordered by ticker and time are not sorted again); a new bar
+    at the time of a stored one replaces it."""
+    ordered = len(code) < 2 or bool(
+        (np.diff(code) >= 0).all() and ((np.diff(ts) > 0) | (np.diff(code) > 0)).all()
+    )
+    if not ordered:
+        order = np.lexsort((is_new, ts, code))
+        code, ts, values, is_new = code[order], ts[order], values[order], is_new[order]
     keep = np.r_[(code[1:] != code[:-1]) | (ts[1:] != ts[:-1]), True]  # a re-sent bar wins
     if not keep.all():
         code, ts, values, is_new = code[keep], ts[keep], values[keep], is_new[keep]

@@ -37,7 +37,7 @@ from db.bars import newest_bar_per_ticker
 from db.database_manager import DB_ERRORS, DataValidationError
 from db.ops import heartbeat
 from workers.backfill import drain_queue
-from workers.bar_store import write_bars
+from workers.bar_store import GuardTail, write_bars
 from workers.common import Shutdown, backoff_s
 from workers.gaps import find_gaps
 from workers.sources import SOURCE_KINDS, make_source
@@ -98,6 +98,7 @@ class PriceIngestor:
         self.drain_backfill = drain_backfill
         self.last_ts: dict[str, pd.Timestamp] = {}
         self.pending_bars: list[pd.DataFrame] = []
+        self.guard_tail = GuardTail()  # the stored bars the data-quality guard judges on
         self.pending_gaps: list[pd.DataFrame] = []
         self.closed_through: pd.Timestamp | None = None
         self.state_loaded = False
@@ -174,7 +175,7 @@ class PriceIngestor:
         self.pending_bars = [] if bars.empty else [bars]
         self.pending_gaps = [] if gaps is None else [gaps]
         try:
-            written = write_bars(bars, source=self.source.name, gaps=gaps)
+            written = write_bars(bars, source=self.source.name, gaps=gaps, tail=self.guard_tail)
         except DataValidationError as exc:  # clean_bars makes this unreachable; never loop on it
             log.error("dropping %d buffered bar(s) the database refuses: %s", self.buffered, exc)
             self.pending_bars, self.pending_gaps = [], []

@@ -405,6 +405,12 @@ class GuardResult:
     pending: pd.DataFrame
 
 
+@functools.cache
+def _nothing() -> GuardResult:
+    """The (shared, not to be modified) result of a write with nothing to say."""
+    return GuardResult(_empty_flags(), _empty_flags()[["ticker", "ts", "detail"]])
+
+
 def judge_bars(
     new: pd.DataFrame,
     history: pd.DataFrame | None,
@@ -417,10 +423,17 @@ def judge_bars(
     `history` may hold stored bars after the new ones too (a backfill writes into a gap): the
     verdicts those complete are given now (a new bar's spike by the stored bar after it).
     """
-    p = params or GuardParams()
     if new.empty:
-        return GuardResult(_empty_flags().copy(), _empty_flags()[["ticker", "ts", "detail"]])
-    b = prepare(new, history)
+        return _nothing()
+    return judge_arranged(prepare(new, history), actions, params)
+
+
+def judge_arranged(
+    b: Bars, actions: Ledger | None = None, params: GuardParams | None = None
+) -> GuardResult:
+    """`judge_bars` on bars already arranged as arrays (`workers.guard_arrays.arrange`): the
+    write path's live poller keeps the stored bars it needs as arrays."""
+    p = params or GuardParams()
     found: list[tuple[str, Verdict]] = []
     flagged = np.zeros(len(b.ts), bool)
 
@@ -446,7 +459,7 @@ def judge_bars(
     last_new = unflagged(new_rows[b.end[new_rows] == new_rows + 1])
     waiting, move, z = _spike_z(b, r, last_new, p)
     if not len(waiting) and not found_any(found):
-        return GuardResult(_empty_flags().copy(), _empty_flags()[["ticker", "ts", "detail"]])
+        return _nothing()
     pending = pd.DataFrame(
         {
             "ticker": b.names[b.code[waiting]],
@@ -488,4 +501,4 @@ def check_bars(
     (ticker, ts). Looks ahead within `history` + `new` only: one bar for the spike verdict,
     `shift_bars` - 1 for the level shift (see the module docstring).
     """
-    return judge_bars(new, history, actions, params).flags
+    return judge_bars(new, history, actions, params).flags.copy()

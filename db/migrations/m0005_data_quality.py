@@ -16,6 +16,9 @@ flagged news/macro inputs.
   beside the source's own daily bar, and whether they agree within the tolerance.
 - `input_flags`: news articles cleaned or dropped and macro values outside their plausible
   range, with what was wrong; the rest of their batch is stored.
+- `bar_writes`: a sequence every write of `bars_1m` draws a number from, so a process that keeps
+  the stored bars it wrote (the live poller's guard) knows when another write came between two
+  of its own (`workers.bar_store.GuardTail`).
 """
 
 from __future__ import annotations
@@ -97,9 +100,11 @@ UP = [
         flagged_at timestamptz NOT NULL DEFAULT now()
     )""",
     "CREATE INDEX input_flags_time_idx ON input_flags (flagged_at)",
+    "CREATE SEQUENCE bar_writes",
 ]
 
 DOWN = [
+    "DROP SEQUENCE IF EXISTS bar_writes",
     "DROP TABLE IF EXISTS input_flags",
     "DROP TABLE IF EXISTS daily_reconciliation",
     "DROP TABLE IF EXISTS ticker_holds",

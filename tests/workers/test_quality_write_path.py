@@ -17,12 +17,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+import workers.bar_store
 from config.market_calendar import session_minutes, sessions_between
 from db import quality
 from db.bars import interval_bars, read_bars
 from db.database_manager import connect, read_from_db
 from workers.backfill import drain_queue
-from workers.bar_store import write_bars
+from workers.bar_store import GuardTail, write_bars
 from workers.sources.base import BAR_COLUMNS, MarketDataSource
 from workers.sources.simulated import SimulatedMarket
 
@@ -125,8 +126,9 @@ def write_live(bad: pd.DataFrame) -> None:
     minutes = session_minutes(LIVE)
     polled = (bad["ts"] >= minutes[F - 5]) & (bad["ts"] <= minutes[F + 150])
     write_bars(bad[bad["ts"] < minutes[F - 5]], source="simulated")
+    tail = GuardTail()  # as the price ingestor keeps it
     for _, poll in bad[polled].groupby("ts"):
-        write_bars(poll, source="simulated")
+        write_bars(poll, source="simulated", tail=tail)
     write_bars(bad[bad["ts"] > minutes[F + 150]], source="simulated")
 
 
@@ -214,3 +216,43 @@ def test_an_unrecorded_split_holds_its_ticker_until_an_analyst_decides(guarded) 
     assert history["decision_reason"].tolist() == ["the source halved its history"]
     with pytest.raises(quality.DecisionError, match="already"):
         quality.decide_hold(int(holds["id"].iloc[0]), "accepted", "analyst:bob", "changed mind")
+
+
+def test_the_pollers_tail_stands_in_for_the_stored_bars_until_another_write_comes_between(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bars = market_bars()
+    minutes = session_minutes(LIVE)
+    write_bars(bars[bars["ts"] < minutes[F]], source="simulated")
+    reads: list[int] = []
+    real = workers.bar_store.read_raw_neighbours
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(workers.bar_store, "read_raw_neighbours", counted)
+    tail = GuardTail()
+
+    def poll(minute: int) -> int:
+        before = len(reads)
+        write_bars(bars[bars["ts"] == minutes[minute]], source="simulated", tail=tail)
+        return len(reads) - before
+
+    assert [poll(F + k) for k in range(4)] == [1, 0, 0, 0]  # read once, then the tail
+    kept = tail.ts[tail.index["AAPL"]]
+    stored = stored_times("AAPL")[-tail.depth :]
+    assert (pd.to_datetime(kept, utc=True) == stored).all()  # the tail is the stored bars
+
+    write_bars(bars[bars["ts"] == minutes[F - 50]], source="simulated")  # another writer
+    assert [poll(F + 4), poll(F + 5)] == [1, 0]  # noticed: read again, then the tail again
+
+    spiked = bars[bars["ts"] == minutes[F + 6]].copy()
+    spiked.loc[spiked["ticker"] == "MSFT", PRICES] *= 100.0
+    write_bars(spiked, source="simulated", tail=tail)  # judged on the tail: caught
+    assert quality.quarantined()["ticker"].tolist() == ["MSFT"]
+    assert poll(F + 7) == 1  # after a flag the tail is rebuilt from the database
+
+
+def stored_times(ticker: str) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(stored(ticker)["ts"], utc=True))
