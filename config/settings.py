@@ -6,12 +6,15 @@ printed; `Settings.redacted()` is the only dump of the settings and it masks the
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -25,6 +28,32 @@ DEFAULT_UNIVERSE = (
     "AAPL MSFT GOOGL AMZN META NVDA TSLA JPM V JNJ WMT PG XOM UNH HD MA BAC KO PEP DIS".split()
 )
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "stockpulse", "password", "secret"}
+
+
+ALERT_KINDS = (
+    "signal",
+    "promotion",
+    "rollback",
+    "drift_alarm",
+    "stale_feed",
+    "job_failed",
+    "quarantined_bar",
+    "held_ticker",
+)
+QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def quiet_hours(text: str | None) -> tuple[dt.time, dt.time] | None:
+    """`HH:MM-HH:MM` as (start, end) local times (the window may pass midnight); None when
+    empty; ValueError naming the expected form otherwise."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    match = QUIET_HOURS.match(text)
+    if match is None or text[:5] == text[6:]:
+        raise ValueError(f"quiet hours {text!r} are not HH:MM-HH:MM (e.g. 22:00-07:00)")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    return dt.time(h1, m1), dt.time(h2, m2)
 
 
 class SettingsError(RuntimeError):
@@ -139,6 +168,42 @@ class Settings(BaseSettings):
         2.0, gt=0, description="scoring worker: look for new bars this often without a NOTIFY"
     )
 
+    # --- alerts
+    alert_urls: SecretStr | None = Field(
+        None, description="apprise URLs the settings' alert rule sends to (space-separated)"
+    )
+    alert_events: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(ALERT_KINDS),
+        description="event kinds sent to ALERT_URLS (comma/space list; default every kind)",
+    )
+    alert_watchlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="tickers whose BUY/SELL signals go to ALERT_URLS (empty: the universe)",
+    )
+    alert_min_confidence: float = Field(
+        0.6, ge=0, le=1, description="least confidence of a BUY/SELL signal sent to ALERT_URLS"
+    )
+    alert_quiet_hours: str = Field(
+        "", description="HH:MM-HH:MM in ALERT_TIMEZONE when deliveries wait (empty: none)"
+    )
+    alert_timezone: str = Field(
+        "America/New_York", description="time zone of quiet hours (default: the market's)"
+    )
+    alert_rate_per_min: int = Field(20, ge=1, description="most alerts per channel per minute")
+    alert_max_attempts: int = Field(5, ge=1, description="delivery attempts before 'failed'")
+    alert_retry_s: float = Field(
+        10.0, gt=0, description="first retry delay; doubles per attempt, jittered, up to 30x"
+    )
+    alert_poll_s: float = Field(
+        5.0, gt=0, description="alert worker: look for new events this often without a NOTIFY"
+    )
+    alert_stale_after_min: int = Field(
+        5, ge=1, description="session minutes without a new bar before the price feed is stale"
+    )
+    alert_app_url: str = Field(
+        "http://127.0.0.1:8501", description="the app's address, for the links in alerts"
+    )
+
     # --- app
     app_refresh_s: float = Field(5.0, ge=1, description="live page refresh period")
     analyst_password: SecretStr = Field(
@@ -164,6 +229,41 @@ class Settings(BaseSettings):
         if len(set(tickers)) != len(tickers):
             raise ValueError("duplicate tickers")
         return tickers
+
+    @field_validator("alert_events", "alert_watchlist", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @field_validator("alert_events")
+    @classmethod
+    def _check_alert_events(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(ALERT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown event kinds {unknown}; known: {', '.join(ALERT_KINDS)}")
+        return value
+
+    @field_validator("alert_watchlist")
+    @classmethod
+    def _upper_watchlist(cls, value: list[str]) -> list[str]:
+        return [t.strip().upper() for t in value]
+
+    @field_validator("alert_quiet_hours")
+    @classmethod
+    def _check_quiet_hours(cls, value: str) -> str:
+        quiet_hours(value)  # raises ValueError naming the expected form
+        return value.strip()
+
+    @field_validator("alert_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. America/New_York)") from None
+        return value
 
     @model_validator(mode="after")
     def _check_secrets(self) -> Settings:
@@ -197,6 +297,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr) and value.get_secret_value():
                 values.append(value.get_secret_value())
+        if self.alert_urls is not None:  # each channel's URL on its own too
+            values += self.alert_urls.get_secret_value().split()
         for url in (self.database_url, self.database_read_url):
             password = None if url is None else urlsplit(url.get_secret_value()).password
             if password:

@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import text
 
 from core.timeutil import utc
+from db.alerts import enqueue_event
 from db.database_manager import connect, execute, read_from_db
 from db.notify import REGISTRY, notify
 
@@ -23,15 +24,26 @@ ORIGIN = "2000-01-03T00:00:00+00:00"
 def record_model_event(
     event: str, version: str, previous: str | None, actor: str, reason: str
 ) -> None:
-    """Append a promotion, rollback or pin to `model_events` and notify the scoring worker."""
+    """Append a promotion, rollback or pin to `model_events` and notify the scoring worker;
+    a promotion or rollback also enqueues its alert (`db.alerts`) in the same transaction."""
     with connect() as conn:
-        conn.execute(
+        event_id = conn.execute(
             text(
                 "INSERT INTO model_events (event, version, previous_version, actor, reason) "
-                "VALUES (:e, :v, :p, :a, :r)"
+                "VALUES (:e, :v, :p, :a, :r) RETURNING id"
             ),
             {"e": event, "v": version, "p": previous, "a": actor, "r": reason},
-        )
+        ).scalar_one()
+        kind = {"promoted": "promotion", "rolled_back": "rollback"}.get(event)
+        if kind is not None:
+            payload = {
+                "model_version": version,
+                "role": "champion",
+                "previous_version": previous,
+                "actor": actor,
+                "reason": reason,
+            }
+            enqueue_event(conn, kind, payload, f"model_event:{event_id}")
         notify(conn, REGISTRY, f"{event} {version}")
 
 

@@ -223,3 +223,61 @@ TABLES: dict[str, TableSpec] = {
         INPUT_FLAGS,
     )
 }
+
+ALERT_EVENTS = TableSpec(
+    "alert_events",
+    ("id", "kind", "fingerprint", "payload", "created_at", "routed_at"),
+    ("fingerprint",),
+)
+ALERT_DELIVERIES = TableSpec(
+    "alert_deliveries",
+    (
+        "event_id",
+        "channel",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "claimed_until",
+        "waiting_reason",
+        "last_error",
+        "sent_at",
+        "created_at",
+        "updated_at",
+    ),
+    ("event_id", "channel"),
+)
+ALERT_CHANNELS = TableSpec(
+    "alert_channels",
+    (
+        "id",
+        "name",
+        "url",
+        "enabled",
+        "quiet_hours",
+        "max_per_minute",
+        "created_by",
+        "created_at",
+        "updated_by",
+        "updated_at",
+    ),
+    ("name",),
+)
+ALERT_RULES = TableSpec(
+    "alert_rules",
+    (
+        "id",
+        "channel",
+        "kinds",
+        "tickers",
+        "min_confidence",
+        "enabled",
+        "created_by",
+        "created_at",
+        "updated_by",
+        "updated_at",
+    ),
+    ("id",),
+)
+TABLES.update(
+    {spec.name: spec for spec in (ALERT_EVENTS, ALERT_DELIVERIES, ALERT_CHANNELS, ALERT_RULES)}
+)

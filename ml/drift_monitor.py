@@ -28,12 +28,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Connection
 
 from config.settings import Settings, get_settings, setup_logging
 from core.timeutil import utc_now
+from db.alerts import enqueue_event
 from db.bars import read_last_bars
 from db.context import latest_sentiment_model
-from db.database_manager import write_to_db
+from db.database_manager import connect, write_to_db
 from db.models import alarm_states
 from db.signals import predictions, scored_with_outcomes
 from ml import registry
@@ -223,11 +225,42 @@ def check(
         kind = key.split("_")[0]
         thr = thresholds.get(kind) if ("drop" in key or "share" in key) else None
         rows.append(_row(checked_at, models.version, key, "", value, thr, False))
-    write_to_db(pd.DataFrame(rows), table="drift_metrics")
+    with connect() as conn:  # the figures and the alerts of the alarms they raise, together
+        write_to_db(pd.DataFrame(rows), table="drift_metrics", conn=conn)
+        _enqueue_alarms(conn, report, previous, thresholds, checked_at)
     raised = [n for n in ALARMS if report.alarms[n].raised]
     if raised:
         _roll_back(report, raised, settings)
     return report
+
+
+def _enqueue_alarms(
+    conn: Connection,
+    report: DriftReport,
+    previous: dict[str, AlarmState],
+    thresholds: dict[str, float],
+    checked_at: pd.Timestamp,
+) -> None:
+    """The alert of each alarm this check raised (not of one raised before), in the outbox."""
+    values = _statistics(report.figures)
+    for name in ALARMS:
+        state = report.alarms[name]
+        if not state.raised or previous.get(name, AlarmState()).raised:
+            continue
+        reason = (
+            f"{name} drift {values[name]:.3f} above {thresholds[name]:g} for {state.streak} "
+            "consecutive checks: the champion is rolled back to the previous stable one"
+        )
+        payload = {
+            "model_version": report.version,
+            "role": "champion",
+            "alarm": name,
+            "value": values[name],
+            "threshold": thresholds[name],
+            "reason": reason,
+        }
+        fingerprint = f"drift_alarm:{report.version}:{name}:{checked_at.isoformat()}"
+        enqueue_event(conn, "drift_alarm", payload, fingerprint)
 
 
 def _roll_back(report: DriftReport, raised: list[str], settings: Settings) -> None:

@@ -23,6 +23,8 @@ them (raw) and the corporate-action ledger, in the transaction that stores them:
   worker serves HOLD for it, with the reason, until an analyst decides on the data-health page
   or the corporate-action job finds the action. The bars themselves are stored.
 
+A quarantined bar and a held ticker are alert events (`db.alerts`, in the same transaction).
+
 The gaps found with the bars are queued in the same transaction, so a restart never loses one,
 and the scoring worker is notified in it (`db.notify.BARS`). When the write changed complete
 buckets of TimescaleDB's continuous aggregates (a backfill, seeding, a late bar), those are
@@ -40,6 +42,7 @@ from sqlalchemy import Connection
 
 from config.market_calendar import regular_session_mask, xnys
 from db import quality
+from db.alerts import enqueue_event
 from db.bars import ledger_actions, read_raw_neighbours
 from db.database_manager import connect, reads_on, refresh_aggregates, write_to_db
 from db.notify import BARS, notify
@@ -189,6 +192,27 @@ class GuardTail:
             self.rebuild(outcome.history, good, outcome.stamp)
 
 
+def _alert(conn: Connection, quarantined: pd.DataFrame, shifts: pd.DataFrame) -> None:
+    """Alert events for the bars quarantined and the tickers held, in the write's transaction
+    (the outbox: `db.alerts`); each named once by its minute and reason."""
+    for row in quarantined.itertuples(index=False):
+        bar_time = pd.Timestamp(row.ts)
+        payload = {
+            "ticker": row.ticker,
+            "bar_time": bar_time,
+            "reason": row.reason,
+            "detail": row.detail,
+            "source": row.source,
+            "price": row.close,
+        }
+        fingerprint = f"quarantined_bar:{row.ticker}:{bar_time.isoformat()}:{row.reason}"
+        enqueue_event(conn, "quarantined_bar", payload, fingerprint)
+    for row in shifts.itertuples(index=False):
+        onset = pd.Timestamp(row.ts)
+        payload = {"ticker": row.ticker, "bar_time": onset, "reason": row.detail}
+        enqueue_event(conn, "held_ticker", payload, f"held_ticker:{row.ticker}:{onset.isoformat()}")
+
+
 def _last_minute_of_session(ts: pd.Series) -> np.ndarray:
     """True where a bar (its minute's open) is the last minute of its session."""
     cal = xnys()
@@ -273,6 +297,7 @@ def _guard(
             ["ticker", "onset_ts", "reason", "detail", "source"]
         ],
     )
+    _alert(conn, pd.concat([fresh_bad, moved], ignore_index=True), shifts)
     for row in pd.concat([fresh_bad, moved], ignore_index=True).itertuples(index=False):
         log.warning(
             "quarantined %s %s from %s: %s (%s)",

@@ -9,7 +9,8 @@
   second run while the first holds it records 'skipped' and exits with EXIT_BUSY.
 - The command runs as a subprocess; its output is streamed line by line to this process's log
   (supervisord's cron log in the container); the run is recorded 'ok' or 'failed' with the exit
-  code and the last lines of output; a command that exits EXIT_BUSY (its own lock, e.g. the
+  code and the last lines of output (a failed run also enqueues a `job_failed` alert,
+  `db.alerts`); a command that exits EXIT_BUSY (its own lock, e.g. the
   backfill queue being drained by the price ingestor) is recorded 'skipped'. A leading
   `python` / `python3` means this interpreter.
 
@@ -39,6 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from config.market_calendar import is_session_day
 from config.settings import get_settings, setup_logging
 from core.locks import EXIT_BUSY, LockBusyError, file_lock
+from db.alerts import enqueue
 from db.ops import job_run
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -149,6 +151,18 @@ def _describe_exit(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
+def _alert_failed(name: str, run_id: int, outcome: str, tail: list[str]) -> None:
+    """Enqueue the failed run's alert (`db.alerts`) as soon as its command has failed."""
+    last = get_settings().redact(tail[-1] if tail else "(no output)")
+    payload = {"job": name, "run_id": run_id, "reason": f"{outcome}; last output: {last}"[:500]}
+    try:
+        enqueue("job_failed", payload, f"job_failed:{run_id}")
+    except SQLAlchemyError as exc:
+        log.error(
+            "%s: its failure was not enqueued as an alert: %s", name, str(exc).splitlines()[0]
+        )
+
+
 def guarded_run(name: str, command: list[str], *, session_day: bool, today: date) -> int:
     """Apply the guard to one run of `command`; return the process exit code."""
     with job_run(name) as run:
@@ -173,6 +187,7 @@ def guarded_run(name: str, command: list[str], *, session_day: bool, today: date
             run.status = "failed"
             run.note(f"{outcome}; last output:\n" + "\n".join(tail)[-1500:])
             log.error("%s: failed, %s", name, outcome)
+            _alert_failed(name, run.id, outcome, tail)
             return returncode if returncode > 0 else 128 - returncode
         run.note(outcome)
         log.info("%s: finished, %s", name, outcome)

@@ -22,6 +22,7 @@ PROGRAMS = {
     "price_ingestor": ["-m", "workers.price_ingestor"],
     "news_ingestor": ["-m", "workers.news_ingestor"],
     "scoring_worker": ["-m", "ml.scoring_worker"],
+    "alert_worker": ["-m", "workers.alert_worker"],
     "app": None,  # a /bin/sh wrapper, run below
     "cron": None,
 }
@@ -49,7 +50,7 @@ def programs(monkeypatch, tmp_path) -> dict[str, Any]:
     return load(monkeypatch, tmp_path)
 
 
-def test_the_five_programs_are_defined(programs):
+def test_the_six_programs_are_defined(programs):
     assert set(programs) == set(PROGRAMS)
 
 
@@ -69,7 +70,9 @@ def test_each_program_restarts_logs_and_runs_in_the_project(programs, name, tmp_
     assert proc.startretries >= 3
 
 
-@pytest.mark.parametrize("name", ["price_ingestor", "news_ingestor", "scoring_worker"])
+@pytest.mark.parametrize(
+    "name", ["price_ingestor", "news_ingestor", "scoring_worker", "alert_worker"]
+)
 def test_workers_are_python_modules_of_the_project(programs, name):
     argv = shlex.split(programs[name].command)
     assert argv == [sys.executable, *PROGRAMS[name]]

@@ -164,6 +164,13 @@ def test_each_bad_print_is_quarantined_and_no_read_of_prices_sees_it(guarded) ->
     assert not aapl["ts"].isin(q["ts"]).any()
     assert len(aapl) == (bad["ticker"] == "AAPL").sum() - len(want)
     assert len(stored("MSFT")) == len(stored("NVDA")) == len(SESSIONS) * 390  # all passed
+    events = read_from_db("SELECT kind, payload FROM alert_events ORDER BY id")  # the outbox
+    assert events["kind"].value_counts().to_dict() == {
+        "quarantined_bar": len(want),
+        "held_ticker": 1,
+    }
+    held = events[events["kind"] == "held_ticker"]["payload"].iloc[0]
+    assert held["ticker"] == "KO" and "ledger has nothing" in held["reason"]
 
     # no read of prices sees a quarantined bar
     day = session_minutes(LIVE)
