@@ -16,6 +16,7 @@ PAGES = [
     ),
     st.Page("views/stock_detail.py", title="Stock detail", icon=":material/candlestick_chart:"),
     st.Page("views/model_lab.py", title="Model lab", icon=":material/science:"),
+    st.Page("views/backtest.py", title="Backtest", icon=":material/query_stats:"),
     st.Page("views/drift_and_history.py", title="Drift & history", icon=":material/timeline:"),
     st.Page("views/data_health.py", title="Data health", icon=":material/health_and_safety:"),
     st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:"),

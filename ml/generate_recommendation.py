@@ -8,13 +8,14 @@ carries the disclaimer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from config.settings import Settings, get_settings
+from db.quality import held_tickers
 from ml.labels import CLASSES, DOWN, UP
 from ml.predict import Prediction, to_prediction
 
@@ -149,4 +150,74 @@ def get_trade_recommendation(
         models_agree=agree,
         model_version=model_version,
         reason=_reason(action, lstm, tf, settings),
+    )
+
+
+@dataclass(frozen=True)
+class DataHold:
+    """A ticker held by the data-quality guard (`db.quality`): from `onset` on, its signals are
+    HOLD whatever the models say, until an analyst decides."""
+
+    onset: pd.Timestamp
+    detail: str
+
+
+def data_holds() -> dict[str, DataHold]:
+    """The open holds by ticker (the earliest onset of each)."""
+    holds: dict[str, DataHold] = {}
+    for row in held_tickers().itertuples(index=False):
+        holds.setdefault(str(row.ticker), DataHold(pd.Timestamp(row.onset_ts), str(row.detail)))
+    return holds
+
+
+def hold_for_data(rec: Recommendation, hold: DataHold) -> Recommendation:
+    """`rec` as HOLD with the guard's reason when its bar is at or after the hold's onset."""
+    if pd.Timestamp(rec.bar_ts) < hold.onset:
+        return rec
+    said = "" if rec.action == "HOLD" else f" (the models said {rec.action})"
+    reason = (
+        f"held by the data-quality guard since {hold.onset:%Y-%m-%d %H:%M} UTC: {hold.detail}; "
+        f"an analyst decides on the data-health page{said}"
+    )
+    return replace(rec, action="HOLD", reason=reason)
+
+
+@dataclass(frozen=True)
+class TriggerDistance:
+    """How far the dual-model rule is from firing, for rows of both models' probabilities.
+
+    For a trigger (BUY: class UP at `buy_threshold`; SELL: class DOWN at `sell_threshold`) the
+    distance is the weaker of the two networks' probabilities of its class minus its threshold:
+    ``min(P_lstm(c), P_transformer(c)) - threshold``. The trigger shown per row is the one of
+    the models' shared lean when both networks' most probable class is UP (BUY) or DOWN (SELL);
+    otherwise (both lean NEUTRAL, or they disagree) the nearer of the two (larger distance, BUY
+    on a tie). The rule fires exactly when both lean that trigger's class and the distance is
+    >= 0, so a negative distance is how much the weaker probability must still rise.
+    """
+
+    side: np.ndarray  # "BUY" or "SELL" per row
+    threshold: np.ndarray  # that trigger's level
+    weaker: np.ndarray  # the weaker network's probability of the trigger's class
+    distance: np.ndarray  # weaker - threshold
+    shared_lean: np.ndarray  # both networks' most probable class is the trigger's class
+
+
+def trigger_distance(
+    lstm: np.ndarray, transformer: np.ndarray, buy_threshold: float, sell_threshold: float
+) -> TriggerDistance:
+    """The trigger distance (see `TriggerDistance`) of class probabilities [n, 3] of both
+    models, columns in `CLASSES` order."""
+    lstm, transformer = np.atleast_2d(lstm), np.atleast_2d(transformer)
+    la, ta = lstm.argmax(axis=1), transformer.argmax(axis=1)
+    weak_up = np.minimum(lstm[:, UP], transformer[:, UP])
+    weak_down = np.minimum(lstm[:, DOWN], transformer[:, DOWN])
+    up_gap, down_gap = weak_up - buy_threshold, weak_down - sell_threshold
+    both_up, both_down = (la == UP) & (ta == UP), (la == DOWN) & (ta == DOWN)
+    sell = both_down | (~both_up & (down_gap > up_gap))
+    return TriggerDistance(
+        side=np.where(sell, "SELL", "BUY"),
+        threshold=np.where(sell, sell_threshold, buy_threshold),
+        weaker=np.where(sell, weak_down, weak_up),
+        distance=np.where(sell, down_gap, up_gap),
+        shared_lean=np.where(sell, both_down, both_up),
     )

@@ -364,10 +364,12 @@ class LiveFeatures:
     ) -> tuple[pd.DataFrame, np.ndarray]:
         """Scaled windows ending at each target bar (ticker -> bar times, as timestamps or UTC
         nanoseconds) that has `window` rows of history: (ticker, ts, close) of the windows
-        built, and X [n, window, F]. The raw rows of every window are gathered first and scaled
-        in one call (the scaler works row by row, so this equals scaling before gathering)."""
+        built, and X [n, window, F]. The rows the windows cover are scaled in one call, then
+        gathered (the scaler works row by row, so this equals scaling each window, and a row
+        shared by many windows is scaled once)."""
         order = np.asarray([FEATURE_COLUMNS.index(f) for f in features], dtype=np.int64)
-        blocks, tickers, stamps_ns, closes = [], [], [], []
+        blocks, block_ends, tickers, stamps_ns, closes = [], [], [], [], []
+        covered = 0  # rows in the blocks so far
         for ticker, stamps in targets.items():
             p = self.position.get(ticker)
             if p is None or not len(stamps):
@@ -380,8 +382,9 @@ class LiveFeatures:
             if not len(ends):
                 continue
             first = int(ends.min()) - window + 1  # only the rows the windows cover
-            raw = rows.values[first : int(ends.max()) + 1][:, order]
-            blocks.append(gather_windows(raw, ends - first, window, dtype=np.float64))
+            blocks.append(rows.values[first : int(ends.max()) + 1][:, order])
+            block_ends.append(ends - first + covered)  # a window never leaves its block
+            covered += len(blocks[-1])
             tickers.append(np.full(len(ends), ticker, dtype=object))
             stamps_ns.append(rows.ts_ns[ends])
             closes.append(rows.close[ends])
@@ -395,7 +398,8 @@ class LiveFeatures:
                 "close": np.concatenate(closes).astype(float),
             }
         )
-        return keys, scaler.transform(np.concatenate(blocks))
+        scaled = scaler.transform(np.concatenate(blocks))
+        return keys, gather_windows(scaled, np.concatenate(block_ends), window)
 
 
 def _as_ns(stamps: Sequence[pd.Timestamp] | np.ndarray) -> np.ndarray:

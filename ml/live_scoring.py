@@ -14,17 +14,24 @@ drift job's catch-up and the benchmarks.
    `max_backlog` per ticker; on first sight only the newest), their windows in that version's
    features, scaler and window length, both TFLite models in one padded batch each, the
    dual-model recommendation; champion rows are the signals analysts see (flagged provisional
-   when the champion is), challenger rows are shadow predictions;
+   when the champion is), challenger rows are shadow predictions; a ticker the data-quality
+   guard holds (`db.quality.held_tickers`) gets HOLD with the guard's reason, from the onset on;
 4. writes every row in the lock's transaction, with a `db.notify.SIGNALS` notification delivered
    on its commit; the signals key (ticker, bar, version) makes each bar scored at most once per
    version however many processes ask;
 5. stores the realised outcomes of scored bars whose label horizon has passed (`ml.outcomes`).
+
+The same path scores a stored range of bars in batches (the backtest, `ml.backtest`):
+`features_over` advances one feature state through the range, `score_range` builds the
+version's windows of any bars with `version_windows` and runs both models and the dual-model
+rule on them, a bounded number of windows at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,19 +39,29 @@ import pandas as pd
 
 from config.settings import Settings, get_settings
 from core.timeutil import utc, utc_now
+from db.alerts import enqueue_signals
 from db.bars import adjustment_stamp, read_bars, read_last_bars
 from db.context import macro_for_features, news_for_features
 from db.database_manager import connect, reads_on, write_to_db
 from db.notify import SIGNALS, notify
 from db.signals import last_scored, try_scoring_lock
 from ml.feature_engineering import (
+    BAR,
     HISTORY_MARGIN_BARS,
     MACRO_SERIES,
     FeatureError,
     FeatureParams,
     check_feature_list,
 )
-from ml.generate_recommendation import Recommendation, get_trade_recommendation
+from ml.generate_recommendation import (
+    DataHold,
+    Recommendation,
+    data_holds,
+    dual_actions,
+    get_trade_recommendation,
+    hold_for_data,
+)
+from ml.labels import session_codes
 from ml.live_features import LiveFeatures
 from ml.model_loader import LoadedModels, Serving
 from ml.outcomes import update_outcomes
@@ -95,11 +112,7 @@ class Scorer:
         return window + HISTORY_MARGIN_BARS + self.max_backlog
 
     def _context(self, features: LiveFeatures, start: pd.Timestamp, end: pd.Timestamp) -> None:
-        lookback = pd.Timedelta(minutes=features.params.news_lookback_min)
-        features.set_context(
-            news_for_features(self.tickers, start - lookback, end),
-            macro_for_features(MACRO_SERIES, start, end),
-        )
+        feature_context(features, self.tickers, start, end)
 
     def _build(
         self, params: FeatureParams, serving: Serving, adjusted: pd.Timestamp | None
@@ -167,13 +180,9 @@ class Scorer:
     ) -> tuple[pd.DataFrame, np.ndarray]:
         """The version's scaled windows [n, window, F] of the bars it has not scored yet, with
         their (ticker, ts, close); `done`: the version's `last_scored` (read when not given)."""
-        meta = models.metadata
         if done is None:
             done = last_scored([models.version], self.tickers)[models.version]
-        targets = self._targets(features, done)
-        return features.windows(
-            targets, check_feature_list(meta.features), meta.window_length, meta.feature_scaler
-        )
+        return version_windows(models, features, self._targets(features, done))
 
     def _version_rows(
         self,
@@ -182,6 +191,7 @@ class Scorer:
         done: dict[str, pd.Timestamp],
         role: str,
         provisional: bool,
+        holds: Mapping[str, DataHold] | None = None,
     ) -> tuple[list[Recommendation], pd.DataFrame, int]:
         keys, X = self.inputs(models, features, done)
         if len(keys) == 0:
@@ -201,6 +211,8 @@ class Scorer:
             )
             for a, b, t, ts in zip(p_lstm, p_tf, keys["ticker"], keys["ts"], strict=True)
         ]
+        if holds:  # a ticker the data-quality guard holds serves HOLD, with the reason
+            recs = [hold_for_data(r, holds[r.ticker]) if r.ticker in holds else r for r in recs]
         rows = pd.DataFrame(
             [r.to_row(close=float(c)) for r, c in zip(recs, keys["close"], strict=True)]
         ).assign(role=role, provisional=provisional)
@@ -218,6 +230,7 @@ class Scorer:
             model_before = self.model_s
             frames = []
             done = last_scored([m.version for m in serving.versions], self.tickers)
+            holds = data_holds()
             state: dict[FeatureParams, LiveFeatures] = {}  # versions sharing parameters share it
             for models in serving.versions:
                 params = models.metadata.feature_params
@@ -229,7 +242,7 @@ class Scorer:
                 provisional = champion and serving.provisional
                 try:
                     recs, rows, calls = self._version_rows(
-                        models, features, done[models.version], role, provisional
+                        models, features, done[models.version], role, provisional, holds
                     )
                 except FeatureError as exc:  # one bad version must not stop the others
                     log.error("%s %s not scored: %s", role, models.version, exc)
@@ -246,6 +259,7 @@ class Scorer:
             if frames:
                 rows = pd.concat(frames, ignore_index=True)
                 write_to_db(rows, table="signals", on_conflict="nothing", conn=conn)
+                enqueue_signals(conn, rows)  # the champion's BUY/SELL alerts, in the outbox
                 result.newest_scored = utc(rows["bar_ts"].max())
                 notify(conn, SIGNALS, result.newest_scored.isoformat())  # delivered on commit
         result.model_s = self.model_s - model_before
@@ -275,3 +289,107 @@ def score_new_bars(
     """Score the champion's new bars once (a one-off scorer; long-running processes keep a
     `Scorer`, whose feature state carries over between passes)."""
     return Scorer(settings, max_backlog).score(Serving(models))
+
+
+# --------------------------------------------------------------------------- ranges of bars
+
+
+def feature_context(
+    features: LiveFeatures, tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp
+) -> None:
+    """Give `features` the news and macro releases that bars in [start, end) join."""
+    lookback = pd.Timedelta(minutes=features.params.news_lookback_min)
+    features.set_context(
+        news_for_features(list(tickers), start - lookback, end),
+        macro_for_features(MACRO_SERIES, start, end),
+    )
+
+
+def version_windows(
+    models: LoadedModels, features: LiveFeatures, targets: Mapping[str, np.ndarray]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The version's scaled windows [n, window, F] ending at `targets` (ticker -> bar times),
+    in its features, window length and scaler, with their (ticker, ts, close)."""
+    meta = models.metadata
+    return features.windows(
+        targets, check_feature_list(meta.features), meta.window_length, meta.feature_scaler
+    )
+
+
+def features_over(
+    tickers: Sequence[str],
+    params: FeatureParams,
+    bars: pd.DataFrame,
+    on_day: Callable[[int, int], None] | None = None,
+) -> LiveFeatures:
+    """A feature state advanced through every bar of `bars` (ticker, ts, OHLCV; every row kept,
+    so windows can end at any of them), one New York day at a time, with the news and macro the
+    bars join; `on_day(done, days)` after each day."""
+    counts = bars.groupby("ticker").size()
+    features = LiveFeatures(tickers, params, capacity=int(counts.max()) if len(counts) else 1)
+    if bars.empty:
+        return features
+    feature_context(features, tickers, bars["ts"].min(), bars["ts"].max() + BAR)
+    ordered = bars.sort_values(["ts", "ticker"], kind="stable", ignore_index=True)
+    days = session_codes(pd.DatetimeIndex(ordered["ts"]))
+    edges = np.r_[0, np.flatnonzero(np.diff(days)) + 1, len(days)]
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        features.update(ordered.iloc[lo:hi])
+        if on_day is not None:
+            on_day(i + 1, len(edges) - 1)
+    return features
+
+
+@dataclass(frozen=True)
+class RangeScores:
+    """Both models' class probabilities and the dual-model action of each scored bar."""
+
+    keys: pd.DataFrame  # ticker, ts, close of each window's last bar
+    lstm: np.ndarray  # [n, 3]
+    transformer: np.ndarray  # [n, 3]
+    action: np.ndarray  # [n]: +1 BUY, -1 SELL, 0 HOLD
+
+
+def score_range(
+    models: LoadedModels,
+    features: LiveFeatures,
+    targets: Mapping[str, np.ndarray],
+    settings: Settings,
+    *,
+    chunk: int = 8192,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> RangeScores:
+    """Score the bars `targets` (ticker -> bar times, UTC ns) as serving does: the version's
+    windows, both TFLite models in padded batches, the dual-model rule (`dual_actions`).
+    Windows are built `chunk` bars at a time, in time order; `on_chunk(done, total)` after
+    each. Bars without a complete window are left out."""
+    sizes = [len(v) for v in targets.values()]
+    pairs = pd.DataFrame(
+        {
+            "ticker": np.repeat(np.asarray(list(targets), dtype=object), sizes),
+            "ns": np.concatenate([np.asarray(v, dtype=np.int64) for v in targets.values()])
+            if sizes
+            else np.array([], dtype=np.int64),
+        }
+    ).sort_values("ns", kind="stable", ignore_index=True)
+    parts: list[tuple[pd.DataFrame, np.ndarray, np.ndarray]] = []
+    for lo in range(0, len(pairs), chunk):
+        part = pairs.iloc[lo : lo + chunk]
+        wanted = {str(t): g["ns"].to_numpy() for t, g in part.groupby("ticker", sort=False)}
+        keys, X = version_windows(models, features, wanted)
+        if len(keys):
+            parts.append((keys, models.lstm.predict(X), models.transformer.predict(X)))
+        if on_chunk is not None:
+            on_chunk(min(lo + chunk, len(pairs)), len(pairs))
+    if not parts:
+        empty = np.zeros((0, 3), dtype=np.float32)
+        keys = pd.DataFrame({"ticker": [], "ts": pd.DatetimeIndex([], tz="UTC"), "close": []})
+        return RangeScores(keys, empty, empty, np.zeros(0, dtype=int))
+    p_lstm = np.concatenate([p[1] for p in parts])
+    p_tf = np.concatenate([p[2] for p in parts])
+    return RangeScores(
+        keys=pd.concat([p[0] for p in parts], ignore_index=True),
+        lstm=p_lstm,
+        transformer=p_tf,
+        action=dual_actions(p_lstm, p_tf, settings.buy_threshold, settings.sell_threshold),
+    )
