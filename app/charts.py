@@ -15,13 +15,19 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app.indicators import overlay_lines, rsi
+from core.timeutil import NEW_YORK
 from ml.labels import CLASSES
 from ml.metrics import Calibration
 
-ACTION_STYLE = {
-    "BUY": ("triangle-up", "#16a34a"),
-    "SELL": ("triangle-down", "#dc2626"),
+ACTION_SYMBOL = {"BUY": "triangle-up", "SELL": "triangle-down"}
+# a signal marker's fill by how the signal turned out (`app.data.marker_verdicts`)
+VERDICT_STYLE = {
+    "right": ("#16a34a", "right"),
+    "wrong": ("#dc2626", "wrong"),
+    "pending": ("#94a3b8", "pending"),
+    "no outcome": ("#e2e8f0", "no outcome"),
 }
+OUTCOME_NAMES = {0: "DOWN", 1: "NEUTRAL", 2: "UP"}
 PALETTE = ("#2563eb", "#f59e0b", "#10b981", "#8b5cf6", "#ef4444", "#14b8a6", "#64748b")
 LAYOUT: dict[str, Any] = {
     "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
@@ -69,9 +75,11 @@ def price_figure(
     title: str,
     step_s: int = 60,
 ) -> go.Figure:
-    """Candlesticks, volume, chosen overlays, BUY/SELL markers and news on one timeline.
+    """Candlesticks, volume, chosen overlays, markers where BUY/SELL runs start (filled by
+    their realised outcome: `signals` from `app.data.signal_markers`) and news on one timeline.
 
-    Times are drawn as naive UTC: plotly.js ignores offsets, and rangebreaks need one clock.
+    Times are drawn as naive UTC market time: plotly.js ignores offsets, and rangebreaks need
+    one clock. A marker sits on the candle of its bar (`step_s`: the candle's length).
     """
     bars = bars.assign(ts=_naive_utc(bars["ts"]))
     signals = signals.assign(bar_ts=_naive_utc(signals["bar_ts"]))
@@ -105,7 +113,8 @@ def price_figure(
             row=1,
             col=1,
         )
-    _add_signals(fig, signals)
+    step = pd.Timedelta(seconds=step_s)
+    _add_signals(fig, signals, step)
     _add_news(fig, bars, news)
     fig.add_trace(
         go.Bar(x=bars["ts"], y=bars["volume"], name="volume", marker_color="#94a3b8"),
@@ -118,7 +127,7 @@ def price_figure(
             fig.add_hline(y=level, line_dash="dot", line_color="#94a3b8", row=3, col=1)
     fig.update_layout(title=title, height=640 if show_rsi else 560, **LAYOUT)
     fig.update_layout(xaxis_rangeslider_visible=False)
-    step = pd.Timedelta(seconds=step_s)
+    fig.update_xaxes(title_text="market time, UTC", row=rows, col=1)
     fig.update_xaxes(
         rangebreaks=closed_hours(bars["ts"], step),
         range=[bars["ts"].min() - step / 2, bars["ts"].max() + step],
@@ -126,25 +135,55 @@ def price_figure(
     return fig
 
 
-def _add_signals(fig: go.Figure, signals: pd.DataFrame) -> None:
-    for action, (symbol, color) in ACTION_STYLE.items():
-        rows = signals[signals["action"] == action]
-        if rows.empty:
-            continue
-        fig.add_trace(
-            go.Scatter(
-                x=rows["bar_ts"],
-                y=rows["close"],
-                mode="markers",
-                name=action,
-                marker={"symbol": symbol, "size": 11, "color": color, "line": {"width": 1}},
-                customdata=rows[["confidence", "model_version"]].to_numpy(),
-                hovertemplate=action + " %{y:.2f}<br>confidence %{customdata[0]:.2f}"
-                "<br>model %{customdata[1]}<extra></extra>",
-            ),
-            row=1,
-            col=1,
+def _marker_hover(rows: pd.DataFrame) -> list[str]:
+    """Per marker: when (market time, UTC and New York), how long the run held, how the
+    signal turned out, the model and its reason."""
+    out = []
+    for row in rows.itertuples(index=False):
+        when = pd.Timestamp(row.bar_ts).tz_localize("UTC")
+        outcome = "pending (its horizon has not passed)"
+        if row.verdict == "no outcome":
+            outcome = "no outcome (its horizon crossed the close)"
+        elif row.verdict in ("right", "wrong"):
+            moved = OUTCOME_NAMES.get(int(row.outcome), "?")
+            change = "" if pd.isna(row.fwd_return) else f" ({row.fwd_return * 100:+.2f} %)"
+            outcome = f"{row.verdict}: went {moved}{change}"
+        out.append(
+            f"<b>{row.action}</b> at {row.close:.2f} · {when:%m-%d %H:%M} UTC · "
+            f"{when.tz_convert(NEW_YORK):%H:%M} New York<br>"
+            f"held {row.run_bars} bar(s) · confidence {row.confidence:.2f}<br>"
+            f"outcome {outcome}<br>model {row.model_version}: {row.reason}"
         )
+    return out
+
+
+def _add_signals(fig: go.Figure, signals: pd.DataFrame, step: pd.Timedelta) -> None:
+    """A marker where each BUY or SELL run starts, on the candle of its bar, filled by how it
+    turned out (legend: action and verdict)."""
+    for action, symbol in ACTION_SYMBOL.items():
+        for verdict, (color, word) in VERDICT_STYLE.items():
+            rows = signals[(signals["action"] == action) & (signals["verdict"] == verdict)]
+            if rows.empty:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["bar_ts"].dt.floor(step),
+                    y=rows["close"],
+                    mode="markers",
+                    name=f"{action} {word}",
+                    legendgroup=action,
+                    marker={
+                        "symbol": symbol,
+                        "size": 12,
+                        "color": color,
+                        "line": {"width": 1, "color": "#1e293b"},
+                    },
+                    hovertext=_marker_hover(rows),
+                    hoverinfo="text",
+                ),
+                row=1,
+                col=1,
+            )
 
 
 def _add_news(fig: go.Figure, bars: pd.DataFrame, news: pd.DataFrame) -> None:

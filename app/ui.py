@@ -12,8 +12,9 @@ import streamlit as st
 
 from app.data import DataUnavailable, database_ok, redact, sentiment_model
 from config.feeds import feeds
+from config.market_clock import market_time
 from config.settings import Settings, SettingsError, get_settings
-from core.timeutil import utc
+from core.timeutil import NEW_YORK, utc
 from ml.generate_recommendation import DISCLAIMER
 from ml.model_loader import Serving
 from ml.registry import RegistryError
@@ -106,7 +107,7 @@ def guard(retry: bool = True) -> Iterator[None]:
 def _retrying_caption() -> None:
     interval = get_settings().app_refresh_s
     now = pd.Timestamp.now(tz="UTC")
-    st.caption(f"Retrying every {interval:g} s (last try {now:%H:%M:%S} UTC).")
+    st.caption(f"Retrying every {interval:g} s (last try {fmt_server(now)}).")
 
 
 def _retry_later() -> None:
@@ -150,6 +151,50 @@ def fmt_ts(value: object, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "—"
     return f"{utc(value).strftime(fmt)} UTC"
+
+
+# Two clocks appear on the pages. Market time: the time of bars, signals, news and releases,
+# on the market clock (`config.market_clock`: the simulated or replay source's accelerated
+# clock, or the wall clock for live data), in UTC and, the universe being US stocks, in New
+# York time beside it. Server time: the wall clock of the machine, for page refreshes, jobs,
+# heartbeats and model versions (which are named by their training's server time).
+MARKET_ZONE = NEW_YORK
+MARKET_ZONE_NAME = "New York"
+
+
+def fmt_new_york(value: object, fmt: str = "%H:%M") -> str:
+    """A timestamp in New York time, named ('09:31 New York'; '—' when missing)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "—"
+    return f"{utc(value).tz_convert(MARKET_ZONE).strftime(fmt)} {MARKET_ZONE_NAME}"
+
+
+def fmt_market(value: object, fmt: str = "%m-%d %H:%M") -> str:
+    """A market time (a bar's, a signal's) in UTC with New York time beside it:
+    '01-05 14:31 UTC · 09:31 New York' (the New York date is added when it differs)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "—"
+    ts = utc(value)
+    same_day = ts.tz_convert(MARKET_ZONE).date() == ts.date()
+    ny_fmt = "%H:%M" if same_day or "%d" not in fmt else "%m-%d %H:%M"
+    return f"{fmt_ts(ts, fmt)} · {fmt_new_york(ts, ny_fmt)}"
+
+
+def fmt_server(value: object, fmt: str = "%H:%M:%S") -> str:
+    """A wall-clock time of this server, named: '14:31:05 UTC server time'."""
+    shown = fmt_ts(value, fmt)
+    return shown if shown == "—" else f"{shown} server time"
+
+
+def market_clock_note(settings: Settings | None = None) -> str:
+    """Which clock bar and signal times are on, for a page's caption."""
+    market = market_time(settings)
+    if market.clock == "wall":
+        clock = "the wall clock, live market data"
+    else:
+        speed = f" at {market.speed:g}x" if market.anchored else ""
+        clock = f"the {market.clock} market clock{speed}"
+    return f"bar and signal times are market time ({clock}), in UTC and New York time"
 
 
 def fmt_age(seconds: float | None) -> str:

@@ -105,23 +105,56 @@ def headlines(ticker: str, start: Any, end: Any, limit: int = 200) -> pd.DataFra
     ).iloc[::-1]
 
 
+MACRO_SNAPSHOT_REACH = pd.Timedelta(days=800)  # two years: a year-on-year change and its last
+
+
 def macro_snapshot(as_of: Any) -> pd.DataFrame:
     """Per macro series, the newest observation released by `as_of` (in its newest revision
-    released by then) with the value before it: series_id, obs_date, value, previous,
-    released."""
+    released by then) with the value before it and the values a year before both: series_id,
+    obs_date, value, released (its release time), previous, previous_obs_date, year_ago (the
+    observation dated exactly one year before obs_date), previous_year_ago (one year before
+    the previous observation); NaN / None where that observation is not stored.
+
+    Observations dated more than `MACRO_SNAPSHOT_REACH` before `as_of` are not read."""
     frame = read_from_db(
         "SELECT series_id, obs_date, value, realtime_start FROM ("
         " SELECT DISTINCT ON (series_id, obs_date) series_id, obs_date, value, realtime_start"
-        " FROM macro_observations WHERE realtime_start <= :as_of"
+        " FROM macro_observations WHERE realtime_start <= :as_of AND obs_date >= :reach"
         " ORDER BY series_id, obs_date DESC, realtime_start DESC) v "
         "ORDER BY series_id, obs_date DESC",
-        {"as_of": utc(as_of)},
+        {"as_of": utc(as_of), "reach": (utc(as_of) - MACRO_SNAPSHOT_REACH).date()},
     )
+    columns = [
+        "series_id",
+        "obs_date",
+        "value",
+        "released",
+        "previous",
+        "previous_obs_date",
+        "year_ago",
+        "previous_year_ago",
+    ]
     if frame.empty:
-        return pd.DataFrame(columns=["series_id", "obs_date", "value", "previous", "released"])
-    frame["previous"] = frame.groupby("series_id")["value"].shift(-1)
-    latest = frame.groupby("series_id", sort=True).head(1)
-    return latest.rename(columns={"realtime_start": "released"}).reset_index(drop=True)
+        return pd.DataFrame(columns=columns)
+    frame["obs_date"] = pd.to_datetime(frame["obs_date"]).dt.date
+    by_series = frame.groupby("series_id")
+    frame["previous"] = by_series["value"].shift(-1)
+    frame["previous_obs_date"] = by_series["obs_date"].shift(-1)
+    values = frame.set_index(["series_id", "obs_date"])["value"]
+
+    def year_before(series: pd.Series, dates: pd.Series) -> list[float]:
+        return [
+            float(values.get((s, (pd.Timestamp(d) - pd.DateOffset(years=1)).date()), np.nan))
+            if d is not None and not pd.isna(d)
+            else np.nan
+            for s, d in zip(series, dates, strict=True)
+        ]
+
+    latest = by_series.head(1).copy()
+    latest["year_ago"] = year_before(latest["series_id"], latest["obs_date"])
+    latest["previous_year_ago"] = year_before(latest["series_id"], latest["previous_obs_date"])
+    latest = latest.rename(columns={"realtime_start": "released"})
+    return latest[columns].sort_values("series_id").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- the workers

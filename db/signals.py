@@ -97,26 +97,114 @@ def live_board(version: str | None, tickers: Sequence[str]) -> pd.DataFrame:
     )
 
 
-def signal_markers(
-    ticker: str, start: pd.Timestamp, end: pd.Timestamp, version: str | None
-) -> pd.DataFrame:
-    """BUY and SELL signals of `ticker` in [start, end) (of `version`, or of every version),
-    each at its bar's close on today's adjusted scale."""
-    return read_from_db(
-        "SELECT s.bar_ts, s.action, s.confidence, s.close * coalesce(a.price_factor, 1) AS close, "
-        "s.model_version, s.reason FROM signals s LEFT JOIN bar_adjustments a "
-        "ON a.ticker = s.ticker AND s.bar_ts >= a.valid_from AND s.bar_ts < a.valid_to "
-        "WHERE s.ticker = :t AND s.bar_ts >= :start AND s.bar_ts < :end AND s.action <> :hold "
-        "AND (CAST(:v AS text) IS NULL OR s.model_version = :v) ORDER BY s.bar_ts",
-        {"t": ticker, "start": start, "end": end, "hold": "HOLD", "v": version},
+SIGNAL_COLUMNS = (
+    "ticker, bar_ts, action, confidence, reason, lstm_label, lstm_p_down, lstm_p_neutral, "
+    "lstm_p_up, transformer_label, transformer_p_down, transformer_p_neutral, transformer_p_up"
+)  # a signal as the live board explains it
+SIGNAL_CHANGES = f"""
+WITH window_rows AS (
+    SELECT {SIGNAL_COLUMNS} FROM signals
+    WHERE model_version = :v AND ticker = ANY(:tickers) AND bar_ts >= :since
+    UNION ALL
+    SELECT before.* FROM unnest(CAST(:tickers AS text[])) AS t(ticker)
+    CROSS JOIN LATERAL (
+        SELECT {SIGNAL_COLUMNS} FROM signals
+        WHERE ticker = t.ticker AND model_version = :v AND bar_ts < :since
+        ORDER BY bar_ts DESC LIMIT 1) before
+), marked AS (
+    SELECT *, lag(action) OVER (PARTITION BY ticker ORDER BY bar_ts) AS previous
+    FROM window_rows
+)
+SELECT previous, {SIGNAL_COLUMNS} FROM marked
+WHERE bar_ts >= :since AND previous IS DISTINCT FROM action
+ORDER BY bar_ts DESC, ticker
+"""  # noqa: S608 - composed from fixed fragments only
+
+
+def signal_changes(version: str | None, tickers: Sequence[str], since: Any) -> pd.DataFrame:
+    """Every start of a run of one action in the signals of `version` since `since`, newest
+    first: previous (the action before it; None when it is the version's first signal of the
+    ticker), then the run's first signal (`SIGNAL_COLUMNS`: ticker, bar_ts, action, confidence,
+    reason, both networks' labels and probabilities).
+
+    A run is the consecutive stored signals of one ticker with the same action (bars the
+    version did not score do not break it). The newest row of a ticker is when its current
+    action began; a ticker without a row has held its action since before `since`. The
+    signal just before `since` is read too, so a change at `since` is seen as one.
+    """
+    frame = read_from_db(
+        SIGNAL_CHANGES, {"v": version or "", "tickers": list(tickers), "since": since}
     )
+    frame["bar_ts"] = pd.to_datetime(frame["bar_ts"], utc=True)
+    return frame
+
+
+SIGNAL_MARKERS = """
+WITH ranged AS (
+    SELECT s.ticker, s.bar_ts, s.model_version, s.action, s.confidence, s.close, s.reason,
+           lag(s.action) OVER (PARTITION BY s.model_version ORDER BY s.bar_ts) AS previous
+    FROM signals s
+    WHERE s.ticker = :t AND s.bar_ts >= :start AND s.bar_ts < :end
+      AND (CAST(:v AS text) IS NULL OR s.model_version = :v)
+), firsts AS (
+    SELECT v.model_version, b.action AS before
+    FROM (SELECT DISTINCT model_version FROM ranged) v
+    LEFT JOIN LATERAL (
+        SELECT p.action FROM signals p
+        WHERE p.ticker = :t AND p.model_version = v.model_version AND p.bar_ts < :start
+        ORDER BY p.bar_ts DESC LIMIT 1) b ON true
+), runs AS (
+    SELECT r.*, count(*) FILTER (WHERE r.prior IS DISTINCT FROM r.action)
+               OVER (PARTITION BY r.model_version ORDER BY r.bar_ts) AS run
+    FROM (SELECT ranged.*, coalesce(ranged.previous, firsts.before) AS prior
+          FROM ranged JOIN firsts USING (model_version)) r
+), run_sizes AS (
+    SELECT model_version, run, count(*) AS run_bars FROM runs GROUP BY model_version, run
+)
+SELECT r.bar_ts, r.action, r.confidence, r.close * coalesce(a.price_factor, 1) AS close,
+       r.model_version, r.reason, sz.run_bars, o.label AS outcome, o.fwd_return,
+       (o.ticker IS NOT NULL) AS realised
+FROM runs r
+JOIN run_sizes sz ON sz.model_version = r.model_version AND sz.run = r.run
+LEFT JOIN bar_adjustments a
+    ON a.ticker = r.ticker AND r.bar_ts >= a.valid_from AND r.bar_ts < a.valid_to
+LEFT JOIN outcomes o
+    ON o.ticker = r.ticker AND o.bar_ts = r.bar_ts AND o.label_key = :key
+WHERE r.action <> :hold AND r.prior IS DISTINCT FROM r.action
+ORDER BY r.bar_ts, r.model_version
+"""
+
+
+def signal_markers(
+    ticker: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    version: str | None,
+    label_key: str = "",
+) -> pd.DataFrame:
+    """The BUY and SELL signals of `ticker` in [start, end) that start a run of their action
+    (of `version`, or of each version), each at its bar's close on today's adjusted scale:
+    bar_ts, action, confidence, close, model_version, reason, run_bars (how many consecutive
+    signals of the version held it, counted up to `end`), and the realised outcome of that
+    bar under `label_key`: outcome (0 DOWN / 1 NEUTRAL / 2 UP; None when its horizon crossed
+    the session's close), fwd_return, realised (False: not computed yet)."""
+    frame = read_from_db(
+        SIGNAL_MARKERS,
+        {"t": ticker, "start": start, "end": end, "hold": "HOLD", "v": version, "key": label_key},
+    )
+    frame["outcome"] = frame["outcome"].astype("Int64")
+    frame["realised"] = frame["realised"].astype(bool)
+    return frame
 
 
 def latest_signal(ticker: str, version: str | None) -> dict[str, Any] | None:
-    """The newest signal of `ticker` from `version`, as a dict, or None."""
+    """The newest signal of `ticker` from `version`, as a dict (with both networks' labels and
+    probabilities), or None."""
     frame = read_from_db(
-        "SELECT bar_ts, action, confidence, reason, lstm_label, transformer_label "
-        "FROM signals WHERE ticker = :t AND model_version = :v ORDER BY bar_ts DESC LIMIT 1",
+        "SELECT bar_ts, action, confidence, reason, lstm_label, lstm_p_down, lstm_p_neutral, "
+        "lstm_p_up, transformer_label, transformer_p_down, transformer_p_neutral, "
+        "transformer_p_up FROM signals WHERE ticker = :t AND model_version = :v "
+        "ORDER BY bar_ts DESC LIMIT 1",
         {"t": ticker, "v": version or ""},
     )
     return None if frame.empty else dict(frame.iloc[0])

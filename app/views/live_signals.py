@@ -4,6 +4,7 @@ A page of the workbench (`streamlit run app/main.py`).
 """
 
 import time
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -13,28 +14,86 @@ from app import data, live, quality_view, ui
 from config.settings import get_settings
 
 ACTION_BADGE = {"BUY": "▲ BUY", "SELL": "▼ SELL", "HOLD": "· HOLD"}
-COLUMNS = {
-    "ticker": st.column_config.TextColumn("Ticker", width="small"),
-    "detail": st.column_config.LinkColumn("Chart", display_text="open", width="small"),
-    "last": st.column_config.NumberColumn("Last", format="%.2f"),
-    "change_pct": st.column_config.NumberColumn("Change", format="%+.2f%%"),
-    "spark": st.column_config.LineChartColumn("Last 90 min", width="medium"),
-    "signal": st.column_config.TextColumn("Signal"),
-    "confidence": st.column_config.ProgressColumn(
-        "Confidence", min_value=0.0, max_value=1.0, format="%.2f", color="blue"
-    ),
-    "agree": st.column_config.CheckboxColumn("Models agree"),
-    "lstm": st.column_config.TextColumn("LSTM P(down/flat/up)"),
-    "transformer": st.column_config.TextColumn("Transformer P(down/flat/up)"),
-    "bar": st.column_config.TextColumn("Signal for bar"),
-}
+CONFIDENCE_HELP = (
+    "The weaker network's probability of the class the signal stands for (BUY: UP, SELL: "
+    "DOWN, HOLD: NEUTRAL when both lean NEUTRAL). The bar starts at chance, 1/3 with three "
+    "classes: an empty bar is no better than a guess. Blank for a HOLD where the networks "
+    "lean to a move without reaching the trigger, or disagree (see Models and To trigger)."
+)
+TRIGGER_HELP = (
+    "The weaker of the two networks' probabilities of the trigger's class (UP for BUY, DOWN "
+    "for SELL) against its threshold. BUY or SELL fires when both networks' most probable "
+    "class is that one and the weaker probability reaches the threshold. The trigger shown "
+    "is the one of the networks' shared lean, otherwise the nearer one."
+)
+
+
+def columns(spark_range: tuple[float, float] | None) -> dict[str, Any]:
+    """The board's column configuration; sparklines share one percentage scale."""
+    low, high = spark_range or (None, None)
+    return {
+        "ticker": st.column_config.TextColumn("Ticker", width="small"),
+        "detail": st.column_config.LinkColumn("Chart", display_text="open", width="small"),
+        "last": st.column_config.NumberColumn("Last", format="%.2f"),
+        "change_pct": st.column_config.NumberColumn(
+            "Change since previous close", format="%+.2f%%"
+        ),
+        "spark": st.column_config.LineChartColumn(
+            "Last 90 min (% vs previous close)",
+            width="medium",
+            y_min=low,
+            y_max=high,
+            color="auto",
+            help="Every line on one scale (% change since the previous session's close); "
+            "green when it ends higher than it began, red when lower.",
+        ),
+        "signal": st.column_config.TextColumn("Signal"),
+        "since": st.column_config.TextColumn(
+            "Signal since (market time)",
+            help="The bar from which this action has held unbroken for the ticker.",
+        ),
+        "confidence": st.column_config.ProgressColumn(
+            "Confidence (bar from chance 0.33)",
+            min_value=data.CHANCE,
+            max_value=1.0,
+            format="%.2f",
+            color="blue",
+            help=CONFIDENCE_HELP,
+        ),
+        "to_trigger": st.column_config.TextColumn("To trigger", help=TRIGGER_HELP),
+        "models": st.column_config.TextColumn(
+            "Models",
+            width="small",
+            help="Each network's lean (its most probable class): both the same, or split.",
+        ),
+        "reason": st.column_config.TextColumn("Why", width="large"),
+        "lstm": st.column_config.TextColumn("LSTM lean · P(down/neutral/up)"),
+        "transformer": st.column_config.TextColumn("Transformer lean · P(down/neutral/up)"),
+        "bar": st.column_config.TextColumn("Signal for bar (market time)"),
+    }
 
 
 def _probs(frame: pd.DataFrame, model: str) -> pd.Series:
     cols = [f"{model}_p_down", f"{model}_p_neutral", f"{model}_p_up"]
-    return frame[cols].apply(
-        lambda r: "—" if r.isna().any() else " / ".join(f"{v:.2f}" for v in r), axis=1
+    labels = frame[f"{model}_label"]
+    return pd.Series(
+        [
+            "—" if r.isna().any() else f"{label} · " + " / ".join(f"{v:.2f}" for v in r)
+            for label, (_, r) in zip(labels, frame[cols].iterrows(), strict=True)
+        ],
+        index=frame.index,
     )
+
+
+def _since(frame: pd.DataFrame) -> pd.Series:
+    shown = frame["signal_since"].map(ui.fmt_market)
+    return shown.where(~frame["since_before"].astype(bool), "before " + shown)
+
+
+def spark_range(frame: pd.DataFrame) -> tuple[float, float] | None:
+    """The lowest and highest point of every sparkline (their shared scale)."""
+    points = [v for line in frame["spark"] for v in line]
+    return (min(points), max(points)) if points else None
 
 
 def board_view(frame: pd.DataFrame) -> pd.DataFrame:
@@ -47,12 +106,60 @@ def board_view(frame: pd.DataFrame) -> pd.DataFrame:
             "change_pct": frame["change_pct"],
             "spark": frame["spark"],
             "signal": frame["action"].map(ACTION_BADGE).fillna("—"),
-            "confidence": frame["confidence"],
-            "agree": frame["models_agree"],
+            "since": _since(frame),
+            "confidence": frame["class_confidence"],
+            "to_trigger": frame["trigger_text"],
+            "models": frame["lean"].fillna("—"),
+            "reason": frame["reason"].fillna("—"),
             "lstm": _probs(frame, "lstm"),
             "transformer": _probs(frame, "transformer"),
-            "bar": frame["signal_ts"].map(lambda v: ui.fmt_ts(v, "%m-%d %H:%M")),
+            "bar": frame["signal_ts"].map(ui.fmt_market),
         }
+    )
+
+
+FEED_COLUMNS = {
+    "when": st.column_config.TextColumn("Changed at (market time)"),
+    "ticker": st.column_config.TextColumn("Ticker", width="small"),
+    "change": st.column_config.TextColumn("Change"),
+    "confidence": st.column_config.NumberColumn(
+        "Confidence (chance 0.33)", format="%.2f", help=CONFIDENCE_HELP
+    ),
+    "reason": st.column_config.TextColumn("Why", width="large"),
+}
+
+
+def feed_view(feed: pd.DataFrame) -> pd.DataFrame:
+    """The feed of signal changes as shown: newest first."""
+    return pd.DataFrame(
+        {
+            "when": feed["bar_ts"].map(ui.fmt_market),
+            "ticker": feed["ticker"],
+            "change": feed["previous"].astype(str) + " → " + feed["action"].astype(str),
+            "confidence": data.explain(feed)["class_confidence"],
+            "reason": feed["reason"],
+        }
+    )
+
+
+def signal_feed(stamp: data.LiveStamp, version: str | None, tickers: tuple[str, ...]) -> None:
+    st.subheader("Signal changes")
+    feed = data.signal_feed(data.signal_changes(stamp, version, tickers))
+    if feed.empty:
+        st.caption(
+            f"No change of signal in the last {data.SIGNAL_LOOKBACK.days} days of market time."
+        )
+        return
+    st.caption(
+        f"The latest {len(feed)} changes of the serving model's signal across the universe, "
+        "newest first (market time)."
+    )
+    st.dataframe(
+        feed_view(feed),
+        column_config=FEED_COLUMNS,
+        hide_index=True,
+        width="stretch",
+        key="signal_changes",
     )
 
 
@@ -79,12 +186,17 @@ def summary(frame: pd.DataFrame, stamp: data.LiveStamp, version: str | None) -> 
     cols[2].metric("BUY", int(actions.get("BUY", 0)))
     cols[3].metric("SELL", int(actions.get("SELL", 0)))
     cols[4].metric("HOLD", int(actions.get("HOLD", 0)))
-    st.caption(f"Serving model **{version or 'none'}** · times in UTC")
+    settings = get_settings()
+    st.caption(
+        f"Serving model **{version or 'none'}** (versions are named by their training's server "
+        f"time) · {ui.market_clock_note()} · triggers: BUY at both P(UP) ≥ "
+        f"{settings.buy_threshold:.2f}, SELL at both P(DOWN) ≥ {settings.sell_threshold:.2f}"
+    )
 
 
 def scorer_notice(scorer: live.ScorerState) -> None:
     """Say plainly when the signals shown are not current."""
-    newest = ui.fmt_ts(scorer.newest_scored, "%m-%d %H:%M") if scorer.newest_scored else "none"
+    newest = ui.fmt_market(scorer.newest_scored) if scorer.newest_scored else "none"
     if scorer.state == "never":
         st.warning(
             "The scoring worker has not reported yet, so new bars are not being scored: start "
@@ -116,7 +228,7 @@ def scorer_line(scorer: live.ScorerState | None) -> str:
         return f"scoring worker: {scorer.state}, no signal yet"
     line = (
         f"scoring worker: {scorer.state}, newest bar scored "
-        f"{ui.fmt_ts(scorer.newest_scored, '%H:%M')}"
+        f"{ui.fmt_market(scorer.newest_scored, '%H:%M')}"
     )
     if scorer.behind is not None:
         line += f", {int(scorer.behind.total_seconds() // 60)} min behind the newest bar"
@@ -126,9 +238,14 @@ def scorer_line(scorer: live.ScorerState | None) -> str:
 
 
 def stamp_metric(col: DeltaGenerator, label: str, ts: pd.Timestamp | None) -> None:
-    """A bar time as a metric: the minute as the value, the day in the label."""
+    """A bar time as a metric: the minute (market time, UTC) as the value, the zone and the
+    day in the label, New York time in the help."""
     day = "" if ts is None else f" · {ts:%a %m-%d}"
-    col.metric(f"{label}{day}", "—" if ts is None else f"{ts:%H:%M}")
+    col.metric(
+        f"{label} (UTC){day}",
+        "—" if ts is None else f"{ts:%H:%M}",
+        help=None if ts is None else f"Market time; {ui.fmt_new_york(ts, '%a %m-%d %H:%M')}.",
+    )
 
 
 @st.fragment(run_every=get_settings().app_refresh_s)
@@ -156,16 +273,18 @@ def live_board() -> None:
         summary(frame, stamp, version)
         st.dataframe(
             board_view(frame),
-            column_config=COLUMNS,
+            column_config=columns(spark_range(frame)),
             hide_index=True,
             width="stretch",
             height=36 * (len(frame) + 1) + 4,
             key="live_table",
         )
+        if version is not None:
+            signal_feed(stamp, version, tuple(settings.universe))
         render_ms = (time.perf_counter() - started) * 1000
         st.caption(
-            f"Refreshed {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC in {render_ms:.0f} ms, every "
-            f"{settings.app_refresh_s:g} s · {scorer_line(scorer)} · each signal: "
+            f"Refreshed {ui.fmt_server(pd.Timestamp.now(tz='UTC'))} in {render_ms:.0f} ms, "
+            f"every {settings.app_refresh_s:g} s · {scorer_line(scorer)} · each signal: "
             f"{ui.DISCLAIMER_SHORT}"
         )
 

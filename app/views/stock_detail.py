@@ -2,10 +2,12 @@
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from app import charts, data, live, quality_view, ui
 from app.indicators import OVERLAYS
 from config.settings import get_settings
+from ml.outcomes import label_key
 
 STEP_S = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
 LOOKBACKS: dict[str, dict[str, int | None]] = {
@@ -33,14 +35,16 @@ def choose_ticker(universe: list[str]) -> str:
 
 
 def choose_range(interval: str) -> tuple[str, tuple[pd.Timestamp, pd.Timestamp] | None]:
-    """The sidebar's range: a span back from the newest bar, or custom dates (UTC)."""
+    """The sidebar's range: a span back from the newest bar, or custom dates (market time, UTC)."""
     options = [*LOOKBACKS[interval], CUSTOM]
     span = st.sidebar.selectbox("Range", options, key=f"range_{interval}")
     if span != CUSTOM:
         return str(span), None
     today = pd.Timestamp.now(tz="UTC").date()
     picked = st.sidebar.date_input(
-        "From / to (UTC)", value=(today - pd.Timedelta(days=3), today), key="custom_range"
+        "From / to (market dates, UTC)",
+        value=(today - pd.Timedelta(days=3), today),
+        key="custom_range",
     )
     if not isinstance(picked, tuple) or len(picked) != 2:
         return str(span), None
@@ -70,16 +74,47 @@ def resolve_range(
 
 
 def signal_card(ticker: str, version: str | None, stamp: data.LiveStamp) -> None:
-    signal = data.latest_signal(ticker, version, stamp) if version else None
+    signal = data.explained_signal(ticker, version, stamp)
     if signal is None:
         st.caption("No signal for this ticker yet.")
         return
-    st.metric("Latest signal", signal["action"])
-    st.caption(
-        f"Confidence {signal['confidence']:.2f} · bar {ui.fmt_ts(signal['bar_ts'])} · "
-        f"{signal['reason']} · model {version}"
+    confidence = signal["class_confidence"]
+    shown = (
+        "none: no class probability stands for this HOLD"
+        if pd.isna(confidence)
+        else f"{confidence:.2f}"
     )
+    before = "before " if signal["since_before"] else ""
+    st.metric("Latest signal", signal["action"])
+    lines = [
+        f"Since {before}{ui.fmt_market(signal['signal_since'])} (market time)",
+        f"Bar {ui.fmt_market(signal['bar_ts'])}",
+        f"Models {signal['lean']}: {signal['trigger_text']}",
+        f"Confidence {shown} (chance 0.33)",
+        f"Why: {signal['reason']}",
+        f"Model {version}",
+    ]
+    st.caption("  \n".join(lines))
     ui.disclaimer()
+
+
+def macro_panel(right: DeltaGenerator, end: pd.Timestamp) -> None:
+    """The latest macro figures released before `end`, two to a row, each with its release."""
+    right.subheader("Macro context")
+    figures = data.macro_figures(data.macro_context(end.floor("h")))
+    if not figures:
+        right.caption("No macro observations released before this range ends.")
+        return
+    for i in range(0, len(figures), 2):
+        for col, fig in zip(right.columns(2), figures[i : i + 2], strict=False):
+            col.metric(fig.label, fig.value, fig.delta, delta_color=fig.delta_color)
+            released = ui.fmt_market(fig.released, "%Y-%m-%d %H:%M")
+            note = f" · {fig.note}" if fig.note else ""
+            col.caption(f"Observation {fig.obs_date}, released {released}{note}")
+    right.caption(
+        "Deltas against the previous observation: red where a rise is bad news (VIX, "
+        "unemployment, inflation), grey where it is neither (rates, spreads)."
+    )
 
 
 def news_and_macro(ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
@@ -94,18 +129,26 @@ def news_and_macro(ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
             hide_index=True,
             width="stretch",
             column_config={
-                "published_at": st.column_config.DatetimeColumn("Published (UTC)"),
+                "published_at": st.column_config.DatetimeColumn(
+                    "Published (market time, UTC)", format="YYYY-MM-DD HH:mm"
+                ),
                 "sentiment": st.column_config.NumberColumn("Sentiment", format="%+.2f"),
             },
             key="news_table",
         )
-    right.subheader("Macro context")
-    macro = data.macro_context(end.floor("h"))
-    if macro.empty:
-        right.caption("No macro observations released before this range ends.")
-    for row in macro.itertuples():
-        delta = None if pd.isna(row.previous) else f"{row.value - row.previous:+.3g}"
-        right.metric(f"{row.series_id} ({row.obs_date})", f"{row.value:.4g}", delta)
+    macro_panel(right, end)
+
+
+def marker_legend(horizon_bars: int | None) -> str:
+    """What the chart's signal markers mean and which clock its axis is on."""
+    horizon = f"the next {horizon_bars} bars" if horizon_bars else "its horizon"
+    return (
+        "Markers where a BUY ▲ or SELL ▼ run starts, coloured by how that signal turned out: "
+        f"green right (BUY then UP, SELL then DOWN: the triple-barrier outcome over {horizon}), "
+        "red wrong (the other way, or no clear move), grey pending (its horizon has not passed "
+        "yet), pale no outcome (the horizon crossed the session's close). Chart times: "
+        f"{ui.market_clock_note()}; the axis is UTC, hover a marker for New York time."
+    )
 
 
 @st.fragment(run_every=get_settings().app_refresh_s)
@@ -130,7 +173,10 @@ def detail(ticker: str, interval: str, span: str, custom: Custom, opts: Options)
                 f"{ui.fmt_ts(end)}: pick another range."
             )
             return
-        signals = data.signal_markers(ticker, start, end, None if all_versions else version, stamp)
+        labels = serving.champion.metadata.labels if serving.champion else None
+        key = "" if labels is None else label_key(labels)
+        markers = None if all_versions else version
+        signals = data.signal_markers(ticker, start, end, markers, key, stamp)
         headlines = data.news(ticker, start, end)
         fig = charts.price_figure(
             bars, signals, headlines, overlays, show_rsi, f"{ticker} · {interval}", STEP_S[interval]
@@ -140,10 +186,11 @@ def detail(ticker: str, interval: str, span: str, custom: Custom, opts: Options)
         with card:
             signal_card(ticker, version, stamp)
             st.caption(
-                f"{len(bars)} bars, {len(signals)} BUY/SELL markers, {len(headlines)} headlines · "
-                f"newest bar {ui.fmt_ts(stamp.bars_ts)} · refreshes every "
+                f"{len(bars)} bars, {len(signals)} signal starts, {len(headlines)} headlines · "
+                f"newest bar {ui.fmt_market(stamp.bars_ts, '%Y-%m-%d %H:%M')} · refreshes every "
                 f"{get_settings().app_refresh_s:g} s"
             )
+        chart.caption(marker_legend(labels.horizon_bars if labels else None))
         news_and_macro(ticker, start, end)
 
 

@@ -1,4 +1,5 @@
-"""Units of the app: password check, secret masking, progress file, retrain guard, indicators."""
+"""Units of the app: password check, secret masking, progress file, retrain guard, indicators,
+clocks, trigger distances, marker verdicts and macro figures."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import auth, charts, data, indicators, retrain
-from config.settings import load_settings
+from app import auth, charts, data, indicators, retrain, ui
+from config.settings import get_settings, load_settings
 from db.ops import training_lock
+from ml.generate_recommendation import dual_actions, trigger_distance
 from ml.progress import progress_path
 
 pytestmark = pytest.mark.no_db
@@ -97,3 +99,97 @@ def test_closed_hours_hide_nights_and_weekends():
     monday = pd.date_range("2026-01-12 14:30", periods=390, freq="min", tz="UTC")
     breaks = charts.closed_hours(pd.Series(friday.append(monday)), pd.Timedelta(minutes=1))
     assert breaks == [{"bounds": ["2026-01-09T21:00:00+00:00", "2026-01-12T14:30:00+00:00"]}]
+
+
+def test_times_name_their_clock():
+    winter, summer = pd.Timestamp("2026-01-05 14:31Z"), pd.Timestamp("2026-07-06 13:31Z")
+    assert ui.fmt_market(winter) == "01-05 14:31 UTC · 09:31 New York"
+    assert ui.fmt_market(summer, "%H:%M") == "13:31 UTC · 09:31 New York"
+    # a New York date other than the UTC one is shown
+    assert (
+        ui.fmt_market(pd.Timestamp("2026-01-06 02:00Z")) == "01-06 02:00 UTC · 01-05 21:00 New York"
+    )
+    assert ui.fmt_server(winter) == "14:31:00 UTC server time"
+    assert ui.fmt_market(None) == ui.fmt_server(pd.NaT) == "—"
+    assert ui.fmt_ts(winter) == "2026-01-05 14:31 UTC"  # unchanged
+
+
+def test_trigger_distance_matches_the_rule():
+    """Distance >= 0 with a shared lean is exactly when the rule fires BUY or SELL."""
+    rng = np.random.default_rng(3)
+    lstm, tf = rng.dirichlet([1, 1, 1], 2000), rng.dirichlet([1, 1, 1], 2000)
+    for buy, sell in ((0.55, 0.55), (0.40, 0.70)):
+        trig = trigger_distance(lstm, tf, buy, sell)
+        actions = dual_actions(lstm, tf, buy, sell)
+        assert ((trig.shared_lean & (trig.distance >= 0)) == (actions != 0)).all()
+        assert (trig.side[actions == 1] == "BUY").all()
+        assert (trig.side[actions == -1] == "SELL").all()
+        np.testing.assert_allclose(trig.distance, trig.weaker - trig.threshold)
+
+
+def test_explain_confidence_stands_for_the_signal_class():
+    probs = {  # (down, neutral, up) of the LSTM and the Transformer
+        "BUY": ((0.1, 0.2, 0.7), (0.05, 0.3, 0.65)),
+        "HOLD": ((0.2, 0.6, 0.2), (0.25, 0.5, 0.25)),
+    }
+    rows = []
+    for action, (lstm, tf) in [*probs.items(), ("HOLD", ((0.1, 0.38, 0.52), (0.15, 0.35, 0.5)))]:
+        row = {"action": action}
+        for model, p in (("lstm", lstm), ("transformer", tf)):
+            row |= {f"{model}_p_down": p[0], f"{model}_p_neutral": p[1], f"{model}_p_up": p[2]}
+            row[f"{model}_label"] = ("DOWN", "NEUTRAL", "UP")[int(np.argmax(p))]
+        rows.append(row)
+    rows.append({"action": None} | {k: np.nan for k in rows[0] if k != "action"})
+    out = data.explain(pd.DataFrame(rows), get_settings())
+    assert out["class_confidence"].tolist()[:2] == [0.65, 0.5]  # P(UP); P(NEUTRAL) for HOLD
+    assert np.isnan(out["class_confidence"].iloc[2])  # a HOLD leaning UP: none stands for it
+    assert out["lean"].tolist() == ["both UP", "both NEUTRAL", "both UP", None]
+    assert out["trigger_text"].tolist() == [
+        "0.10 past BUY ≥ 0.55",
+        "0.35 short of BUY ≥ 0.55",  # both NEUTRAL: the nearer trigger (a tie: BUY)
+        "0.05 short of BUY ≥ 0.55",
+        "—",
+    ]
+
+
+def test_marker_verdicts_judge_buy_by_up_and_sell_by_down():
+    frame = pd.DataFrame(
+        {
+            "action": ["BUY", "BUY", "SELL", "SELL", "BUY", "SELL"],
+            "outcome": pd.array([2, 1, 0, 2, None, None], dtype="Int64"),
+            "realised": [True, True, True, True, True, False],
+        }
+    )
+    assert data.marker_verdicts(frame).tolist() == [
+        "right",
+        "wrong",  # NEUTRAL: no clear move
+        "right",
+        "wrong",
+        "no outcome",  # the horizon crossed the close
+        "pending",
+    ]
+
+
+def test_macro_figures_say_what_a_rise_means_and_show_cpi_year_on_year():
+    released = pd.Timestamp("2026-01-13 13:30Z")
+    snapshot = pd.DataFrame(
+        {
+            "series_id": ["CPIAUCSL", "UNRATE", "DGS10", "CPIAUCSL"],
+            "obs_date": [pd.Timestamp(d).date() for d in ("2025-12-01",) * 3 + ("2025-11-01",)],
+            "value": [324.0, 4.4, 4.2, 323.0],
+            "released": [released] * 4,
+            "previous": [323.0, 4.3, 4.25, 322.0],
+            "previous_obs_date": [None] * 4,
+            "year_ago": [315.0, np.nan, np.nan, np.nan],
+            "previous_year_ago": [314.5, np.nan, np.nan, np.nan],
+        }
+    )
+    cpi, unrate, dgs10, no_year = data.macro_figures(snapshot)
+    assert cpi.value == f"{(324 / 315 - 1) * 100:.2f}%" and cpi.delta_color == "inverse"
+    assert cpi.delta == f"{(324 / 315 - 323 / 314.5) * 100:+.2f} pp"
+    assert (unrate.value, unrate.delta, unrate.delta_color) == ("4.4%", "+0.1%", "inverse")
+    assert (dgs10.delta, dgs10.delta_color) == ("-0.05%", "off")
+    assert no_year.label == "CPIAUCSL · index level" and no_year.value == "323"
+    assert (no_year.delta, no_year.delta_color) == ("+1", "off")
+    assert "needs the 2024-11-01 observation" in no_year.note
+    assert cpi.released == released and cpi.obs_date == "2025-12-01"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from streamlit.proto.Metric_pb2 import Metric
 
 from db.bars import interval_bars
 from db.database_manager import write_to_db
 from ml.generate_recommendation import DISCLAIMER
-from tests.app.support import alerts, figures, open_page, table_with
+from tests.app.support import alerts, figures, open_page, table_with, texts
 
 
 def store_signal(ticker: str, ts: pd.Timestamp, action: str, version: str) -> None:
@@ -34,12 +35,48 @@ def store_signal(ticker: str, ts: pd.Timestamp, action: str, version: str) -> No
     write_to_db(pd.DataFrame([row]), table="signals")
 
 
+def macro_rows(newest: pd.Timestamp) -> pd.DataFrame:
+    """DGS10 once; VIX rising; 14 months of CPI index (each released 40 days after its month),
+    so the latest has a year-on-year change and so has the one before."""
+    month0 = (newest.tz_localize(None) - pd.DateOffset(months=15)).to_period("M").start_time
+    cpi = [
+        {
+            "series_id": "CPIAUCSL",
+            "obs_date": (month0 + pd.DateOffset(months=k)).date(),
+            "realtime_start": (month0 + pd.DateOffset(months=k, days=40)).tz_localize("UTC"),
+            "value": 300.0 + k,
+        }
+        for k in range(14)
+    ]
+    day = pd.Timedelta(days=1)
+    others = [
+        ("DGS10", newest - 3 * day, newest - 2 * day, 4.21),
+        ("VIXCLS", newest - 4 * day, newest - 3 * day, 15.0),
+        ("VIXCLS", newest - 3 * day, newest - 2 * day, 17.5),
+    ]
+    rows = cpi + [
+        {"series_id": s, "obs_date": o.date(), "realtime_start": r, "value": v}
+        for s, o, r, v in others
+    ]
+    return pd.DataFrame(rows).assign(source="fred")
+
+
 def test_chart_has_candles_volume_signals_news_and_macro(app_env):
+    from ml.metadata import read_metadata_file
+    from ml.outcomes import label_key
+
     feed = app_env.feed()
     newest = feed.seed()
     version = app_env.promote()
-    store_signal("MSFT", newest - pd.Timedelta(minutes=30), "BUY", version)
-    store_signal("MSFT", newest - pd.Timedelta(minutes=10), "SELL", version)
+    minute = pd.Timedelta(minutes=1)
+    buys = [newest - k * minute for k in (30, 29, 28)]  # one run: one marker
+    for ts in buys:
+        store_signal("MSFT", ts, "BUY", version)
+    store_signal("MSFT", newest - 10 * minute, "SELL", version)
+    meta = read_metadata_file(app_env.models_dir / version / "metadata.json")
+    key = label_key(meta.labels)
+    outcome = {"ticker": "MSFT", "bar_ts": buys[0], "label_key": key, "label": 2}
+    write_to_db(pd.DataFrame([outcome | {"fwd_return": 0.003}]), table="outcomes")
     article = {
         "article_key": "k1",
         "ticker": "MSFT",
@@ -50,25 +87,39 @@ def test_chart_has_candles_volume_signals_news_and_macro(app_env):
         "sentiment": 0.7,
     }
     write_to_db(pd.DataFrame([article]), table="news_articles")
-    macro = {
-        "series_id": "DGS10",
-        "obs_date": (newest - pd.Timedelta(days=3)).date(),
-        "realtime_start": newest - pd.Timedelta(days=2),
-        "value": 4.21,
-        "source": "fred",
-    }
-    write_to_db(pd.DataFrame([macro]), table="macro_observations")
+    write_to_db(macro_rows(newest), table="macro_observations")
     at = open_page("detail", {"ticker": "MSFT"})
     assert not at.exception and not alerts(at, "error")
     fig = figures(at)["price_chart"]
     kinds = {trace.get("name"): trace["type"] for trace in fig["data"]}
     assert kinds["price"] == "candlestick" and kinds["volume"] == "bar"
-    assert {"BUY", "SELL", "news", "SMA 20"} <= set(kinds)
+    # markers where a run starts, coloured by how it turned out
+    assert {"BUY right", "SELL pending", "news", "SMA 20"} <= set(kinds)
+    buy = next(t for t in fig["data"] if t.get("name") == "BUY right")
+    assert len(buy["x"]) == 1 and buy["marker"]["color"] == "#16a34a"
+    assert "held 3 bar(s)" in buy["hovertext"][0] and "went UP (+0.30 %)" in buy["hovertext"][0]
+    assert "New York" in buy["hovertext"][0]
+    assert pd.Timestamp(buy["x"][0]) == buys[0].floor("5min").tz_localize(None)
+    assert fig["layout"]["xaxis2"]["title"]["text"] == "market time, UTC"
     news_trace = next(t for t in fig["data"] if t.get("name") == "news")
     assert news_trace["text"] == ["MSFT wins major contract"]
     assert "MSFT wins major contract" in set(table_with(at, "title")["title"])
     assert {m.label for m in at.metric} >= {"Latest signal"}
-    assert any(m.label.startswith("DGS10") and m.value == "4.21" for m in at.metric)
+    shown = texts(at)
+    assert any("BUY then UP, SELL then DOWN" in c and "market time" in c for c in shown)
+    assert any(c.startswith("Since ") and "New York" in c for c in shown)  # the signal card
+    # macro: what a rise means, CPI year on year, each figure's release
+    macro = {m.label.split(" · ")[0]: m for m in at.metric if " · " in m.label}
+    assert macro["DGS10"].value == "4.21%"
+    assert macro["DGS10"].proto.color == Metric.MetricColor.GRAY
+    assert macro["VIXCLS"].proto.color == Metric.MetricColor.RED  # rising VIX: red
+    assert macro["VIXCLS"].proto.direction == Metric.MetricDirection.UP
+    cpi = macro["CPIAUCSL"]
+    assert cpi.label == "CPIAUCSL · CPI inflation, year on year"
+    assert cpi.value == f"{(313 / 301 - 1) * 100:.2f}%" and cpi.proto.delta == "-0.01 pp"
+    assert cpi.proto.color == Metric.MetricColor.GREEN  # inflation easing: inverse colour
+    released = (newest - 2 * pd.Timedelta(days=1)).strftime("%Y-%m-%d %H:%M")
+    assert any(f"released {released} UTC · " in c for c in shown)
     assert DISCLAIMER in alerts(at, "warning")
 
 

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from typing import Any
 
+import pandas as pd
 import pytest
 
 from app import data, live
 from config.settings import get_settings
-from db.database_manager import dispose_engine, read_from_db
-from ml.generate_recommendation import DISCLAIMER
+from db.database_manager import dispose_engine, read_from_db, write_to_db
+from ml.generate_recommendation import DISCLAIMER, get_trade_recommendation
 from tests.app.support import alerts, open_page, table_with, texts
+
+PROBS = {"BUY": ([0.1, 0.2, 0.7], [0.1, 0.2, 0.7]), "SELL": ([0.7, 0.2, 0.1], [0.7, 0.2, 0.1])}
+
+
+def store_signal(ticker: str, ts: pd.Timestamp, action: str, version: str) -> None:
+    """A signal of `action` by the real recommendation rule, stored as the worker stores it."""
+    rec = get_trade_recommendation(*PROBS[action], ticker=ticker, bar_ts=ts, model_version=version)
+    write_to_db(pd.DataFrame([rec.to_row(close=100.0)]), table="signals")
 
 
 def signal_rows() -> int:
@@ -20,7 +32,11 @@ def signal_rows() -> int:
 def test_live_page_shows_the_universe_with_signals_and_the_disclaimer(app_env):
     feed = app_env.feed()
     newest = feed.seed()
-    app_env.promote()
+    version = app_env.promote()
+    # AAPL's two bars before the newest, as if scored earlier: a change of signal for the feed
+    minute = pd.Timedelta(minutes=1)
+    store_signal("AAPL", newest - 2 * minute, "BUY", version)
+    store_signal("AAPL", newest - minute, "SELL", version)
     app_env.score()
     at = open_page("home")
     assert not at.exception
@@ -29,18 +45,44 @@ def test_live_page_shows_the_universe_with_signals_and_the_disclaimer(app_env):
     assert list(table["ticker"]) == get_settings().universe
     assert table["last"].notna().all() and table["change_pct"].notna().all()
     assert set(table["signal"].str.split().str[-1]) <= {"BUY", "SELL", "HOLD"}
-    assert table["confidence"].between(0, 1).all()
+    assert table["confidence"].dropna().between(1 / 3, 1).all()
     assert all(p.count("/") == 2 for p in table["lstm"]) and all(
         p.count("/") == 2 for p in table["transformer"]
     )
     assert all(len(s) > 10 for s in table["spark"])
+    # each signal explained: lean, distance to its trigger, reason, when it began
+    assert set(table["models"]) <= {"both UP", "both NEUTRAL", "both DOWN", "split"}
+    assert table["to_trigger"].str.fullmatch(r"\d\.\d\d (short of|past) (BUY|SELL) ≥ 0\.55").all()
+    assert (table["reason"] != "—").all()
+    assert table["since"].str.endswith("New York").all()
+    assert table["bar"].str.contains(" UTC · ").all()
+    config = board_columns(at)
+    assert config["Last 90 min (% vs previous close)"]["type_config"]["color"] == "auto"
+    spark = config["Last 90 min (% vs previous close)"]["type_config"]
+    points = [v for line in table["spark"] for v in line]
+    assert (spark["y_min"], spark["y_max"]) == pytest.approx((min(points), max(points)))
+    assert config["Confidence (bar from chance 0.33)"]["type_config"]["min_value"] == (
+        pytest.approx(1 / 3)
+    )
+    assert "Change since previous close" in config
+    changes = table_with(at, "when", "change")
+    assert changes.iloc[-1]["ticker"] == "AAPL" and changes.iloc[-1]["change"] == "BUY → SELL"
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics[f"Newest bar · {newest:%a %m-%d}"] == f"{newest:%H:%M}"
+    assert metrics[f"Newest bar (UTC) · {newest:%a %m-%d}"] == f"{newest:%H:%M}"
     assert any(f"Serving model **{app_env.version}**" in c for c in texts(at))
+    assert any("bar and signal times are market time (the simulated market clock" in c
+               for c in texts(at))  # fmt: skip
+    assert any(re.search(r"Refreshed \d\d:\d\d:\d\d UTC server time", c) for c in texts(at))
     assert any(f"scoring worker: current, newest bar scored {newest:%H:%M} UTC" in c
                for c in texts(at))  # fmt: skip
     # the first sight of each ticker scores its newest bar only: one signal per ticker
-    assert signal_rows() == len(get_settings().universe)
+    assert signal_rows() == len(get_settings().universe) + 2
+
+
+def board_columns(at: Any) -> dict[str, dict[str, Any]]:
+    """The live table's column configuration, by column label."""
+    proto = next(d.proto for d in at.dataframe if "spark" in d.value.columns)
+    return {c.get("label", ""): c for c in json.loads(proto.columns).values()}
 
 
 def test_sessions_only_read_what_the_scoring_worker_stored(app_env):
@@ -63,7 +105,7 @@ def test_sessions_only_read_what_the_scoring_worker_stored(app_env):
             at.run()
             assert not at.exception
             metrics = {m.label: m.value for m in at.metric}
-            assert metrics[f"Newest signal · {ts:%a %m-%d}"] == f"{ts:%H:%M}"
+            assert metrics[f"Newest signal (UTC) · {ts:%a %m-%d}"] == f"{ts:%H:%M}"
         assert signal_rows() - base_rows == n_bars
         # both models run once per batch of new bars: not once per session
         assert worker.stats.invocations - base_calls == 2 * math.ceil(n_bars / batch)
@@ -105,7 +147,7 @@ def test_the_page_says_when_the_scoring_worker_is_down_or_behind(app_env):
     assert not alerts(at, "error")
     assert not any("scoring worker" in w for w in alerts(at, "warning"))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics[f"Newest signal · {newest:%a %m-%d}"] == f"{newest:%H:%M}"
+    assert metrics[f"Newest signal (UTC) · {newest:%a %m-%d}"] == f"{newest:%H:%M}"
 
 
 def test_without_a_model_prices_show_and_signals_appear_once_one_is_promoted(app_env):
