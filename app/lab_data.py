@@ -9,8 +9,8 @@ import pandas as pd
 from app.data import cached_data, from_db
 from config.settings import get_settings
 from db import models
-from ml.metadata import MetadataError, ModelMetadata, version_metadata
-from ml.registry import Registry, list_versions, read_registry
+from ml.metadata import MetadataError, ModelMetadata, Provenance, version_metadata
+from ml.registry import Registry, RegistryError, list_versions, read_registry, version_dir
 from ml.report import ValidationReport, parse_report
 from ml.scoreboard import Scoreboard
 from ml.scoreboard import scoreboard as live_scoreboard
@@ -41,12 +41,42 @@ def registry() -> Registry:
 
 
 def registry_history() -> pd.DataFrame:
-    """Promotions and rollbacks, newest first."""
+    """Promotions and rollbacks, newest first (`at`: server time), with how each version was
+    trained (`trained`: quick or full, and the training kind of every version named)."""
     rows = [h.model_dump() for h in reversed(registry().history)]
     cols = ["at", "event", "version", "previous", "by", "reason"]
     frame = pd.DataFrame(rows, columns=cols)
     frame["at"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601")
+    frame["trained"] = [_kind(v) for v in frame["version"]]
     return frame
+
+
+def _kind(version: str) -> str:
+    found = provenance(version)
+    if found is None:
+        return "not on disk"
+    epochs = max(found.epochs.values(), default=None)
+    if epochs is None:
+        return found.kind
+    return f"{found.kind}, {epochs} epoch{'' if epochs == 1 else 's'}"
+
+
+def provenance(version: str) -> Provenance | None:
+    """How `version` was trained; None when it is not on disk (read once per metadata file)."""
+    try:
+        mtime = (version_dir(version) / "metadata.json").stat().st_mtime_ns
+    except (OSError, RegistryError):
+        return None
+    return _provenance(version, mtime)
+
+
+@cached_data(ttl=3600, max_entries=256)
+def _provenance(version: str, mtime_ns: int) -> Provenance | None:
+    del mtime_ns  # the cache key
+    try:
+        return version_metadata(version).provenance
+    except MetadataError:
+        return None
 
 
 def versions() -> pd.DataFrame:
@@ -58,12 +88,17 @@ def versions() -> pd.DataFrame:
         except MetadataError as exc:
             rows.append({"version": version, "problem": str(exc)})
             continue
+        p = meta.provenance
         rows.append(
             {
                 "version": version,
-                "created_at": meta.created_at,
-                "train": _span(meta.train_range),
-                "validation": _span(meta.val_range),
+                "created_at": meta.created_at,  # server time
+                "run": p.kind,
+                "epochs": ", ".join(f"{m} {n}" for m, n in p.epochs.items()) or None,
+                "train windows": p.train_windows,
+                "validation windows": p.val_windows,
+                "train": _span(meta.train_range),  # market time
+                "validation": _span(meta.val_range),  # market time
                 "features": len(meta.features),
                 "window": meta.window_length,
                 "macro_f1": _mean_f1(meta),
@@ -86,6 +121,14 @@ def evaluations(stamp: LabStamp, limit: int = 50) -> pd.DataFrame:
     """The newest validation runs: id, at, challenger, champion, promoted (keyed on `stamp`)."""
     del stamp  # the cache key
     return from_db(models.evaluations, limit)
+
+
+def latest_report(stamp: LabStamp, challenger: str) -> ValidationReport | None:
+    """The newest stored gate report of `challenger` (None: never validated); raises
+    `ReportError` for a report this version cannot read."""
+    runs = evaluations(stamp)
+    mine = runs[runs["challenger"] == challenger]
+    return None if mine.empty else evaluation_report(int(mine["id"].iloc[0]))
 
 
 @cached_data(ttl=600, max_entries=16)

@@ -1,4 +1,11 @@
-"""Model lab sections: an evaluation report side by side, and the guarded registry actions."""
+"""Model lab sections: the verdict cards, an evaluation report side by side, the live
+scoreboard, and the guarded registry actions.
+
+Two clocks appear here and each time says which: **market time** for anything about bars and
+signals (the market clock: the simulated or replay source's accelerated clock, or the wall clock
+for live data; New York time named beside it), **server time** for jobs and versions (version
+names, validation runs, promotions, drift checks), the machine's wall clock.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +17,14 @@ import streamlit as st
 
 from app import auth, charts, lab_data, ui
 from app.data import redact
-from ml.metadata import MODEL_NAMES
-from ml.metrics import ClassMetrics, Interval
+from core.timeutil import NEW_YORK, utc
+from ml.baselines import BASELINE_NAMES
+from ml.metadata import MODEL_NAMES, Provenance
+from ml.metrics import ClassMetrics, Interval, PairedDelta
 from ml.registry import RegistryError, list_versions, pin, previous_champion, promote, rollback
 from ml.report import ValidationReport
 from ml.scoreboard import MIN_BARS, Scoreboard
+from ml.verdict import FIGURES, Card, in_order, passes, signal_row, word_for
 
 METRIC_COLUMNS = ("macro_f1", "accuracy", "log_loss", "ece")
 PREVIOUS = "previous stable champion"
@@ -51,17 +61,81 @@ def gate_summary(report: ValidationReport) -> None:
     show = {"promote": st.success, "provisional": st.warning, "reject": st.error}[gate.decision]
     show(text)
     cols = st.columns(4)
-    cols[0].metric("Δ macro-F1", _num(gate.delta_f1, "+.4f"))
+    figure = "Δ served-signal macro-F1" if gate.figure == "signal" else "Δ macro-F1"
+    cols[0].metric(figure, _num(gate.delta_f1, "+.4f"), help=f"against {gate.against}")
     cols[1].metric("Bootstrap CI low", _num(gate.ci_low, "+.4f"))
     cols[2].metric("Bootstrap CI high", _num(gate.ci_high, "+.4f"))
     cols[3].metric("Margin needed", _num(gate.margin, ".4f"))
-    if gate.beaten_by_baselines:
-        st.caption("Beaten by the baselines: " + ", ".join(gate.beaten_by_baselines))
+    baseline_standing(report)
     window = report.window
-    st.caption(
-        f"Held-out window {window.start} → {window.end}, {window.n_samples} samples; "
-        "both versions scored on the same bars."
+    trained = " ".join(
+        f"{role} `{v}`: {provenance_text(lab_data.provenance(v))}."
+        for role, v in (("Challenger", report.challenger), ("Champion", report.champion))
+        if v is not None
     )
+    st.caption(
+        f"Held-out window {market_time(window.start)} → {market_time(window.end)}, "
+        f"{window.n_samples} samples; both versions scored on the same bars. {trained}"
+    )
+
+
+def baseline_standing(report: ValidationReport) -> None:
+    """The challenger's served signal against each baseline's, said plainly when one is not
+    beaten (a report stored before the served signal was compared lists the networks' losers)."""
+    gate = report.gate
+    vs = in_order(report.vs_baselines.get(report.challenger, {}))
+    if not vs:
+        if gate.beaten_by_baselines:
+            st.warning("Beaten by the baselines: " + ", ".join(gate.beaten_by_baselines))
+        return
+    margin = gate.margin or 0.0
+    lines = "; ".join(f"{BASELINE_NAMES.get(n, n)} {_said(d)}" for n, d in vs.items())
+    failed = [BASELINE_NAMES.get(n, n) for n, d in vs.items() if not passes(d, margin)]
+    if failed:
+        st.warning(
+            f"**Not proven:** the challenger's served signal did not beat {_listed(failed)} by "
+            f"the margin and the bootstrap. Against each baseline: {lines}.",
+            icon=":material/warning:",
+        )
+    else:
+        st.caption(f"Beats every baseline on the served signal: {lines}.")
+
+
+def _said(delta: PairedDelta) -> str:
+    return (
+        f"{word_for(delta)} (Δ {delta.delta:+.4f}, interval {delta.low:+.4f} … {delta.high:+.4f})"
+    )
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+SIGNAL_FORMAT = {
+    "signal macro-F1": st.column_config.NumberColumn(format="%.4f"),
+    **{
+        f"{a} {k}": st.column_config.NumberColumn(format="percent")
+        for a in ("BUY", "SELL", "HOLD")
+        for k in ("precision", "recall")
+    },
+    "BUY/SELL hit rate": st.column_config.NumberColumn(format="percent"),
+    "P&L after costs": st.column_config.NumberColumn(format="percent"),
+}
+
+
+def signal_table(report: ValidationReport) -> pd.DataFrame:
+    """The served signal of each version and of each baseline's signal on the held-out window."""
+    roles = {report.challenger: "challenger", report.champion: "champion"}
+    rows = [
+        signal_row("held-out window", v, roles.get(v, ""), r.signal)
+        for v, r in report.models.items()
+        if r.signal is not None
+    ]
+    rows += [
+        signal_row("held-out window", f"baseline · {n}", "baseline", s)
+        for n, s in in_order(report.baseline_signals).items()
+    ]
+    return pd.DataFrame(rows).drop(columns="source", errors="ignore")
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -184,6 +258,7 @@ def scoreboard_table(board: Scoreboard) -> pd.DataFrame:
         row: dict[str, Any] = {"version": version, "role": score.role}
         for model in MODEL_NAMES:
             row[f"{model} macro-F1"] = _interval(score.macro_f1.get(model))
+        row["signal macro-F1"] = "—" if score.signal is None else f"{score.signal.macro_f1:.3f}"
         row["signal hit rate"] = _interval(score.hit_rate)
         row["BUY/SELL calls"] = score.calls
         row["P&L after costs"] = f"{score.pnl.total_return:+.2%}"
@@ -204,7 +279,7 @@ def _interval(value: Interval | None) -> str:
 
 def scoreboard_view(board: Scoreboard) -> None:
     """The scoreboard's table, the P&L curves and the paired comparison."""
-    since = f"since {ui.fmt_ts(board.since)}" if board.since else "since scoring began"
+    since = f"since {market_time(board.since)}" if board.since else "since scoring began"
     if board.too_early:
         st.info(
             f"{board.n_bars} scored bars have a realised outcome so far ({since}); the scoreboard "
@@ -215,11 +290,13 @@ def scoreboard_view(board: Scoreboard) -> None:
         return
     st.dataframe(scoreboard_table(board), hide_index=True, width="stretch", key="scoreboard")
     for c in board.comparisons:
-        verdict = "better" if c.ci_low > 0 else "worse" if c.ci_high < 0 else "not distinguishable"
+        signal = c.deltas.get("signal")
+        served = "" if signal is None else f"; served signal Δ macro-F1 {_said(signal)}"
         st.markdown(
-            f"**{c.challenger}** vs champion: Δ macro-F1 {c.delta_f1:+.4f} "
-            f"(block-bootstrap interval {c.ci_low:+.4f} … {c.ci_high:+.4f}: {verdict}), "
-            f"same signal on {c.agreement:.0%} of the bars."
+            f"**{c.challenger}** vs champion: Δ macro-F1 {c.delta_f1:+.4f} (both networks' "
+            f"mean; block-bootstrap interval {c.ci_low:+.4f} … {c.ci_high:+.4f}: "
+            f"{_words(c.deltas.get('networks'))}){served}; same signal on {c.agreement:.0%} of "
+            "the bars."
         )
     curves = {f"{v} ({s.role})": s.pnl.equity_curve for v, s in board.versions.items()}
     st.plotly_chart(
@@ -227,13 +304,17 @@ def scoreboard_view(board: Scoreboard) -> None:
         key="scoreboard_pnl",
         width="stretch",
     )
-    trained = f" (the challengers trained on bars until {ui.fmt_ts(board.since)})"
+    trained = f" (the challengers trained on bars until {market_time(board.since)})"
     st.caption(
-        f"{board.n_bars} bars of {board.n_tickers} tickers from {ui.fmt_ts(board.first_bar)} to "
-        f"{ui.fmt_ts(board.last_bar)}{trained if board.since else ''}, every version on the "
+        f"{board.n_bars} bars of {board.n_tickers} tickers from {market_time(board.first_bar)} to "
+        f"{market_time(board.last_bar)}{trained if board.since else ''}, every version on the "
         "same bars, judged by the triple-barrier outcome realised after each bar; intervals: "
         "block bootstrap over 30-minute blocks. Statistical results, not financial advice."
     )
+
+
+def _words(delta: PairedDelta | None) -> str:
+    return "—" if delta is None else word_for(delta)
 
 
 def pin_form(champion: str | None, pinned: list[str]) -> None:
@@ -260,3 +341,127 @@ def pin_form(champion: str | None, pinned: list[str]) -> None:
             return
         ui.flash(f"{version} {'pinned' if action == 'pin' else 'unpinned'} by {by}.")
         st.rerun()
+
+
+# --------------------------------------------------------------------------- clocks
+def server_time(value: object) -> str:
+    """A time on the server's wall clock (versions, validation runs, promotions, drift checks)."""
+    text = ui.fmt_ts(value)
+    return text if text == "—" else f"{text} server time"
+
+
+def market_time(value: object) -> str:
+    """A bar or signal time on the market clock, with New York's time beside it."""
+    text = ui.fmt_ts(value)
+    if text == "—":
+        return text
+    ts = utc(value)
+    local = ts.tz_convert(NEW_YORK)
+    shown = f"{local:%H:%M}" if local.date() == ts.date() else f"{local:%Y-%m-%d %H:%M}"
+    return f"{text} market time ({shown} New York)"
+
+
+def provenance_text(p: Provenance | None) -> str:
+    """How a version was trained: quick or full, epochs, windows, the bars it saw."""
+    if p is None:
+        return "not on disk"
+    epochs = ", ".join(f"{m} {n}" for m, n in p.epochs.items()) or "not recorded"
+    of = f" of {p.max_epochs}" if p.max_epochs else ""
+    windows = (
+        f"{p.train_windows:,} training + {p.val_windows:,} validation windows"
+        if p.train_windows is not None and p.val_windows is not None
+        else "windows not recorded"
+    )
+    span = (
+        f"bars {market_time(p.data_from)} → {market_time(p.data_to)}"
+        if p.data_from and p.data_to
+        else "data range not recorded"
+    )
+    return f"{p.kind} run, epochs {epochs}{of}, {windows}, {span}"
+
+
+# --------------------------------------------------------------------------- verdict cards
+TONE = {"better": st.success, "worse": st.error, "mixed": st.warning, "open": st.info}
+
+
+def verdict_table(card: Card) -> pd.DataFrame:
+    """One row per figure (served signal, LSTM, Transformer): held out and live, with words."""
+    rows = [
+        {"figure": FIGURES[figure], **{src: v.text for src, v in by_source.items()}}
+        for figure, by_source in card.verdicts.items()
+    ]
+    return pd.DataFrame(rows, columns=["figure", "held-out window", "live"])
+
+
+def verdict_card(card: Card) -> None:
+    """A challenger against the champion: the gate's held-out result and the live scoreboard
+    side by side, on the served signal and per network, and what would change the verdict."""
+    with st.container(border=True):
+        st.subheader(f"Challenger `{card.challenger}` vs champion `{card.champion}`")
+        st.caption(
+            " · ".join(
+                f"{role} `{v}`: {provenance_text(lab_data.provenance(v))}"
+                for role, v in (("challenger", card.challenger), ("champion", card.champion))
+            )
+        )
+        TONE[card.tone](f"**Verdict:** {card.headline}")
+        st.dataframe(
+            verdict_table(card), hide_index=True, width="stretch", key=f"verdict_{card.challenger}"
+        )
+        for line in card.tilt:
+            st.markdown(line)
+        if card.change:
+            st.markdown("**What would change the verdict.** " + " ".join(card.change))
+        _card_baselines(card)
+        if card.rows:
+            st.dataframe(
+                pd.DataFrame(card.rows),
+                hide_index=True,
+                width="stretch",
+                key=f"verdict_figures_{card.challenger}",
+                column_config=SIGNAL_FORMAT,
+            )
+        st.caption(_card_sources(card))
+
+
+def _card_baselines(card: Card) -> None:
+    if card.not_beaten:
+        names = _listed([BASELINE_NAMES.get(n, n) for n in card.not_beaten])
+        st.warning(
+            f"**Not proven:** on the held-out window its served signal did not beat {names} "
+            "by the margin and the bootstrap.",
+            icon=":material/warning:",
+        )
+    if card.champion_not_beating and card.held_out_champion:
+        names = _listed([BASELINE_NAMES.get(n, n) for n in card.champion_not_beating])
+        st.warning(
+            f"Champion `{card.held_out_champion}`'s served signal did not beat {names} on that "
+            "held-out window either.",
+            icon=":material/warning:",
+        )
+    if card.baselines:
+        st.caption(
+            "Against the baselines (served signal, held out): "
+            + "; ".join(f"{v.against} {v.text}" for v in card.baselines.values())
+            + "."
+        )
+
+
+def _card_sources(card: Card) -> str:
+    held = "no held-out report for this challenger yet"
+    if card.held_out_span:
+        start, end = card.held_out_span
+        against = (
+            f"against champion `{card.held_out_champion}`"
+            if card.held_out_champion
+            else "against the baselines only (no champion then)"
+        )
+        held = f"held out {market_time(start)} → {market_time(end)}, {against}"
+    live = "live: no scored bars with outcomes yet"
+    if card.live_span:
+        live = f"live {market_time(card.live_span[0])} → {market_time(card.live_span[1])}"
+    gate = f" Gate: {card.gate}." if card.gate else ""
+    return (
+        f"Bars: {held}; {live}. Intervals: paired block bootstrap over 30-minute blocks; "
+        f"better / worse when the interval lies wholly above / below zero.{gate}"
+    )

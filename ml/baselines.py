@@ -21,6 +21,11 @@ from ml.labels import CLASSES
 from ml.metrics import ClassMetrics, classification_metrics
 
 BASELINES = ("majority", "logistic", "gbt")
+BASELINE_NAMES = {
+    "majority": "the majority class",
+    "logistic": "logistic regression",
+    "gbt": "gradient-boosted trees",
+}
 MAX_ROWS = 40_000  # plenty for these models; keeps the fit quick
 
 

@@ -63,6 +63,7 @@ class TrainingMetrics(BaseModel):
 class TrainingRun(BaseModel):
     """How the version was trained: enough to run it again."""
 
+    quick: bool | None = None  # a `--quick` run (None: not recorded, see `kind`)
     config: dict[str, Any] = Field(default_factory=dict)
     hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
     epochs_run: dict[str, int] = Field(default_factory=dict)
@@ -70,6 +71,26 @@ class TrainingRun(BaseModel):
     n_train: int | None = None
     n_val: int | None = None
     tflite_parity_max_abs_diff: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """`quick`, `full`, or `not recorded` (a version trained before this was kept)."""
+        quick = self.quick if self.quick is not None else self.config.get("quick")
+        if quick is None:
+            return "not recorded"
+        return "quick" if quick else "full"
+
+
+class Provenance(BaseModel):
+    """How a version was trained, as the model lab and the registry history show it."""
+
+    kind: str  # quick | full | not recorded
+    epochs: dict[str, int] = Field(default_factory=dict)  # run, per model
+    max_epochs: int | None = None
+    train_windows: int | None = None
+    val_windows: int | None = None
+    data_from: str | None = None  # first bar of the training range (UTC, market time)
+    data_to: str | None = None  # last bar of the validation range (UTC, market time)
 
 
 class ModelMetadata(BaseModel):
@@ -116,6 +137,22 @@ class ModelMetadata(BaseModel):
             for r in (self.train_range, self.val_range)
             if r is not None
         ]
+
+    @property
+    def provenance(self) -> Provenance:
+        """How the version was trained: quick or full, epochs, windows, the bars it saw."""
+        run = self.training
+        max_epochs = run.config.get("epochs")
+        ranges = [r for r in (self.train_range, self.val_range) if r is not None]
+        return Provenance(
+            kind=run.kind,
+            epochs=dict(run.epochs_run),
+            max_epochs=int(max_epochs) if isinstance(max_epochs, int) else None,
+            train_windows=run.n_train,
+            val_windows=run.n_val,
+            data_from=ranges[0][0] if ranges else None,
+            data_to=ranges[-1][1] if ranges else None,
+        )
 
     @property
     def trained_until(self) -> pd.Timestamp | None:

@@ -5,9 +5,13 @@
 - `macro_f1`, `hit_rate` (directional: the share of UP/DOWN calls on UP/DOWN outcomes that got
   the direction right).
 - `equity_curve`: the cost-adjusted equity of following BUY/SELL actions.
-- `block_ids`, `paired_block_bootstrap`, `block_bootstrap_interval`: resampling whole time
-  blocks shared by all tickers, so the intervals respect the dependence between neighbouring
-  bars and between tickers (computed from per-block confusion counts, see below).
+- `signal_metrics`: the served BUY/SELL/HOLD signal against realised outcomes (`SignalMetrics`:
+  macro-F1, per-action precision / recall, the BUY/SELL hit rate, the P&L after costs), one
+  computation for the gate's held-out window and the live scoreboard.
+- `block_ids`, `paired_block_bootstrap` (`paired_delta`: the same, typed),
+  `block_bootstrap_interval`: resampling whole time blocks shared by all tickers, so the
+  intervals respect the dependence between neighbouring bars and between tickers (computed from
+  per-block confusion counts, see below).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from ml.labels import CLASSES, DOWN, UP
+from ml.labels import CLASSES, DOWN, NEUTRAL, UP
 
 LABELS = list(range(len(CLASSES)))
 BINS = 10
@@ -288,3 +292,135 @@ def paired_block_bootstrap(
         "p_not_better": float(np.mean(deltas <= 0.0)),
         "blocks": n_blocks,
     }
+
+
+class PairedDelta(BaseModel):
+    """macro-F1 of `a` minus that of `b` on the same rows, with the (alpha, 1 - alpha) quantiles
+    of its paired block bootstrap (`low`, `high`: a 1 - 2 alpha central interval)."""
+
+    delta: float
+    low: float
+    high: float
+    p_not_better: float
+    blocks: int
+    n: int = 0  # rows compared
+
+
+def paired_delta(
+    y: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    bar_ts: np.ndarray,
+    *,
+    samples: int,
+    alpha: float = 0.05,
+    block_minutes: int = 30,
+) -> PairedDelta:
+    """`paired_block_bootstrap` as a `PairedDelta`."""
+    out = paired_block_bootstrap(
+        y, pred_a, pred_b, bar_ts, samples=samples, alpha=alpha, block_minutes=block_minutes
+    )
+    return PairedDelta(
+        delta=out["delta_f1"],
+        low=out["ci_low"],
+        high=out["ci_high"],
+        p_not_better=out["p_not_better"],
+        blocks=int(out["blocks"]),
+        n=len(np.asarray(y)),
+    )
+
+
+# --------------------------------------------------------------------------- the served signal
+#
+# The signal that serves is an action per bar: BUY (+1), SELL (-1) or HOLD (0). It is judged as
+# a call of the class it stands for (BUY: UP, SELL: DOWN, HOLD: NEUTRAL) against the realised
+# triple-barrier outcome, so its macro-F1, precision and recall are those of a three-class
+# prediction, and its bootstrap uses the same per-block confusion counts as the networks'.
+
+SIGNAL_ACTIONS = ("SELL", "HOLD", "BUY")  # the action calling each class, in CLASSES order
+
+
+def signal_classes(actions: np.ndarray) -> np.ndarray:
+    """The class each action calls: SELL (< 0) DOWN, HOLD (0) NEUTRAL, BUY (> 0) UP."""
+    signs = np.sign(np.asarray(actions, dtype=float))
+    return np.asarray(np.select([signs > 0, signs < 0], [UP, DOWN], NEUTRAL), dtype=np.int64)
+
+
+class SignalMetrics(BaseModel):
+    """The served signal against realised outcomes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    macro_f1: float  # of the actions as calls of UP / DOWN / NEUTRAL
+    precision: dict[str, float] = Field(default_factory=dict)  # per action: calls that came true
+    recall: dict[str, float] = Field(default_factory=dict)  # per action: outcomes it called
+    calls: dict[str, int] = Field(default_factory=dict)  # bars per action
+    confusion: list[list[int]] = Field(default_factory=list)  # outcome x action, CLASSES order
+    hit_rate: Interval | None = None  # BUY / SELL calls whose outcome went that way
+    pnl: EquityCurve = Field(default_factory=EquityCurve)
+    n: int = 0
+
+    @property
+    def directional_calls(self) -> int:
+        return self.calls.get("BUY", 0) + self.calls.get("SELL", 0)
+
+    def call_share(self, action: str) -> float:
+        """Share of the bars on which the signal was `action`."""
+        return self.calls.get(action, 0) / self.n if self.n else float("nan")
+
+    def wrong_way(self, action: str) -> float:
+        """Share of the BUY (or SELL) calls whose outcome went the other way (NaN: no call)."""
+        col = SIGNAL_ACTIONS.index(action)
+        other = DOWN if action == "BUY" else UP
+        made = sum(row[col] for row in self.confusion)
+        return self.confusion[other][col] / made if made else float("nan")
+
+
+def signal_metrics(
+    actions: np.ndarray,
+    y: np.ndarray,
+    fwd_return: np.ndarray,
+    bar_ts: np.ndarray,
+    *,
+    cost_bps: float,
+    samples: int,
+) -> SignalMetrics:
+    """The served signal's figures.
+
+    Parameters
+    ----------
+    actions : [n] +1 BUY, -1 SELL, 0 HOLD (`ml.generate_recommendation.dual_actions`).
+    y : [n] realised outcomes (0 DOWN, 1 NEUTRAL, 2 UP), known only after each bar's horizon.
+    fwd_return : [n] the outcome's log return from the bar's close to the label's exit.
+    bar_ts : [n] bar times (UTC), for the time blocks of the hit rate's interval and the P&L.
+    cost_bps, samples : round-trip cost of a trade; bootstrap resamples.
+
+    Returns
+    -------
+    `SignalMetrics`: macro-F1 and per-action precision / recall of the actions as calls of UP,
+    DOWN and NEUTRAL; the hit rate of the BUY / SELL calls with its block-bootstrap interval;
+    the cost-adjusted equity of following them (`equity_curve`).
+    """
+    y = np.asarray(y, dtype=np.int64)
+    pred = signal_classes(actions)
+    conf = confusion_matrix(y, pred, labels=LABELS) if len(y) else np.zeros((3, 3), np.int64)
+    tp = np.diag(conf).astype(float)
+    called, happened = conf.sum(axis=0), conf.sum(axis=1)
+    precision = np.divide(tp, called, out=np.zeros(3), where=called > 0)
+    recall = np.divide(tp, happened, out=np.zeros(3), where=happened > 0)
+    directional = bool(np.isin(pred, [DOWN, UP]).any())
+    hits = (
+        block_bootstrap_interval(y, pred, bar_ts, stat="hits", samples=samples)
+        if directional
+        else None
+    )
+    return SignalMetrics(
+        macro_f1=float(f1_from_confusion(conf)),
+        precision={a: float(p) for a, p in zip(SIGNAL_ACTIONS, precision, strict=True)},
+        recall={a: float(r) for a, r in zip(SIGNAL_ACTIONS, recall, strict=True)},
+        calls={a: int(c) for a, c in zip(SIGNAL_ACTIONS, called, strict=True)},
+        confusion=conf.tolist(),
+        hit_rate=hits,
+        pnl=equity_curve(actions, fwd_return, bar_ts, cost_bps),
+        n=int(len(y)),
+    )

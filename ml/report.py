@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.validation import problems
-from ml.metrics import ClassMetrics, EquityCurve
+from ml.metrics import ClassMetrics, EquityCurve, PairedDelta, SignalMetrics
 
 Decision = Literal["promote", "provisional", "reject"]
 
@@ -20,16 +20,18 @@ class VersionResult(BaseModel):
 
     lstm: ClassMetrics
     transformer: ClassMetrics
-    dual: EquityCurve = Field(default_factory=EquityCurve)
+    dual: EquityCurve = Field(default_factory=EquityCurve)  # the signal's P&L (= signal.pnl)
     score: float | None = None  # mean macro-F1 of the two models
+    signal: SignalMetrics | None = None  # the served signal (None in reports stored before it)
 
 
 class Gate(BaseModel):
     """The decision and the evidence behind it.
 
-    `promote`: the challenger beat the champion (or, without a proven champion, the baselines)
-    by the margin and the bootstrap; `provisional`: nothing serves yet and no model has shown an
-    edge, so the challenger serves marked unproven; `reject`: it stays a challenger."""
+    `promote`: on the served signal the challenger beat every baseline (and a proven champion)
+    by the margin and the bootstrap: it serves as a proven champion; `provisional`: nothing
+    serves yet and the challenger did not beat every baseline, so it serves marked unproven;
+    `reject`: it stays a challenger. The figures are those of the comparison that decided."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -37,12 +39,14 @@ class Gate(BaseModel):
     reason: str
     margin: float | None = None
     against: str | None = None  # "champion <v>" or "the <name> baseline"
+    figure: str = "networks"  # what was compared: "signal" (the served signal) or "networks"
     delta_f1: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
     p_not_better: float | None = None
     blocks: int | None = None
-    beaten_by_baselines: list[str] = Field(default_factory=list)
+    beaten_by_baselines: list[str] = Field(default_factory=list)  # better point estimate
+    not_beaten: list[str] = Field(default_factory=list)  # baselines the challenger did not beat
 
 
 class Window(BaseModel):
@@ -60,6 +64,12 @@ class ValidationReport(BaseModel):
     champion: str | None = None
     models: dict[str, VersionResult] = Field(default_factory=dict)
     baselines: dict[str, ClassMetrics] = Field(default_factory=dict)
+    # each baseline's signal: the dual-model rule with the baseline in place of both networks
+    baseline_signals: dict[str, SignalMetrics] = Field(default_factory=dict)
+    # the challenger minus the champion, per figure ("signal", "lstm", "transformer", "networks")
+    vs_champion: dict[str, PairedDelta] = Field(default_factory=dict)
+    # each version's served signal minus each baseline's, by version then baseline
+    vs_baselines: dict[str, dict[str, PairedDelta]] = Field(default_factory=dict)
     gate: Gate
     window: Window
     created_at: str | None = None

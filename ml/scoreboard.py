@@ -8,13 +8,15 @@ every compared version has scored and whose outcomes are known (each version jud
 label definition), and reports per version:
 
 - macro-F1 of the LSTM and of the Transformer, with block-bootstrap intervals;
-- the directional hit rate of the dual-model signals (BUY and SELL calls whose outcome went that
-  way; an outcome that stayed NEUTRAL is a miss), with its interval;
-- the cost-adjusted P&L curve of following those signals (`ml.metrics.equity_curve`, costs from
-  settings);
+- the served signal's figures (`ml.metrics.signal_metrics`, the computation the gate's report
+  uses): macro-F1 and per-action precision / recall of BUY / SELL / HOLD as calls of UP / DOWN /
+  NEUTRAL, the directional hit rate (BUY and SELL calls whose outcome went that way; an outcome
+  that stayed NEUTRAL is a miss) with its interval, and the cost-adjusted P&L curve of
+  following the signals (costs from settings);
 
 and, for each challenger, how often its signal agrees with the champion's and the paired
-bootstrap of its macro-F1 gain. Every figure comes from `ml.metrics`, as in the gate's report.
+bootstrap of its gain on the served signal, on each network and on both networks' mean.
+Every figure comes from `ml.metrics`, as in the gate's report.
 """
 
 from __future__ import annotations
@@ -26,18 +28,20 @@ from pydantic import BaseModel, Field
 from config.settings import Settings, get_settings
 from core.timeutil import iso
 from db.signals import scored_with_outcomes
-from ml.labels import CLASSES, DOWN, NEUTRAL, UP
+from ml.labels import CLASSES
 from ml.metadata import MODEL_NAMES, ModelMetadata
 from ml.metrics import (
     EquityCurve,
     Interval,
+    PairedDelta,
+    SignalMetrics,
     block_bootstrap_interval,
-    equity_curve,
-    paired_block_bootstrap,
+    paired_delta,
+    signal_classes,
+    signal_metrics,
 )
 from ml.outcomes import label_key
 
-ACTION_CLASS = {"BUY": UP, "SELL": DOWN, "HOLD": NEUTRAL}
 ACTION_SIGN = {"BUY": 1, "SELL": -1, "HOLD": 0}
 CLASS_INDEX = {c: i for i, c in enumerate(CLASSES)}
 MIN_BARS = 30  # below this the scoreboard says it is too early
@@ -50,9 +54,21 @@ class VersionScore(BaseModel):
     role: str  # champion | challenger
     label_key: str
     macro_f1: dict[str, Interval] = Field(default_factory=dict)  # per model
-    hit_rate: Interval | None = None  # the dual-model signals' directional calls
-    calls: int = 0  # BUY and SELL signals
-    pnl: EquityCurve = Field(default_factory=EquityCurve)
+    signal: SignalMetrics | None = None  # the served signal
+
+    @property
+    def hit_rate(self) -> Interval | None:
+        """The dual-model signals' directional calls."""
+        return None if self.signal is None else self.signal.hit_rate
+
+    @property
+    def calls(self) -> int:
+        """BUY and SELL signals."""
+        return 0 if self.signal is None else self.signal.directional_calls
+
+    @property
+    def pnl(self) -> EquityCurve:
+        return EquityCurve() if self.signal is None else self.signal.pnl
 
 
 class Comparison(BaseModel):
@@ -63,6 +79,8 @@ class Comparison(BaseModel):
     delta_f1: float  # mean macro-F1 of both models, challenger minus champion
     ci_low: float
     ci_high: float
+    # challenger minus champion per figure: "signal", "lstm", "transformer", "networks"
+    deltas: dict[str, PairedDelta] = Field(default_factory=dict)
 
 
 class Scoreboard(BaseModel):
@@ -71,6 +89,7 @@ class Scoreboard(BaseModel):
     since: str | None
     n_bars: int  # (ticker, bar) pairs every compared version scored, outcomes known
     n_tickers: int
+    n_minutes: int = 0  # distinct bar minutes among them (n_bars / n_minutes: bars a minute)
     first_bar: str | None = None  # the span of those bars (the challenger may start scoring
     last_bar: str | None = None  # well after it was trained: a retrain lands mid-session)
     versions: dict[str, VersionScore] = Field(default_factory=dict)
@@ -106,13 +125,13 @@ def score_version(
     for model in MODEL_NAMES:
         pred = frame[f"{model}_label"].map(CLASS_INDEX).to_numpy(dtype=int)
         score.macro_f1[model] = block_bootstrap_interval(y, pred, ts, stat="f1", samples=samples)
-    action_class = frame["action"].map(ACTION_CLASS).to_numpy(dtype=int)
-    score.calls = int(np.isin(action_class, [UP, DOWN]).sum())
-    if score.calls:
-        score.hit_rate = block_bootstrap_interval(y, action_class, ts, stat="hits", samples=samples)
-    signs = frame["action"].map(ACTION_SIGN).to_numpy(dtype=float)
-    score.pnl = equity_curve(
-        signs, frame["fwd_return"].to_numpy(dtype=float), ts, settings.cost_bps
+    score.signal = signal_metrics(
+        frame["action"].map(ACTION_SIGN).to_numpy(dtype=float),
+        y,
+        frame["fwd_return"].to_numpy(dtype=float),
+        ts,
+        cost_bps=settings.cost_bps,
+        samples=samples,
     )
     return score
 
@@ -142,6 +161,7 @@ def scoreboard(
         since=None if since is None else iso(since),
         n_bars=len(first),
         n_tickers=int(first["ticker"].nunique()),
+        n_minutes=int(first["bar_ts"].nunique()),
         first_bar=iso(first["bar_ts"].min()) if len(first) else None,
         last_bar=iso(first["bar_ts"].max()) if len(first) else None,
         too_early=len(first) < MIN_BARS,
@@ -164,24 +184,31 @@ def scoreboard(
 def _compare(
     champ: pd.DataFrame, chall: pd.DataFrame, version: str, settings: Settings
 ) -> Comparison:
-    def preds(frame: pd.DataFrame) -> np.ndarray:
-        return np.vstack(
-            [frame[f"{m}_label"].map(CLASS_INDEX).to_numpy(dtype=int) for m in MODEL_NAMES]
-        )
+    def labels(frame: pd.DataFrame, model: str) -> np.ndarray:
+        return np.asarray(frame[f"{model}_label"].map(CLASS_INDEX).to_numpy(dtype=int))
+
+    def signal(frame: pd.DataFrame) -> np.ndarray:
+        return signal_classes(frame["action"].map(ACTION_SIGN).to_numpy(dtype=float))
 
     y = chall["outcome"].to_numpy(dtype=int)
-    gain = paired_block_bootstrap(
-        y,
-        preds(chall),
-        preds(champ),
-        chall["bar_ts"].to_numpy("datetime64[ns]"),
-        samples=settings.bootstrap_samples,
-        alpha=settings.bootstrap_alpha,
-    )
+    ts = chall["bar_ts"].to_numpy("datetime64[ns]")
+    preds = {
+        "signal": (signal(chall), signal(champ)),
+        **{m: (labels(chall, m), labels(champ, m)) for m in MODEL_NAMES},
+        "networks": tuple(np.vstack([labels(f, m) for m in MODEL_NAMES]) for f in (chall, champ)),
+    }
+    deltas = {
+        name: paired_delta(
+            y, new, old, ts, samples=settings.bootstrap_samples, alpha=settings.bootstrap_alpha
+        )
+        for name, (new, old) in preds.items()
+    }
+    mean = deltas["networks"]
     return Comparison(
         challenger=version,
         agreement=float((champ["action"].to_numpy() == chall["action"].to_numpy()).mean()),
-        delta_f1=gain["delta_f1"],
-        ci_low=gain["ci_low"],
-        ci_high=gain["ci_high"],
+        delta_f1=mean.delta,
+        ci_low=mean.low,
+        ci_high=mean.high,
+        deltas=deltas,
     )

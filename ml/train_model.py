@@ -262,6 +262,7 @@ def train_from_raw(
         metrics=TrainingMetrics(models=metrics, baselines=baselines),
         files=checksums,
         training=TrainingRun(
+            quick=cfg.quick,
             config=asdict(cfg),
             hyperparameters=HYPERPARAMETERS,
             epochs_run=epochs_run,

@@ -6,21 +6,28 @@ when the window would overlap either model's training or validation range. Next 
 same window and features, score a majority-class baseline, a logistic regression and a
 gradient-boosted-tree classifier (`ml.baselines`, fitted on the sessions just before the window).
 
-The challenger is promoted only when it is demonstrably better:
-- with a proven champion: its macro-F1 (mean of its two models) beats the champion's by at least
-  `PROMOTION_MARGIN`, and a paired block bootstrap over time puts the lower end of the gain's
-  one-sided (1 - `BOOTSTRAP_ALPHA`) interval above zero;
-- without one (no champion, or a provisional one): it beats the majority-class and the
-  logistic-regression baselines the same way.
-When nothing serves yet and the challenger does not pass, it serves as **provisional** (marked
-unproven on every page, its signals recorded as provisional) until a challenger passes. The full
-report (`ml.report.ValidationReport`) goes to `models/<challenger>/evaluation.json` and
-`model_evaluations`; it names every baseline that beat the models.
+Everything is judged on the **served signal**: the dual-model action (`dual_actions`: BUY,
+SELL or HOLD) read as a call of UP, DOWN or NEUTRAL, scored by its macro-F1 against the realised
+triple-barrier labels. A baseline's signal is the same rule with the baseline's probabilities in
+place of both networks' (BUY when its P(UP) reaches `BUY_THRESHOLD`, SELL when its P(DOWN)
+reaches `SELL_THRESHOLD`). One comparison passes when the gain is at least `PROMOTION_MARGIN`
+and a paired block bootstrap over time (30-minute blocks shared by all tickers) puts the lower
+end of its one-sided (1 - `BOOTSTRAP_ALPHA`) interval above zero (`ml.verdict.passes`).
+
+The challenger is promoted, as a **proven** champion, only when it passes against every baseline
+(the majority class, logistic regression and gradient-boosted trees) and, when a proven champion
+serves, against that champion too. When nothing serves yet and the challenger does not pass, it
+serves as **provisional** (marked unproven on every page, its signals recorded as provisional)
+until a challenger passes; a provisional champion is not a bar to clear, the baselines are.
+The report (`ml.report.ValidationReport`) also compares each network (LSTM, Transformer and
+their mean macro-F1) with the champion's, and goes to `models/<challenger>/evaluation.json` and
+`model_evaluations`; it names every baseline the challenger did not beat.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,22 +38,33 @@ from core.timeutil import iso, utc_now
 from db.bars import newest_bar_ts
 from db.models import store_evaluation
 from ml import registry
-from ml.baselines import fit_baselines, newest_bar, training_range_before
+from ml.baselines import (
+    BASELINE_NAMES,
+    BASELINES,
+    fit_baselines,
+    newest_bar,
+    training_range_before,
+)
 from ml.dataset import DatasetError, Samples, build_samples, load_raw
 from ml.feature_engineering import required_history_bars
 from ml.generate_recommendation import dual_actions
-from ml.metadata import ModelMetadata
-from ml.metrics import classification_metrics, equity_curve, paired_block_bootstrap
+from ml.metadata import MODEL_NAMES, ModelMetadata
+from ml.metrics import (
+    ClassMetrics,
+    PairedDelta,
+    SignalMetrics,
+    classification_metrics,
+    paired_delta,
+    signal_classes,
+    signal_metrics,
+)
 from ml.model_loader import LoadedModels, load_version
 from ml.report import Decision, Gate, ValidationReport, VersionResult, Window
+from ml.verdict import judgement, passes
 
 log = logging.getLogger(__name__)
 UNPROVEN = "unproven: did not beat {baseline} on the held-out window, see the model lab"
-BASELINE_NAMES = {
-    "majority": "the majority class",
-    "logistic": "logistic regression",
-    "gbt": "gradient-boosted trees",
-}
+Preds = dict[str, np.ndarray]  # "signal", "lstm", "transformer": predicted classes [n]
 
 
 class ValidationRefused(RuntimeError):
@@ -109,54 +127,122 @@ def _align(a: Samples, b: Samples) -> tuple[np.ndarray, np.ndarray]:
 
 def _version_result(
     models: LoadedModels, s: Samples, rows: np.ndarray, settings: Settings
-) -> tuple[VersionResult, np.ndarray]:
+) -> tuple[VersionResult, Preds]:
     X, y = s.X[rows], s.y[rows]
     p_lstm, p_tf = models.lstm.predict(X), models.transformer.predict(X)
     actions = dual_actions(p_lstm, p_tf, settings.buy_threshold, settings.sell_threshold)
+    signal = _signal(actions, s, rows, settings)
     lstm, tf = classification_metrics(y, p_lstm), classification_metrics(y, p_tf)
     result = VersionResult(
         lstm=lstm,
         transformer=tf,
-        dual=equity_curve(
-            actions,
-            s.fwd_return[rows],
-            s.bar_ts[rows].to_numpy("datetime64[ns]"),
-            settings.cost_bps,
-        ),
+        dual=signal.pnl,
         score=(lstm.macro_f1 + tf.macro_f1) / 2,
+        signal=signal,
     )
-    return result, np.vstack([p_lstm.argmax(1), p_tf.argmax(1)])
+    preds = {
+        "signal": signal_classes(actions),
+        "lstm": p_lstm.argmax(1),
+        "transformer": p_tf.argmax(1),
+    }
+    return result, preds
 
 
-def _gate(
-    delta: dict[str, float], decision: Decision, reason: str, margin: float, against: str
-) -> Gate:
+def _signal(actions: np.ndarray, s: Samples, rows: np.ndarray, settings: Settings) -> SignalMetrics:
+    """The served signal's figures on the held-out rows (as the live scoreboard computes them)."""
+    return signal_metrics(
+        actions,
+        s.y[rows],
+        s.fwd_return[rows],
+        s.bar_ts[rows].to_numpy("datetime64[ns]"),
+        cost_bps=settings.cost_bps,
+        samples=settings.bootstrap_samples,
+    )
+
+
+def _delta(
+    a: np.ndarray, b: np.ndarray, y: np.ndarray, ts: np.ndarray, settings: Settings
+) -> PairedDelta:
+    return paired_delta(
+        y, a, b, ts, samples=settings.bootstrap_samples, alpha=settings.bootstrap_alpha
+    )
+
+
+def _vs_champion(
+    new: Preds, old: Preds, y: np.ndarray, ts: np.ndarray, settings: Settings
+) -> dict[str, PairedDelta]:
+    """The challenger minus the champion: the served signal, each network, both networks."""
+    out = {k: _delta(new[k], old[k], y, ts, settings) for k in ("signal", *MODEL_NAMES)}
+    both = [np.vstack([p[m] for m in MODEL_NAMES]) for p in (new, old)]
+    out["networks"] = _delta(both[0], both[1], y, ts, settings)
+    return out
+
+
+def _gate(delta: PairedDelta, decision: Decision, reason: str, margin: float, against: str) -> Gate:
     return Gate(
         decision=decision,
         reason=reason,
         margin=margin,
         against=against,
-        delta_f1=delta["delta_f1"],
-        ci_low=delta["ci_low"],
-        ci_high=delta["ci_high"],
-        p_not_better=delta["p_not_better"],
-        blocks=int(delta["blocks"]),
+        figure="signal",
+        delta_f1=delta.delta,
+        ci_low=delta.low,
+        ci_high=delta.high,
+        p_not_better=delta.p_not_better,
+        blocks=delta.blocks,
     )
 
 
-def _decide(delta: dict[str, float], margin: float, against: str) -> Gate:
-    if delta["delta_f1"] >= margin and delta["ci_low"] > 0:
+def against_baselines(vs: dict[str, PairedDelta], margin: float) -> Gate:
+    """The challenger's served signal against every baseline's: `promote` when it passes
+    against each one; else `reject`, with the figures of the strongest baseline it did not beat."""
+    failed = [n for n in BASELINES if not passes(vs[n], margin)]
+    if not failed:
+        closest = min(BASELINES, key=lambda n: vs[n].low)
         reason = (
-            f"macro-F1 {delta['delta_f1']:+.4f} over {against} (margin "
-            f"{margin}), bootstrap lower bound {delta['ci_low']:+.4f} > 0"
+            f"beats all {len(BASELINES)} baselines on the served signal; the closest: "
+            + judgement(vs[closest], margin, BASELINE_NAMES[closest], "signal")
         )
-        return _gate(delta, "promote", reason, margin, against)
-    why = (
-        f"gain {delta['delta_f1']:+.4f} < margin {margin}"
-        if delta["delta_f1"] < margin
-        else f"bootstrap lower bound {delta['ci_low']:+.4f} <= 0 (gain may be noise)"
+        return _gate(vs[closest], "promote", reason, margin, f"the {closest} baseline")
+    strongest = min(failed, key=lambda n: vs[n].delta)
+    reason = "did not beat every baseline on the served signal: " + "; ".join(
+        judgement(vs[n], margin, BASELINE_NAMES[n], "signal") for n in failed
     )
-    return _gate(delta, "reject", f"not demonstrably better than {against}: {why}", margin, against)
+    gate = _gate(vs[strongest], "reject", reason, margin, f"the {strongest} baseline")
+    gate.not_beaten = failed
+    return gate
+
+
+def decide(
+    vs_champion: dict[str, PairedDelta] | None,
+    vs_baselines: dict[str, PairedDelta],
+    *,
+    champion: str | None,
+    proven: bool,
+    margin: float,
+) -> Gate:
+    """The gate's rule on the served signal: proven only past every baseline (and past a proven
+    champion); with nothing serving, a challenger that is not proven serves provisionally."""
+    base = against_baselines(vs_baselines, margin)
+    if not (proven and vs_champion is not None):
+        if base.decision == "reject":
+            base.decision = "provisional" if champion is None else "reject"
+            base.reason += (
+                "; serves as provisional until a challenger passes"
+                if champion is None
+                else f"; the provisional champion {champion} keeps serving"
+            )
+        return base
+    delta, against = vs_champion["signal"], f"champion {champion}"
+    sentence = judgement(delta, margin, against, "signal")
+    if not passes(delta, margin):
+        gate = _gate(delta, "reject", sentence, margin, against)
+        gate.not_beaten = base.not_beaten
+        return gate
+    if base.decision == "reject":
+        base.reason = f"{sentence}, but {base.reason}; the champion keeps serving"
+        return base
+    return _gate(delta, "promote", f"{sentence}; {base.reason}", margin, against)
 
 
 def _newest_challenger(champion: str | None, settings: Settings) -> str:
@@ -196,33 +282,6 @@ def _baseline_predictions(
     return {name: model.predict_proba(X_eval) for name, model in fitted.items()}
 
 
-def _against_baselines(
-    preds: np.ndarray,
-    base_probs: dict[str, np.ndarray],
-    y: np.ndarray,
-    ts: np.ndarray,
-    settings: Settings,
-) -> Gate:
-    """With no proven champion: the challenger must beat the majority and logistic baselines."""
-    gate: Gate | None = None
-    for name in ("majority", "logistic"):
-        delta = paired_block_bootstrap(
-            y,
-            preds,
-            base_probs[name].argmax(1),
-            ts,
-            samples=settings.bootstrap_samples,
-            alpha=settings.bootstrap_alpha,
-        )
-        gate = _decide(delta, settings.promotion_margin, f"the {name} baseline")
-        if gate.decision == "reject":
-            break
-    assert gate is not None
-    if gate.decision == "promote":
-        gate.reason = f"beats the majority and logistic baselines; {gate.reason}"
-    return gate
-
-
 def evaluate(
     challenger: str | None = None,
     *,
@@ -251,41 +310,83 @@ def evaluate(
         raise ValidationRefused(f"only {len(s_new)} labelled held-out samples; need >= 200")
     rows_new = np.arange(len(s_new))
     models: dict[str, VersionResult] = {}
-    proven = champ is not None and not (reg.champion and reg.champion.provisional)
+    preds: dict[str, Preds] = {}
     if champ is not None:
         s_old = _samples(champ.metadata, window, tickers)
         rows_new, rows_old = _align(s_new, s_old)
-        models[champ.version], preds_old = _version_result(champ, s_old, rows_old, settings)
-    models[challenger], preds_new = _version_result(chall, s_new, rows_new, settings)
-    y, ts = s_new.y[rows_new], s_new.bar_ts[rows_new].to_numpy("datetime64[ns]")
+        models[champ.version], preds[champ.version] = _version_result(
+            champ, s_old, rows_old, settings
+        )
+    models[challenger], preds[challenger] = _version_result(chall, s_new, rows_new, settings)
     X_last = newest_bar(s_new.X[rows_new])
     base_probs = _baseline_predictions(chall.metadata, tickers, window, X_last, settings)
-    baselines = {name: classification_metrics(y, p) for name, p in base_probs.items()}
-    if proven and champ is not None:
-        delta = paired_block_bootstrap(
-            y,
-            preds_new,
-            preds_old,
-            ts,
-            samples=settings.bootstrap_samples,
-            alpha=settings.bootstrap_alpha,
-        )
-        gate = _decide(delta, settings.promotion_margin, f"champion {champion}")
-    else:
-        gate = _against_baselines(preds_new, base_probs, y, ts, settings)
-        if gate.decision == "reject" and champ is None:
-            gate.decision = "provisional"
-            gate.reason = f"{gate.reason}; serves as provisional until a challenger passes"
-    score = models[challenger].score or 0.0
-    gate.beaten_by_baselines = [n for n, m in baselines.items() if m.macro_f1 > score]
+    figures = _compare(challenger, champ, preds, base_probs, s_new, rows_new, settings)
+    gate = decide(
+        figures.vs_champion,
+        figures.vs_baselines[challenger],
+        champion=champion,
+        proven=champ is not None and not (reg.champion and reg.champion.provisional),
+        margin=settings.promotion_margin,
+    )
+    ours = models[challenger].signal
+    gate.beaten_by_baselines = [
+        n
+        for n, m in figures.baseline_signals.items()
+        if ours is not None and m.macro_f1 > ours.macro_f1
+    ]
     return ValidationReport(
         challenger=challenger,
         champion=champion,
         models=models,
-        baselines=baselines,
+        baselines=figures.baselines,
+        baseline_signals=figures.baseline_signals,
+        vs_champion=figures.vs_champion or {},
+        vs_baselines=figures.vs_baselines,
         gate=gate,
-        window=Window(start=iso(window[0]), end=iso(window[1]), n_samples=int(len(y))),
+        window=Window(start=iso(window[0]), end=iso(window[1]), n_samples=len(rows_new)),
         created_at=iso(utc_now()),
+    )
+
+
+class Comparisons(NamedTuple):
+    baselines: dict[str, ClassMetrics]  # each baseline as a classifier
+    baseline_signals: dict[str, SignalMetrics]  # each baseline's signal
+    vs_champion: dict[str, PairedDelta] | None  # challenger minus champion, per figure
+    vs_baselines: dict[str, dict[str, PairedDelta]]  # each version's signal minus each baseline's
+
+
+def _compare(
+    challenger: str,
+    champ: LoadedModels | None,
+    preds: dict[str, Preds],
+    base_probs: dict[str, np.ndarray],
+    s: Samples,
+    rows: np.ndarray,
+    settings: Settings,
+) -> Comparisons:
+    """The baselines' figures and signals (the served rule with the baseline standing for both
+    networks), every version's served signal against each baseline's, and the challenger against
+    the champion on each figure."""
+    y, ts = s.y[rows], s.bar_ts[rows].to_numpy("datetime64[ns]")
+    base_actions = {
+        name: dual_actions(p, p, settings.buy_threshold, settings.sell_threshold)
+        for name, p in base_probs.items()
+    }
+    return Comparisons(
+        baselines={name: classification_metrics(y, p) for name, p in base_probs.items()},
+        baseline_signals={n: _signal(a, s, rows, settings) for n, a in base_actions.items()},
+        vs_champion=(
+            _vs_champion(preds[challenger], preds[champ.version], y, ts, settings)
+            if champ
+            else None
+        ),
+        vs_baselines={
+            version: {
+                name: _delta(p["signal"], signal_classes(a), y, ts, settings)
+                for name, a in base_actions.items()
+            }
+            for version, p in preds.items()
+        },
     )
 
 
@@ -298,10 +399,14 @@ def store_report(report: ValidationReport, settings: Settings | None = None) -> 
 
 
 def unproven_reason(report: ValidationReport) -> str:
-    """What every page says of a provisional champion."""
-    against = report.gate.against or "the baselines"
-    name = against.removeprefix("the ").removesuffix(" baseline")
-    return UNPROVEN.format(baseline=BASELINE_NAMES.get(name, against))
+    """What every page says of a provisional champion: the baselines it did not beat."""
+    names = [BASELINE_NAMES.get(n, n) for n in report.gate.not_beaten]
+    if not names:
+        against = report.gate.against or "the baselines"
+        name = against.removeprefix("the ").removesuffix(" baseline")
+        names = [BASELINE_NAMES.get(name, against)]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return UNPROVEN.format(baseline=listed)
 
 
 def validate(
@@ -363,13 +468,16 @@ def summary(report: ValidationReport) -> str:
     w = report.window
     lines = [f"held-out window {w.start} .. {w.end} ({w.n_samples} samples)"]
     for version, r in report.models.items():
+        signal = "" if r.signal is None else f"served-signal F1 {r.signal.macro_f1:.4f}, "
         lines.append(
-            f"  {version}: LSTM F1 {r.lstm.macro_f1:.4f}, Transformer F1 "
+            f"  {version}: {signal}LSTM F1 {r.lstm.macro_f1:.4f}, Transformer F1 "
             f"{r.transformer.macro_f1:.4f}, dual-signal return "
             f"{r.dual.total_return:+.2%} over {r.dual.n_trades} trades"
         )
     for name, m in report.baselines.items():
-        lines.append(f"  baseline {name}: F1 {m.macro_f1:.4f}")
+        sig = report.baseline_signals.get(name)
+        extra = "" if sig is None else f", its signal's F1 {sig.macro_f1:.4f}"
+        lines.append(f"  baseline {name}: F1 {m.macro_f1:.4f}{extra}")
     if report.gate.beaten_by_baselines:
         lines.append(f"  beaten by the baseline(s): {', '.join(report.gate.beaten_by_baselines)}")
     lines.append(f"decision: {report.gate.decision} - {report.gate.reason}")

@@ -1,9 +1,12 @@
-"""Drift and history: registry history, drift figures against thresholds, live confidence."""
+"""Drift and history: registry history, drift figures against thresholds, live confidence.
+
+Registry events and drift checks are stamped by the server's wall clock (server time); live
+confidence is bucketed by bar time (market time); each is labelled so."""
 
 import pandas as pd
 import streamlit as st
 
-from app import charts, data, lab_data, live, ui
+from app import charts, data, lab_data, lab_view, live, ui
 from config.settings import get_settings
 from ml.drift import Metric
 from ml.metadata import MODEL_NAMES
@@ -43,10 +46,22 @@ def history_section(stamp: lab_data.LabStamp) -> None:
             history,
             hide_index=True,
             width="stretch",
-            column_config={"at": st.column_config.DatetimeColumn("At (UTC)")},
+            column_config={
+                "at": st.column_config.DatetimeColumn("at (server time, UTC)"),
+                "trained": "trained as (quick or full run)",
+            },
+        )
+        st.caption(
+            "Times here are server time (the machine's clock, UTC), not the market clock. How "
+            "each version was trained, in full: the model lab's trained versions."
         )
     with st.expander("Events recorded in the database"):
-        st.dataframe(lab_data.model_events(stamp), hide_index=True, width="stretch")
+        st.dataframe(
+            lab_data.model_events(stamp),
+            hide_index=True,
+            width="stretch",
+            column_config={"at": st.column_config.DatetimeColumn("at (server time, UTC)")},
+        )
 
 
 def alarm_states(frame: pd.DataFrame) -> None:
@@ -64,7 +79,7 @@ def alarm_states(frame: pd.DataFrame) -> None:
             "consecutive checks over threshold": latest["value"],
             "threshold": latest["threshold"],
             "raised": latest["alarm"].astype(bool),
-            "checked": latest["checked_at"].map(ui.fmt_ts),
+            "checked (server time)": latest["checked_at"].map(lab_view.server_time),
             "model": latest["model_version"],
         }
     )
@@ -77,7 +92,10 @@ def drift_section(frame: pd.DataFrame) -> None:
         st.info("No drift checks in this period: `python -m ml.drift_monitor` records them.")
         return
     latest = frame["checked_at"].max()
-    st.caption(f"{frame['checked_at'].nunique()} checks, the latest {ui.fmt_ts(latest)}.")
+    st.caption(
+        f"{frame['checked_at'].nunique()} checks, the latest {lab_view.server_time(latest)}; "
+        "check times are server time."
+    )
     alarm_states(frame)
     cols = st.columns(2)
     shown = [p for p in PANELS if frame["metric"].isin(p[1]).any()]
@@ -105,6 +123,11 @@ def confidence_section(frame: pd.DataFrame, since: pd.Timestamp) -> None:
         charts.confidence_figure(conf, checks, f"Serving model {models.version}"),
         key="confidence_chart",
         width="stretch",
+    )
+    st.caption(
+        "Confidence per hour of bars: market time (UTC). The drift job's checks are placed at "
+        "their check time, server time: on an accelerated simulated clock the two need not "
+        "line up."
     )
 
 

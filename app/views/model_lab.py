@@ -1,5 +1,6 @@
-"""Model lab: champion vs challenger live (the scoreboard) and on the gate's held-out window;
-promote, pin, roll back, retrain."""
+"""Model lab: a verdict card per challenger (the gate's held-out result and the live
+scoreboard side by side, on the served signal and per network), the live scoreboard, the
+held-out report; promote, pin, roll back, retrain."""
 
 import streamlit as st
 
@@ -7,6 +8,7 @@ from app import data, lab_data, lab_view, live, ui
 from app.retrain_view import retrain_panel
 from config.settings import get_settings
 from ml.report import ReportError
+from ml.verdict import card
 
 
 def champion_card() -> str | None:
@@ -18,13 +20,42 @@ def champion_card() -> str | None:
         )
         return None
     st.markdown(
-        f"**Champion:** `{champ.version}` · promoted {ui.fmt_ts(champ.promoted_at)} "
+        f"**Champion:** `{champ.version}` · promoted {lab_view.server_time(champ.promoted_at)} "
         f"by {champ.promoted_by} — {champ.reason}"
     )
+    st.caption(f"Trained: {lab_view.provenance_text(lab_data.provenance(champ.version))}.")
     if champ.provisional:
         why = champ.provisional_reason or "it has not beaten the baselines"
         st.warning(f"Provisional champion: {why}", icon=":material/warning:")
     return champ.version
+
+
+@st.fragment(run_every=get_settings().app_refresh_s)
+def verdict_section() -> None:
+    """One verdict card per challenger scoring in shadow (refreshing with the scoreboard)."""
+    with ui.guard(retry=False):
+        serving = live.serving()
+        if serving.champion is None:
+            st.info("Verdicts start once a champion serves and a challenger scores beside it.")
+            return
+        challengers = tuple(m.version for m in serving.challengers)
+        if not challengers:
+            st.info(
+                "No challenger to judge: the newest trained version that is not the champion "
+                "(and any version pinned below) gets a verdict card once it scores in shadow.",
+                icon=":material/compare_arrows:",
+            )
+            return
+        champion = serving.champion.version
+        board = lab_data.scoreboard(data.live_stamp(champion).signal_ts, champion, challengers)
+        stamp = lab_data.lab_stamp()
+        for version in challengers:
+            try:
+                report = lab_data.latest_report(stamp, version)
+            except ReportError as exc:
+                st.warning(f"The held-out report of {version} cannot be shown: {exc}.")
+                report = None
+            lab_view.verdict_card(card(version, report, board, champion))
 
 
 @st.fragment(run_every=get_settings().app_refresh_s)
@@ -58,7 +89,7 @@ def evaluation_section() -> None:
         )
         return
     labels = {
-        int(r.id): f"{ui.fmt_ts(r.at)} · challenger {r.challenger} vs "
+        int(r.id): f"{lab_view.server_time(r.at)} · challenger {r.challenger} vs "
         f"{r.champion or 'no champion'} · {'promoted' if r.promoted else 'rejected'}"
         for r in runs.itertuples()
     }
@@ -81,6 +112,16 @@ def evaluation_section() -> None:
             c: st.column_config.NumberColumn(format="%.4f") for c in lab_view.METRIC_COLUMNS
         },
     )
+    signals = lab_view.signal_table(report)
+    if not signals.empty:
+        st.markdown("**The served signal** (BUY / SELL / HOLD as calls of UP / DOWN / NEUTRAL):")
+        st.dataframe(
+            signals,
+            hide_index=True,
+            width="stretch",
+            key="signal_table",
+            column_config=lab_view.SIGNAL_FORMAT,
+        )
     lab_view.side_by_side(report)
 
 
@@ -89,10 +130,10 @@ def page() -> None:
     ui.show_flash()
     with ui.guard():
         champion = champion_card()
-        st.header("Live scoreboard")
-        scoreboard_section()
+        st.header("Verdict")
+        verdict_section()
         challengers = [m.version for m in live.serving().challengers]
-        with st.expander("Promote a challenger from the scoreboard, or pin a version"):
+        with st.expander("Promote a challenger from its verdict, or pin a version"):
             left, right = st.columns(2)
             with left:
                 lab_view.promote_form(
@@ -100,6 +141,8 @@ def page() -> None:
                 )
             with right:
                 lab_view.pin_form(champion, lab_data.registry().pinned)
+        st.header("Live scoreboard")
+        scoreboard_section()
         st.header("Champion vs challenger on the held-out window")
         evaluation_section()
         st.header("Retrain")
@@ -113,7 +156,17 @@ def page() -> None:
             st.subheader("Roll back")
             lab_view.rollback_form(champion)
         with st.expander("Trained versions"):
-            st.dataframe(lab_data.versions(), hide_index=True, width="stretch")
+            st.dataframe(
+                lab_data.versions(),
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "version": "version (named by its server time)",
+                    "created_at": "created (server time, UTC)",
+                    "train": "train bars (market time, UTC)",
+                    "validation": "validation bars (market time, UTC)",
+                },
+            )
 
 
 page()

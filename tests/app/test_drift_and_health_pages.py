@@ -29,6 +29,11 @@ def test_drift_page_shows_history_drift_against_thresholds_and_live_confidence(
     assert not at.exception and not alerts(at, "error")
     history = table_with(at, "event", "reason")
     assert list(history["version"]) == [app_env.version]
+    assert list(history["trained"]) == ["quick, 1 epoch"]  # how the version was trained
+    assert any("server time (the machine's clock, UTC)" in t for t in texts(at))
+    [checks] = [t for t in texts(at) if t.startswith("2 checks, the latest ")]
+    assert checks.endswith("UTC server time; check times are server time.")
+    assert any("Confidence per hour of bars: market time" in t for t in texts(at))
     charts = figures(at)
     assert {"drift_psi", "drift_ks_pvalue", "drift_drifted_share", "confidence_chart"} <= set(
         charts
@@ -38,7 +43,8 @@ def test_drift_page_shows_history_drift_against_thresholds_and_live_confidence(
     assert psi["layout"]["shapes"][0]["y0"] == get_settings().drift_psi_threshold
     names = {t["name"] for t in charts["confidence_chart"]["data"]}
     assert {"lstm confidence", "transformer confidence", "confidence lstm"} <= names
-    assert "raised" in table_with(at, "alarm", "raised").columns
+    alarms = table_with(at, "alarm", "raised")
+    assert alarms["checked (server time)"].str.endswith("UTC server time").all()
 
 
 @pytest.mark.dates

@@ -66,12 +66,71 @@ def report(challenger: str, champion: str, decision: str = "promote") -> dict:
     }
 
 
+def signal(buy: tuple[int, int, int], sell: tuple[int, int, int], n: int = 7435) -> dict:
+    """A served signal's figures: BUY calls landing on (DOWN, NEUTRAL, UP) bars, SELL calls too."""
+    hold = [2200 - sell[0] - buy[0], 3000 - sell[1] - buy[1], 2235 - sell[2] - buy[2]]
+    confusion = [[sell[i], hold[i], buy[i]] for i in range(3)]  # outcome x (SELL, HOLD, BUY)
+    calls = {"SELL": sum(sell), "HOLD": sum(hold), "BUY": sum(buy)}
+    return {
+        "macro_f1": 0.33,
+        "precision": {"SELL": sell[0] / sum(sell), "HOLD": hold[1] / sum(hold),
+                      "BUY": buy[2] / sum(buy)},
+        "recall": {"SELL": sell[0] / 2200, "HOLD": hold[1] / 3000, "BUY": buy[2] / 2235},
+        "calls": calls,
+        "confusion": confusion,
+        "hit_rate": {"value": 0.5, "low": 0.45, "high": 0.55, "blocks": 39},
+        "pnl": {"equity_curve": [], "total_return": 0.001, "n_trades": sum(buy) + sum(sell)},
+        "n": n,
+    }  # fmt: skip
+
+
+def delta(value: float, low: float, high: float) -> dict:
+    return {"delta": value, "low": low, "high": high, "p_not_better": 0.5, "blocks": 39, "n": 7435}
+
+
+def worse_report(challenger: str, champion: str) -> dict:
+    """The challenger's served signal significantly worse than the champion's on the held-out
+    window, and gradient-boosted trees' signal better than both."""
+    rep = report(challenger, champion, decision="reject")
+    rep["models"][champion]["signal"] = signal(buy=(40, 60, 150), sell=(140, 60, 40))
+    rep["models"][challenger]["signal"] = signal(buy=(300, 250, 350), sell=(60, 30, 20))
+    rep["baseline_signals"] = {n: signal((30, 40, 90), (90, 40, 30)) for n in rep["baselines"]}
+    rep["vs_champion"] = {
+        "signal": delta(-0.0088, -0.0157, -0.0004),
+        "lstm": delta(0.0021, -0.0050, 0.0093),
+        "transformer": delta(-0.0040, -0.0120, 0.0031),
+        "networks": delta(-0.0010, -0.0070, 0.0050),
+    }
+    rep["vs_baselines"] = {
+        challenger: {"majority": delta(0.12, 0.10, 0.14), "logistic": delta(0.02, 0.012, 0.03),
+                     "gbt": delta(-0.03, -0.05, -0.01)},
+        champion: {"majority": delta(0.13, 0.11, 0.15), "logistic": delta(0.03, 0.02, 0.04),
+                   "gbt": delta(-0.02, -0.04, -0.001)},
+    }  # fmt: skip
+    rep["gate"] = {
+        "decision": "reject",
+        "reason": f"worse than champion {champion} (served-signal macro-F1 Δ -0.0088, interval "
+        "-0.0157 … -0.0004: wholly below zero)",
+        "figure": "signal",
+        "against": f"champion {champion}",
+        "delta_f1": -0.0088,
+        "ci_low": -0.0157,
+        "ci_high": -0.0004,
+        "margin": 0.01,
+        "not_beaten": ["gbt"],
+    }
+    return rep
+
+
 def test_the_reports_here_are_valid_gate_reports() -> None:
     from ml.report import parse_report
 
     parsed = parse_report(report("20260102T000000Z", CHAMPION, decision="provisional"))
     assert parsed.gate.decision == "provisional"
     assert parsed.models[CHAMPION].lstm.macro_f1 == pytest.approx(0.41)
+    worse = parse_report(worse_report("20260102T000000Z", CHAMPION))
+    assert worse.vs_champion["signal"].high < 0 and worse.gate.not_beaten == ["gbt"]
+    assert worse.models[CHAMPION].signal is not None
 
 
 def store_report(rep: dict, promoted: bool) -> None:
@@ -112,6 +171,58 @@ def test_champion_and_challenger_side_by_side(app_env):
     assert len(charts["equity"]["data"]) == 2
     at.radio(key="lab_kind").set_value("transformer").run()
     assert "transformer" in figures(at)["calibration"]["layout"]["title"]["text"]
+
+
+def test_the_verdict_card_comes_first_and_follows_the_interval(app_env):
+    """The served signal significantly worse on the held-out window (the interval wholly below
+    zero): the card says "worse", never "not demonstrably better", shows the challenger's tilt,
+    the baselines it did not beat, how both versions were trained, and names each clock."""
+    app_env.copy_version(CHAMPION)
+    app_env.promote(CHAMPION)
+    challenger = app_env.version  # the newest trained version scores in shadow
+    store_report(worse_report(challenger, CHAMPION), promoted=False)
+    at = open_page("lab")
+    assert not at.exception
+    assert [h.value for h in at.header][:2] == ["Verdict", "Live scoreboard"]
+    assert at.subheader[0].value == f"Challenger `{challenger}` vs champion `{CHAMPION}`"
+    [headline] = [e for e in alerts(at, "error") if e.startswith("**Verdict:**")]
+    assert headline == (
+        f"**Verdict:** Worse than champion {CHAMPION} on the served signal over the held-out "
+        "window; the live bars cannot tell yet (too early)."
+    )
+    verdicts = table_with(at, "figure", "held-out window", "live").set_index("figure")
+    assert verdicts.loc["served signal (BUY/SELL/HOLD)", "held-out window"] == (
+        "worse: Δ -0.0088, interval -0.0157 … -0.0004 (7,435 bars)"
+    )
+    assert verdicts.loc["LSTM", "held-out window"].startswith("not distinguishable: Δ +0.0021")
+    assert set(verdicts["live"]) == {"too early"}
+    assert not any("demonstrably" in t for t in texts(at))
+    figures = table_with(at, "source", "role", "BUY precision", "P&L after costs")
+    mine = figures.set_index("role").loc["challenger"]
+    assert mine["BUY precision"] == pytest.approx(350 / 900)
+    assert (mine["BUY calls"], mine["SELL calls"]) == (900, 110)
+    assert any(
+        "the challenger calls BUY on 12.1% of the bars (champion 3.4%)" in t
+        and "of its BUY calls 33% landed on DOWN bars (champion 16%)" in t
+        for t in texts(at)
+    )
+    assert any("Live: the figures start at 30 scored bars" in t for t in texts(at))
+    warnings = alerts(at, "warning")
+    assert any("**Not proven:**" in w and "gradient-boosted trees" in w for w in warnings)
+    assert any(f"Champion `{CHAMPION}`'s served signal did not beat" in w for w in warnings)
+    trained = [t for t in texts(at) if t.startswith("challenger `")]
+    assert trained and "quick run, epochs lstm 1, transformer 1 of 1" in trained[0]
+    assert "training + " in trained[0] and "market time (" in trained[0]
+    sources = [t for t in texts(at) if t.startswith("Bars: held out ")]
+    assert sources and " market time (" in sources[0] and " New York) " in sources[0]
+    [run] = [box for box in at.selectbox if box.label == "Validation run"]
+    assert "server time · challenger" in run.options[0]
+    assert any("Δ served-signal macro-F1" in t for t in texts(at))
+    [held_out] = [  # the held-out report's served signals: 2 versions + 3 baselines' signals
+        f.value for f in at.dataframe if {"version", "HOLD recall"} <= set(f.value.columns)
+        and "source" not in f.value.columns
+    ]  # fmt: skip
+    assert len(held_out) == 5 and "baseline · gbt" in set(held_out["version"])
 
 
 def test_promote_needs_the_password_and_is_recorded_with_the_reason(app_env):
@@ -294,8 +405,10 @@ def test_the_live_scoreboard_fills_as_bars_arrive_and_offers_the_challenger(app_
     assert any("Δ macro-F1 +0.0000" in t for t in texts(at))
     assert "scoreboard_pnl" in figures(at)
     [caption] = [t for t in texts(at) if "every version on the same bars" in t]
-    assert f"trained on bars until {fmt_ts(last_seeded)}" in caption
-    span = re.search(r"from (\S+ \S+) UTC to (\S+ \S+) UTC", caption)
+    assert f"trained on bars until {fmt_ts(last_seeded)} market time (" in caption
+    span = re.search(
+        r"from (\S+ \S+) UTC market time \(\S+ New York\) to (\S+ \S+) UTC market time", caption
+    )
     assert span is not None  # the bars compared: all after the challenger's training data
     first, last = (pd.Timestamp(t, tz="UTC") for t in span.groups())
     assert last_seeded < first < last <= last_seeded + pd.Timedelta(minutes=45)
@@ -305,6 +418,15 @@ def test_the_live_scoreboard_fills_as_bars_arrive_and_offers_the_challenger(app_
     after = pd.to_datetime(shadow["bar_ts"], utc=True) > last_seeded
     assert int(after.sum()) == arrived  # every bar that arrived, once
     assert worker.stats.shadow == len(shadow)
+    # the verdict card reads the same scoreboard: the copy's signal is the champion's, bar for bar
+    verdicts = table_with(at, "figure", "held-out window", "live").set_index("figure")
+    assert verdicts.loc["served signal (BUY/SELL/HOLD)", "live"].startswith(
+        "not distinguishable: Δ +0.0000, interval +0.0000 … +0.0000"
+    )
+    assert set(verdicts["held-out window"]) == {"not compared"}  # never validated
+    assert any("Live: no gain either way so far" in t for t in texts(at))
+    live_rows = table_with(at, "source", "role", "signal macro-F1")
+    assert set(live_rows["source"]) == {"live"} and len(live_rows) == 2
     fill_form(at, "promote_challenger", "erin", PASSWORD, "ahead on the live scoreboard")
     submit(at, "Promote challenger")
     registry = read_registry()

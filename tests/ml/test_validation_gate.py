@@ -1,9 +1,16 @@
-"""The champion/challenger gate on the simulated market, with real trained models."""
+"""The champion/challenger gate on the simulated market, with real trained models.
+
+The gate judges the served signal (the dual-model action). Quick models trained on the planted
+signal do not beat the logistic-regression and gradient-boosted-tree baselines' signals on the
+held-out window, so where a test needs a pair that beats every baseline it gives the gate
+baselines that know nothing (every class equally likely: their signal is HOLD throughout).
+"""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -65,7 +72,19 @@ def _reset_registry():
     get_settings().model_config_path.unlink(missing_ok=True)
 
 
-def test_a_truly_better_challenger_is_promoted(trained):
+def _know_nothing(meta, tickers, window, X_eval, settings):
+    """Baselines saying every class is equally likely: their signal is HOLD on every bar."""
+    from ml.baselines import BASELINES
+
+    return {name: np.full((len(X_eval), 3), 1 / 3) for name in BASELINES}
+
+
+@pytest.fixture
+def baselines_that_know_nothing(monkeypatch):
+    monkeypatch.setattr("ml.validate_model._baseline_predictions", _know_nothing)
+
+
+def test_a_truly_better_challenger_is_promoted(trained, baselines_that_know_nothing):
     from ml.validate_model import validate
 
     _reset_registry()
@@ -73,8 +92,14 @@ def test_a_truly_better_challenger_is_promoted(trained):
     report = validate(trained["better"])
     gate = report.gate
     assert gate.decision == "promote", gate.reason
+    assert gate.figure == "signal" and gate.against == f"champion {trained['worse']}"
     assert gate.delta_f1 is not None and gate.ci_low is not None
     assert gate.delta_f1 >= get_settings().promotion_margin and gate.ci_low > 0
+    assert set(report.vs_champion) == {"signal", "lstm", "transformer", "networks"}
+    assert report.vs_champion["signal"].delta == pytest.approx(gate.delta_f1)
+    better, worse = (report.models[trained[k]].signal for k in ("better", "worse"))
+    assert better is not None and worse is not None
+    assert gate.delta_f1 == pytest.approx(better.macro_f1 - worse.macro_f1)
     champion = read_registry().champion
     assert champion is not None and champion.version == trained["better"]
     assert not champion.provisional
@@ -97,16 +122,42 @@ def test_a_worse_challenger_is_rejected(trained):
     promote(trained["better"], by="cli", reason="the good model serves")
     report = validate(trained["worse"])
     assert report.gate.decision == "reject"
-    assert "not demonstrably better" in report.gate.reason
+    # the served signal's interval lies wholly below zero: the gate says so
+    assert report.gate.ci_high is not None and report.gate.ci_high < 0
+    assert report.gate.reason.startswith(f"worse than champion {trained['better']}")
     champion = read_registry().champion
     assert champion is not None and champion.version == trained["better"]
     assert pd.Timestamp(report.window.start) > trained["cutoff"] - pd.Timedelta(days=1)
 
 
-def test_first_model_without_an_edge_serves_provisionally_until_one_proves_itself(trained):
+def test_a_pair_that_gradient_boosted_trees_beat_is_not_proven(trained):
+    """No champion yet, and the baselines' signals from the real fitted baselines: the quick
+    planted-signal pair beats the majority class, but gradient-boosted trees beat it on the
+    served signal, so it serves provisionally and every page says which baselines it did not
+    beat."""
+    from ml.validate_model import validate
+
+    _reset_registry()
+    report = validate(trained["better"])
+    gate = report.gate
+    assert gate.decision == "provisional", gate.reason
+    vs = report.vs_baselines[trained["better"]]
+    assert vs["gbt"].high < 0  # gradient-boosted trees' signal is better
+    assert vs["majority"].low > 0
+    assert "gbt" in gate.not_beaten and "majority" not in gate.not_beaten
+    assert "worse than gradient-boosted trees" in gate.reason
+    assert set(report.baseline_signals) == {"majority", "logistic", "gbt"}
+    champion = read_registry().champion
+    assert champion is not None and champion.provisional
+    assert "gradient-boosted trees" in (champion.provisional_reason or "")
+
+
+def test_first_model_without_an_edge_serves_provisionally_until_one_proves_itself(
+    trained, monkeypatch
+):
     """No champion yet: a challenger that does not beat the baselines still serves (the
     workbench is not left empty), marked provisional with the reason every page shows; the
-    first challenger that beats the baselines replaces it as a proven champion."""
+    first challenger that beats every baseline replaces it as a proven champion."""
     from ml.validate_model import validate
 
     _reset_registry()
@@ -123,6 +174,7 @@ def test_first_model_without_an_edge_serves_provisionally_until_one_proves_itsel
         {"c": trained["worse"]},
     )
     assert row["promoted"].tolist() == [False]  # served, not promoted on evidence
+    monkeypatch.setattr("ml.validate_model._baseline_predictions", _know_nothing)
     second = validate(trained["better"])
     assert second.gate.decision == "promote", second.gate.reason
     assert "baselines" in second.gate.reason  # judged against the baselines, not the unproven
