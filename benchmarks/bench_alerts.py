@@ -2,7 +2,8 @@
 
 The alert worker runs as supervisord runs it (`python -m workers.alert_worker`, its own process)
 against a bench database, with one channel: a JSON webhook on 127.0.0.1 (apprise's `json://`).
-For each of `SIGNALS` signals, a champion BUY row is committed as the scoring worker commits
+For each of `SIGNALS` signals, a champion BUY or SELL row (alternating: each a change of signal,
+so each alerts) is committed as the scoring worker commits
 it: the `signals` row, its alert in the outbox (`db.alerts.enqueue_signals`) and the
 `db.notify.SIGNALS` notification in one transaction. A signal's latency is the webhook's receipt
 of its post minus the end of that commit, both on this process's clock. Reported: p50 (the
@@ -90,7 +91,8 @@ def _measure(receiver: Any, first_bar: pd.Timestamp, jitter_s: float) -> list[fl
     for i in range(SIGNALS):
         time.sleep(float(rng.uniform(0.0, jitter_s)))
         bar = first_bar + pd.Timedelta(minutes=i)
-        rows = pd.DataFrame([{**ROW, "bar_ts": bar}])
+        action = "BUY" if i % 2 == 0 else "SELL"  # each one a change of signal: a new alert
+        rows = pd.DataFrame([{**ROW, "bar_ts": bar, "action": action}])
         seen = len(receiver.posts)
         with connect() as conn:  # as `ml.live_scoring.Scorer.score` commits a pass
             write_to_db(rows, table="signals", on_conflict="nothing", conn=conn)
@@ -155,9 +157,10 @@ def run() -> list[dict[str, Any]]:
         f"p50 {b50 * 1000:.0f} ms, p95 {b95 * 1000:.0f} ms (polling every {POLL_S:g} s)"
     )
     cond = (
-        f"{SIGNALS} champion BUY signals, each committed with its outbox event and NOTIFY as the "
-        "scoring worker commits them; the alert worker in its own process, one JSON webhook "
-        "channel on 127.0.0.1 through apprise; from the end of the commit to the webhook's "
+        f"{SIGNALS} champion BUY/SELL signals (alternating), each committed with its outbox "
+        "event and NOTIFY as the scoring worker commits them; the alert worker in its own "
+        "process, one JSON webhook channel on 127.0.0.1 through apprise; from the end of the "
+        "commit to the webhook's "
         f"receipt; p95 {p95 * 1000:.1f} ms; baseline: the same worker polling the outbox every "
         f"{POLL_S:g} s without LISTEN, signals at a random phase of its poll, p50 "
         f"{b50 * 1000:.0f} ms, p95 {b95 * 1000:.0f} ms; target <= 1000 ms"

@@ -104,9 +104,11 @@ def enqueue(kind: str, payload: Mapping[str, Any], fingerprint: str) -> int | No
 
 
 def enqueue_signals(conn: Connection, rows: pd.DataFrame) -> int:
-    """Enqueue the champion's new BUY/SELL signals among `rows` (as stored in `signals`): per
-    ticker only its newest bar of the batch, so a catch-up after a pause alerts on what is
-    current, not on every missed bar. Returns the events added."""
+    """Enqueue the champion's new BUY/SELL signals among `rows` (as stored in `signals`, in the
+    transaction that stores them): per ticker only its newest bar of the batch, so a catch-up
+    after a pause alerts on what is current, not on every missed bar, and only when the signal
+    changed: a BUY whose previous stored signal of the same version and ticker was a BUY too
+    continues a run and is not new. Returns the events added."""
     if rows.empty:
         return 0
     chosen = rows[(rows["role"] == "champion") & rows["action"].isin(["BUY", "SELL"])]
@@ -136,6 +138,10 @@ def enqueue_signals(conn: Connection, rows: pd.DataFrame) -> int:
         text(
             "INSERT INTO alert_events (kind, fingerprint, payload) "
             "SELECT 'signal', e->>'f', e->'p' FROM jsonb_array_elements(CAST(:e AS jsonb)) e "
+            "WHERE (SELECT s.action FROM signals s WHERE s.ticker = e->'p'->>'ticker' "
+            "AND s.model_version = e->'p'->>'model_version' "
+            "AND s.bar_ts < CAST(e->'p'->>'bar_time' AS timestamptz) "
+            "ORDER BY s.bar_ts DESC LIMIT 1) IS DISTINCT FROM e->'p'->>'action' "
             "ON CONFLICT (fingerprint) DO NOTHING"
         ),
         {"e": json.dumps(events, default=_json)},

@@ -51,8 +51,15 @@ def in_order(by_baseline: dict[str, T]) -> dict[str, T]:
     return dict(sorted(by_baseline.items(), key=lambda kv: rank.get(kv[0], len(rank))))
 
 
+MIN_BLOCKS = 4  # an interval resampled from fewer 30-minute blocks of bars says nothing
+
+
 def word_for(delta: PairedDelta) -> Word:
-    """better / worse / not distinguishable, from the interval alone."""
+    """better / worse / not distinguishable, from the interval alone; too early while the bars
+    span fewer than `MIN_BLOCKS` of the bootstrap's time blocks (its resamples can then barely
+    differ, and a zero-width interval would read as a verdict)."""
+    if delta.blocks < MIN_BLOCKS:
+        return "too early"
     if math.isnan(delta.low) or math.isnan(delta.high):
         return "no interval"
     if delta.low > 0:
@@ -64,7 +71,7 @@ def word_for(delta: PairedDelta) -> Word:
 
 def passes(delta: PairedDelta, margin: float) -> bool:
     """The gate's rule: a gain of at least `margin` and an interval wholly above zero."""
-    return delta.delta >= margin and delta.low > 0
+    return delta.blocks >= MIN_BLOCKS and delta.delta >= margin and delta.low > 0
 
 
 def figures_text(delta: PairedDelta) -> str:
@@ -244,8 +251,9 @@ def change(held: Verdict, live: Verdict, board: Scoreboard | None) -> list[str]:
     out = []
     if live.word == "too early" and board is not None:
         out.append(
-            f"Live: the figures start at {MIN_BARS} scored bars with outcomes ({board.n_bars} so "
-            "far)."
+            f"Live: a verdict needs at least {MIN_BARS} scored bars with outcomes spanning "
+            f"{MIN_BLOCKS} half-hours of the market ({board.n_bars} bars over "
+            f"{board.n_minutes} minutes so far)."
         )
     elif live.word == "not distinguishable" and live.delta is not None:
         if live.more_bars is None:

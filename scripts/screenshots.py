@@ -4,7 +4,8 @@
     .venv/bin/python scripts/screenshots.py     # in another, once it runs
 
 Waits for each page's content (signals on the live page, drift checks, the scoreboard when
-`--wait-for-scoreboard` is given) and writes one PNG per page. Uses Debian's chromium
+`--wait-for-scoreboard` is given; on the backtest page it runs the default backtest first) and
+writes one PNG per page. Uses Debian's chromium
 (`make browser`).
 """
 
@@ -24,7 +25,10 @@ PAGES = {
     "model_lab": ("model_lab", "Live scoreboard"),
     "drift_and_history": ("drift_and_history", "Registry history"),
     "data_health": ("data_health", "Database:"),
+    "backtest": ("backtest", "Run backtest"),
+    "alerts": ("alerts", "Delivery log"),
 }
+CLICK = {"backtest": ("Run backtest", "Equity of the total")}  # a button, then what it shows
 
 
 def wait_for_text(page: object, text: str, timeout_s: float) -> bool:
@@ -66,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             if name == "model_lab" and args.wait_for_scoreboard:
                 seen = wait_for_text(page, "vs champion: Δ macro-F1", args.wait_for_scoreboard)
                 print(f"{name}: scoreboard {'shown' if seen else 'not filled yet'}")
+            if name in CLICK:
+                button, shows = CLICK[name]
+                page.get_by_role("button", name=button).click()
+                seen = wait_for_text(page, shows, 240)
+                print(f"{name}: '{shows}' {'shown' if seen else 'did not show'}")
             if name == "drift_and_history" and args.wait_for_drift:
                 seen = wait_for_text(page, "Population stability", args.wait_for_drift)
                 print(f"{name}: drift checks {'shown' if seen else 'not there yet'}")

@@ -19,7 +19,7 @@ from ml.labels import CLASSES
 from ml.metrics import PairedDelta, block_index, pick_counts
 from ml.report import Gate, ValidationReport, Window
 from ml.scoreboard import Scoreboard, _compare, score_version
-from ml.verdict import card, more_bars, word_for
+from ml.verdict import MIN_BLOCKS, card, more_bars, passes, word_for
 
 pytestmark = pytest.mark.no_db
 
@@ -317,3 +317,16 @@ def test_more_bars_follows_the_square_root_rule():
     assert more_bars(d(0.02, 0.005, 0.03)) == 0  # already decided
     assert more_bars(d(0.0, -0.01, 0.01)) is None  # no gain observed: no number of bars
     assert word_for(d(0.01, float("nan"), float("nan"))) == "no interval"
+
+
+@pytest.mark.no_db
+def test_an_interval_from_too_few_time_blocks_is_no_verdict() -> None:
+    """Two minutes of bars fall in one half-hour block: every resample is the same, the interval
+    has no width, and it must not read as 'worse' (nor pass the gate)."""
+    few = PairedDelta(delta=-0.0035, low=-0.0035, high=-0.0035, p_not_better=1.0, blocks=1, n=40)
+    assert word_for(few) == "too early"
+    gain = few.model_copy(
+        update={"delta": 0.05, "low": 0.04, "high": 0.06, "blocks": MIN_BLOCKS - 1}
+    )
+    assert word_for(gain) == "too early" and not passes(gain, margin=0.0)
+    assert passes(gain.model_copy(update={"blocks": MIN_BLOCKS}), margin=0.0)

@@ -156,6 +156,29 @@ def test_signals_alert_for_the_champions_newest_buy_or_sell_per_ticker(alert_env
     assert aapl["action"] == "SELL" and aapl["role"] == "champion" and aapl["price"] == 187.25
 
 
+def test_only_a_change_of_signal_alerts_not_every_bar_of_a_run(alert_env: Env) -> None:
+    def scored(action: str, minute: int) -> None:  # stored and enqueued as the scorer does
+        rows = signal_rows(["AAPL"], action, bar=f"2026-12-08 15:{minute:02d}").assign(
+            **{
+                f"{m}_{c}": v
+                for m in ("lstm", "transformer")
+                for c, v in (("label", "UP"), ("p_down", 0.1), ("p_neutral", 0.2), ("p_up", 0.7))
+            }
+        )
+        with connect() as conn:
+            write_to_db(rows, table="signals", on_conflict="nothing", conn=conn)
+            enqueue_signals(conn, rows)
+
+    for minute, action in enumerate(["HOLD", "BUY", "BUY", "BUY", "HOLD", "BUY", "SELL"], 30):
+        scored(action, minute)
+    events = read_from_db("SELECT payload FROM alert_events ORDER BY id")["payload"]
+    assert [(e["action"], e["bar_time"][11:16]) for e in events] == [
+        ("BUY", "15:31"),  # the run of BUYs alerts once, when it begins
+        ("BUY", "15:35"),  # after a HOLD: a new BUY
+        ("SELL", "15:36"),
+    ]
+
+
 def test_promotions_rollbacks_drift_alarms_and_failed_jobs_enqueue_with_their_records(
     alert_env: Env,
 ) -> None:
