@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -373,14 +374,17 @@ def score_range(
         }
     ).sort_values("ns", kind="stable", ignore_index=True)
     parts: list[tuple[pd.DataFrame, np.ndarray, np.ndarray]] = []
-    for lo in range(0, len(pairs), chunk):
-        part = pairs.iloc[lo : lo + chunk]
-        wanted = {str(t): g["ns"].to_numpy() for t, g in part.groupby("ticker", sort=False)}
-        keys, X = version_windows(models, features, wanted)
-        if len(keys):
-            parts.append((keys, models.lstm.predict(X), models.transformer.predict(X)))
-        if on_chunk is not None:
-            on_chunk(min(lo + chunk, len(pairs)), len(pairs))
+    # the two networks run side by side (LiteRT's invoke releases the GIL): two cores, two models
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="transformer") as other:
+        for lo in range(0, len(pairs), chunk):
+            part = pairs.iloc[lo : lo + chunk]
+            wanted = {str(t): g["ns"].to_numpy() for t, g in part.groupby("ticker", sort=False)}
+            keys, X = version_windows(models, features, wanted)
+            if len(keys):
+                transformer = other.submit(models.transformer.predict, X)
+                parts.append((keys, models.lstm.predict(X), transformer.result()))
+            if on_chunk is not None:
+                on_chunk(min(lo + chunk, len(pairs)), len(pairs))
     if not parts:
         empty = np.zeros((0, 3), dtype=np.float32)
         keys = pd.DataFrame({"ticker": [], "ts": pd.DatetimeIndex([], tz="UTC"), "close": []})
