@@ -62,7 +62,9 @@ def feed_and_check(market_bars: pd.DataFrame, chunks: int, checks: list) -> None
         checks.append(check(checked_at=pd.Timestamp.now(tz="UTC")))
 
 
-def test_drift_monitor_false_alarms_and_rollback(model_env, clean_tables, monkeypatch):
+def two_versions_on_september(monkeypatch) -> SimulatedMarket:  # type: ignore[no-untyped-def]
+    """Two versions trained on September's bars (the second the champion, the first the one to
+    roll back to), those bars stored; returns the market for what comes after."""
     monkeypatch.setenv("UNIVERSE", ",".join(TICKERS))
     get_settings.cache_clear()
     market = SimulatedMarket(seed=5)
@@ -75,6 +77,11 @@ def test_drift_monitor_false_alarms_and_rollback(model_env, clean_tables, monkey
         _reference(models_dir / name, train_bars)
         promote(name, by="cli", reason="test")
     write_to_db(train_bars.assign(source="simulated"), table="bars_1m")
+    return market
+
+
+def test_drift_monitor_false_alarms_and_rollback(model_env, clean_tables, monkeypatch):
+    market = two_versions_on_september(monkeypatch)
 
     checks: list = []
     month = sessions_between("2026-10-01", "2026-10-30")
@@ -123,18 +130,7 @@ def test_a_planted_100x_bar_raises_no_drift_alarm_through_the_guard(
     from ml.drift_monitor import check
     from workers.bar_store import write_bars
 
-    monkeypatch.setenv("UNIVERSE", ",".join(TICKERS))
-    get_settings.cache_clear()
-    market = SimulatedMarket(seed=5)
-    train_bars = market.history(
-        TICKERS, pd.Timestamp("2026-09-01", tz="UTC"), pd.Timestamp("2026-10-01", tz="UTC")
-    )
-    models_dir = get_settings().models_dir
-    for name, seed in (("20261001T000000Z", 1), ("20261002T000000Z", 2)):
-        build_feature_version(models_dir / name, train_bars, seed=seed)
-        _reference(models_dir / name, train_bars)
-        promote(name, by="cli", reason="test")
-    write_to_db(train_bars.assign(source="simulated"), table="bars_1m")
+    market = two_versions_on_september(monkeypatch)
     day = sessions_between("2026-10-01", "2026-10-02")[0].tz_localize("UTC")
     bars = market.history(TICKERS, day, day + pd.Timedelta(days=1))
     planted = bars.index[bars["ticker"] == "AAPL"][200]
