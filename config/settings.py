@@ -27,7 +27,28 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_UNIVERSE = (
     "AAPL MSFT GOOGL AMZN META NVDA TSLA JPM V JNJ WMT PG XOM UNH HD MA BAC KO PEP DIS".split()
 )
-PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "stockpulse", "password", "secret"}
+# Values production refuses as secrets (compared case-insensitively): the usual defaults, the
+# demo's password and `.env.example`'s own suggestions.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "change_me",
+        "stockpulse",
+        "stockpulse-demo",
+        "password",
+        "secret",
+        "postgres",
+        "admin",
+        "choose-a-password",
+        "choose-a-long-random-password",
+        "choose-another-long-random-password",
+        "choose-a-long-random-secret",
+    }
+)
+MIN_SECRET_LENGTH = 12
+ROLES = ("viewer", "analyst", "admin")
 
 
 ALERT_KINDS = (
@@ -114,6 +135,9 @@ class Settings(BaseSettings):
     news_poll_interval_s: float = Field(300.0, gt=0, description="news poll period")
     sentiment_model: str = Field(
         "ProsusAI/finbert", description="transformers model name or local path for sentiment"
+    )
+    sentiment_revision: str = Field(
+        "main", description="hub revision (commit) of SENTIMENT_MODEL; ignored for a local path"
     )
     sentiment_batch_size: int = Field(16, ge=1, description="articles scored per batch")
     news_half_life_min: float = Field(240.0, gt=0, description="news sentiment decay half-life")
@@ -207,7 +231,35 @@ class Settings(BaseSettings):
     # --- app
     app_refresh_s: float = Field(5.0, ge=1, description="live page refresh period")
     analyst_password: SecretStr = Field(
-        SecretStr("stockpulse-demo"), description="password for retrain/promote/rollback"
+        SecretStr("stockpulse-demo"),
+        description="local sign-in: password for analyst actions when no OIDC provider is set",
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="failed analyst passwords from one address before a lockout"
+    )
+    login_lockout_min: float = Field(15.0, gt=0, description="minutes a lockout lasts")
+
+    # --- sign-in (OpenID Connect through Streamlit's st.login); unset = local password
+    oidc_server_metadata_url: str | None = Field(
+        None, description="provider's .well-known/openid-configuration URL (enables sign-in)"
+    )
+    oidc_client_id: str | None = Field(None, description="OIDC client id")
+    oidc_client_secret: SecretStr | None = Field(None, description="OIDC client secret")
+    oidc_redirect_uri: str = Field(
+        "http://127.0.0.1:8501/oauth2callback", description="the app's OIDC callback URL"
+    )
+    auth_cookie_secret: SecretStr | None = Field(
+        None, description="secret that signs the sign-in cookie (required with OIDC)"
+    )
+    role_claim: str = Field("roles", description="ID-token claim holding the user's roles")
+    analyst_emails: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="e-mails given the analyst role (comma/space list)"
+    )
+    admin_emails: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="e-mails given the admin role (comma/space list)"
+    )
+    postgres_password: SecretStr | None = Field(
+        None, description="docker compose: the database superuser's password (checked only)"
     )
 
     @field_validator("universe", mode="before")
@@ -230,7 +282,9 @@ class Settings(BaseSettings):
             raise ValueError("duplicate tickers")
         return tickers
 
-    @field_validator("alert_events", "alert_watchlist", mode="before")
+    @field_validator(
+        "alert_events", "alert_watchlist", "analyst_emails", "admin_emails", mode="before"
+    )
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -250,6 +304,11 @@ class Settings(BaseSettings):
     def _upper_watchlist(cls, value: list[str]) -> list[str]:
         return [t.strip().upper() for t in value]
 
+    @field_validator("analyst_emails", "admin_emails")
+    @classmethod
+    def _lower_emails(cls, value: list[str]) -> list[str]:
+        return [e.strip().lower() for e in value]
+
     @field_validator("alert_quiet_hours")
     @classmethod
     def _check_quiet_hours(cls, value: str) -> str:
@@ -268,12 +327,47 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_secrets(self) -> Settings:
         if self.profile == "production":
-            pw = self.analyst_password.get_secret_value()
-            if pw.lower() in PLACEHOLDER_SECRETS or pw == "stockpulse-demo":
-                raise ValueError("analyst_password is a placeholder; set ANALYST_PASSWORD")
+            weak = self.weak_secrets()
+            if weak:
+                raise ValueError(
+                    "production refuses placeholder, default or short secrets "
+                    f"(at least {MIN_SECRET_LENGTH} characters): set " + ", ".join(weak)
+                )
         if self.market_source == "replay" and self.replay_path is None:
             raise ValueError("market_source=replay needs replay_path (REPLAY_PATH)")
+        if bool(self.oidc_server_metadata_url) != bool(self.oidc_client_id):
+            raise ValueError(
+                "sign-in needs both OIDC_SERVER_METADATA_URL and OIDC_CLIENT_ID (or neither)"
+            )
+        if self.oidc_enabled and self.auth_cookie_secret is None:
+            raise ValueError("sign-in with OIDC needs AUTH_COOKIE_SECRET")
         return self
+
+    def weak_secrets(self) -> list[str]:
+        """The environment variables whose secrets production refuses: placeholders (any
+        case), the demo's defaults and anything shorter than MIN_SECRET_LENGTH."""
+        checked: list[tuple[str, str | None]] = [
+            ("ANALYST_PASSWORD", self.analyst_password.get_secret_value()),
+        ]
+        if self.postgres_password is not None:
+            checked.append(("POSTGRES_PASSWORD", self.postgres_password.get_secret_value()))
+        for env, url in (
+            ("DATABASE_URL", self.database_url),
+            ("DATABASE_READ_URL", self.database_read_url),
+        ):
+            if url is not None:
+                password = urlsplit(url.get_secret_value()).password
+                if password is not None:  # no password in the URL: libpq's own (PGPASSFILE)
+                    checked.append((f"{env} (its password)", unquote(password)))
+        if self.oidc_enabled:
+            cookie = self.auth_cookie_secret
+            checked.append(("AUTH_COOKIE_SECRET", cookie.get_secret_value() if cookie else ""))
+        return [env for env, value in checked if _weak(value)]
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """True when an OpenID Connect provider is configured (sign-in through st.login)."""
+        return bool(self.oidc_server_metadata_url and self.oidc_client_id)
 
     @property
     def embedded(self) -> bool:
@@ -319,6 +413,11 @@ class Settings(BaseSettings):
             else:
                 out[name] = str(value) if isinstance(value, Path) else value
         return out
+
+
+def _weak(secret: str | None) -> bool:
+    value = (secret or "").strip()
+    return value.lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH
 
 
 def _format_error(exc: ValidationError) -> str:

@@ -37,10 +37,55 @@ def test_invalid_settings_name_the_field(monkeypatch, env, value, field):
 
 def test_placeholder_secret_stops_production(monkeypatch):
     monkeypatch.setenv("PROFILE", "production")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
     with pytest.raises(SettingsError, match="ANALYST_PASSWORD"):
         load_settings()
     monkeypatch.setenv("ANALYST_PASSWORD", "a-real-long-password")
     assert load_settings().profile == "production"
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("ANALYST_PASSWORD", "choose-a-password"),  # .env.example's own suggestion
+        ("ANALYST_PASSWORD", "StockPulse-Demo"),  # the demo's, in other case
+        ("ANALYST_PASSWORD", "CHANGEME"),
+        ("ANALYST_PASSWORD", "k7#Qm2!x"),  # short
+        ("POSTGRES_PASSWORD", "choose-a-long-random-password"),
+        ("POSTGRES_PASSWORD", "Postgres"),
+        ("DATABASE_URL", "postgresql://stockpulse:short@db:5432/stockpulse"),
+        ("AUTH_COOKIE_SECRET", "secret"),
+    ],
+)
+def test_weak_secrets_stop_production_naming_the_variable(monkeypatch, env, value):
+    monkeypatch.setenv("PROFILE", "production")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("ANALYST_PASSWORD", "a-real-long-password")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "another-real-long-password")
+    monkeypatch.setenv(
+        "OIDC_SERVER_METADATA_URL", "https://idp.example/.well-known/openid-configuration"
+    )
+    monkeypatch.setenv("OIDC_CLIENT_ID", "stockpulse")
+    monkeypatch.setenv("AUTH_COOKIE_SECRET", "a-cookie-secret-long-enough")
+    assert load_settings().profile == "production"
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError, match=env):
+        load_settings()
+    monkeypatch.setenv("PROFILE", "local")  # the local profile allows demo secrets
+    assert load_settings().profile == "local"
+
+
+def test_sign_in_needs_a_cookie_secret_and_both_provider_settings(monkeypatch):
+    monkeypatch.setenv(
+        "OIDC_SERVER_METADATA_URL", "https://idp.example/.well-known/openid-configuration"
+    )
+    with pytest.raises(SettingsError, match="OIDC_CLIENT_ID"):
+        load_settings()
+    monkeypatch.setenv("OIDC_CLIENT_ID", "stockpulse")
+    with pytest.raises(SettingsError, match="AUTH_COOKIE_SECRET"):
+        load_settings()
+    monkeypatch.setenv("AUTH_COOKIE_SECRET", "a-cookie-secret-long-enough")
+    assert load_settings().oidc_enabled
 
 
 def test_secrets_never_appear_in_dumps_or_logs(monkeypatch, caplog):
