@@ -66,18 +66,15 @@ faketime:
 PYTEST_PARALLEL := -n 2 --dist loadgroup
 
 test: lint browser
-	@start=$$(date +%s); $(PY) -m pytest $(PYTEST_PARALLEL) --durations=25; rc=$$?; \
-		echo "make test: $$(( $$(date +%s) - start )) s of tests, exit code $$rc"; exit $$rc
+	@$(PY) scripts/run_suite.py test $(PYTEST_PARALLEL) --durations=25
 
 # The database tests again on plain PostgreSQL (its own embedded server in var/plain,
 # TimescaleDB off): the fallback stays a first-class path. The tests marked slow (model
 # training, browser, supervisord) run once, under `make test`: the queries they reach are the
 # db/ functions the other tests cover on both flavours.
 test-plain: install browser
-	@start=$$(date +%s); TIMESCALEDB=off DATA_DIR=$(CURDIR)/var/plain \
-		$(PY) -m pytest $(PYTEST_PARALLEL) -m "not no_db and not slow"; \
-		rc=$$?; echo "make test-plain: $$(( $$(date +%s) - start )) s of tests, exit code $$rc"; \
-		exit $$rc
+	@TIMESCALEDB=off DATA_DIR=$(CURDIR)/var/plain \
+		$(PY) scripts/run_suite.py test-plain $(PYTEST_PARALLEL) -m "not no_db and not slow"
 
 # TimescaleDB built from source into the embedded PostgreSQL (scripts/build_timescaledb.sh);
 # the embedded server restarts with it preloaded the next time a command needs the database.
