@@ -76,8 +76,9 @@ test-plain: install browser
 	@TIMESCALEDB=off DATA_DIR=$(CURDIR)/var/plain \
 		$(PY) scripts/run_suite.py test-plain $(PYTEST_PARALLEL) -m "not no_db and not slow"
 
-# TimescaleDB built from source into the embedded PostgreSQL (scripts/build_timescaledb.sh);
-# the embedded server restarts with it preloaded the next time a command needs the database.
+# TimescaleDB built from source into the embedded PostgreSQL (scripts/build_timescaledb.sh),
+# from a tarball that must match the SHA-256 pinned in scripts/timescaledb.sha256; the embedded
+# server restarts with it preloaded the next time a command needs the database.
 timescaledb: install
 	@PY=$(PY) bash scripts/build_timescaledb.sh
 

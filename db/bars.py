@@ -271,6 +271,37 @@ def ledger_actions(tickers: Sequence[str], first: date, last: date) -> pd.DataFr
     )
 
 
+def stored_actions(actions: pd.DataFrame) -> pd.DataFrame:
+    """The ledger's rows for the keys of `actions` (ticker, ex_date, action_type): those keys,
+    with the stored value and whether the action is applied."""
+    return read_from_db(
+        "SELECT c.ticker, c.ex_date, c.action_type, c.value, c.applied_at IS NOT NULL AS applied "
+        "FROM corporate_actions c JOIN unnest(CAST(:t AS text[]), CAST(:d AS date[]), "
+        "CAST(:k AS text[])) AS u(ticker, ex_date, kind) "
+        "ON c.ticker = u.ticker AND c.ex_date = u.ex_date AND c.action_type = u.kind",
+        {
+            "t": [str(t) for t in actions["ticker"]],
+            "d": [pd.Timestamp(d).date() for d in actions["ex_date"]],
+            "k": [str(k) for k in actions["action_type"]],
+        },
+    )
+
+
+def correct_action_value(
+    conn: Connection, ticker: str, ex_date: date, action_type: str, value: float, source: str
+) -> bool:
+    """Replace the value of an action not yet applied, in `conn`'s transaction; False when it
+    was applied meanwhile (an applied action is never changed here)."""
+    done = conn.execute(
+        text(
+            "UPDATE corporate_actions SET value = :v, source = :s "
+            "WHERE ticker = :t AND ex_date = :d AND action_type = :k AND applied_at IS NULL"
+        ),
+        {"v": value, "s": source, "t": ticker, "d": ex_date, "k": action_type},
+    ).rowcount
+    return bool(done)
+
+
 def mark_action_applied(
     conn: Connection, ticker: str, ex_date: date, action_type: str, factor: float
 ) -> bool:

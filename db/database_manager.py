@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.selectable import Select
 
 from config.settings import Settings, get_settings
-from db.tables import TABLES, TableSpec
+from db.tables import TABLES, TableSpec, naive_timestamps
 
 log = logging.getLogger(__name__)
 
@@ -450,6 +450,13 @@ def validate_frame(
     null_keys = df[list(spec.key)].isna().any(axis=1)
     if null_keys.any():
         raise DataValidationError(f"{spec.name}: {int(null_keys.sum())} row(s) with empty keys")
+    naive = naive_timestamps(df, spec)
+    if naive:
+        shown = ", ".join(f"{spec.name}.{col} (e.g. {value})" for col, value in naive.items())
+        raise DataValidationError(
+            f"timezone-naive timestamps in {shown}: give each column a timezone "
+            "(Series.dt.tz_localize('UTC') when the times are UTC)"
+        )
     for col in spec.finite:
         if col in df.columns:
             values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype="float64")
@@ -500,7 +507,7 @@ def write_to_db(
 
     Parameters
     ----------
-    df : rows to write; columns are a subset of the table's.
+    df : rows to write; columns are a subset of the table's; timestamps timezone-aware.
     table : a table known to `db.tables.TABLES`.
     conflict_cols : natural key; defaults to the table's.
     on_conflict : "update" (a corrected row replaces the stored one) or "nothing" (keep stored).

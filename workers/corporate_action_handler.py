@@ -18,23 +18,42 @@ included, is rewritten, and a bar that arrives later for a date before an applie
 adjusted like its neighbours. Applying is one conditional update of the ledger row: a second
 run, or a crash halfway, never applies an action twice. Under cron the `workers.cron_job` guard
 records the run; the last line printed is the report.
+
+Inputs are checked before they move any price:
+
+- a split ratio outside 1/100 .. 100, or a dividend whose factor falls outside (0, 1], is
+  recorded but never applied: it waits in the ledger (`applied_at` empty, listed as waiting in
+  the report) and every run logs it with its ticker, ex-date and value, until the source
+  corrects it or a person fixes the ledger row;
+- a value the ledger cannot hold (not a finite positive number) is logged and not recorded;
+- a value served again differently corrects an action not yet applied (the later value
+  replaces the first); an action already applied is left as it is and the differing value is
+  logged as a warning for a person to review, since every adjusted price served since used it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
 from config.settings import get_settings, setup_logging
 from core.timeutil import ny_midnight
-from db.bars import due_actions, mark_action_applied, raw_close_before
+from db.bars import (
+    correct_action_value,
+    due_actions,
+    mark_action_applied,
+    raw_close_before,
+    stored_actions,
+)
 from db.database_manager import connect, write_to_db
 from db.quality import explain_holds
 from workers.sources import SOURCE_KINDS, make_source
@@ -42,29 +61,108 @@ from workers.sources.base import ACTION_COLUMNS, MarketDataSource
 
 log = logging.getLogger(__name__)
 
+KEY = ["ticker", "ex_date", "action_type"]
+MAX_SPLIT_RATIO = 100.0  # a split (or reverse split) beyond 100-for-1 is taken for a data error
+SAME_VALUE_RTOL = 1e-9  # a value served again within this relative difference is unchanged
+
 
 @dataclass
 class AdjustmentReport:
     detected: int = 0
+    corrected: int = 0  # recorded actions, not yet applied, whose value the source corrected
     applied: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # could not be applied yet (logged why)
     explained: int = 0  # holds of the data-quality guard ended by a split found for their day
 
     def __str__(self) -> str:
         return (
-            f"{self.detected} new action(s) recorded; applied {len(self.applied)}: "
-            f"{', '.join(self.applied) or '-'}; waiting {len(self.waiting)}; "
+            f"{self.detected} new action(s) recorded, {self.corrected} corrected; "
+            f"applied {len(self.applied)}: {', '.join(self.applied) or '-'}; "
+            f"waiting {len(self.waiting)}: {', '.join(self.waiting) or '-'}; "
             f"held tickers explained {self.explained}"
         )
 
 
-def record_actions(actions: pd.DataFrame, source: str) -> int:
-    """Add actions to the ledger (known ones are left as they are). Returns how many are new."""
+@dataclass
+class LedgerChanges:
+    new: int = 0  # actions recorded for the first time
+    corrected: int = 0  # values replaced on actions not yet applied
+
+
+def plausible_split(ratio: float) -> bool:
+    """Whether a split ratio is believable: finite, within 1/100 .. 100."""
+    return math.isfinite(ratio) and 1.0 / MAX_SPLIT_RATIO <= ratio <= MAX_SPLIT_RATIO
+
+
+def _storable(actions: pd.DataFrame) -> pd.Series:
+    """Rows the ledger can hold (a finite positive value); each other row is logged."""
+    values = pd.to_numeric(actions["value"], errors="coerce").astype("float64")
+    ok = np.isfinite(values) & (values > 0)
+    for row in actions[~ok].itertuples(index=False):
+        log.error(
+            "%s %s on %s: value %r is not a finite positive number; not recorded",
+            row.ticker,
+            row.action_type,
+            row.ex_date,
+            row.value,
+        )
+    return ok
+
+
+def record_actions(actions: pd.DataFrame, source: str) -> LedgerChanges:
+    """Record new actions in the ledger and correct the value of recorded ones not yet applied
+    (see the module docstring for what is refused, and what is left for a person)."""
     if actions.empty:
-        return 0
-    frame = actions[ACTION_COLUMNS].assign(source=source)
-    frame = frame[frame["value"] > 0]
-    return write_to_db(frame, table="corporate_actions", on_conflict="nothing")
+        return LedgerChanges()
+    frame = actions[ACTION_COLUMNS].drop_duplicates(KEY, keep="last")
+    frame = frame[_storable(frame)].assign(
+        ex_date=lambda d: [pd.Timestamp(x).date() for x in d["ex_date"]],
+        value=lambda d: d["value"].astype("float64"),
+    )
+    if frame.empty:
+        return LedgerChanges()
+    stored = stored_actions(frame).rename(columns={"value": "stored"})
+    merged = frame.merge(stored, on=KEY, how="left").astype({"stored": "float64"})
+    known = merged["stored"].notna()
+    differs = known & ~np.isclose(merged["value"], merged["stored"], rtol=SAME_VALUE_RTOL, atol=0)
+    applied = merged["applied"].astype("boolean").fillna(False).astype(bool)
+    for row in merged[differs & applied].itertuples(index=False):
+        _log_applied_correction(row, source)
+    changes = LedgerChanges()
+    with connect() as conn:
+        new = merged.loc[~known, ACTION_COLUMNS].assign(source=source)
+        changes.new = write_to_db(new, table="corporate_actions", on_conflict="nothing", conn=conn)
+        for row in merged[differs & ~applied].itertuples(index=False):
+            if not correct_action_value(
+                conn, row.ticker, row.ex_date, row.action_type, row.value, source
+            ):
+                _log_applied_correction(row, source)  # applied since it was read
+                continue
+            changes.corrected += 1
+            log.warning(
+                "%s %s ex %s: corrected value %g from %s replaces %g (not yet applied)",
+                row.ticker,
+                row.action_type,
+                row.ex_date,
+                row.value,
+                source,
+                row.stored,
+            )
+    return changes
+
+
+def _log_applied_correction(row: Any, source: str) -> None:
+    log.warning(
+        "%s %s ex %s: %s now gives %g, but %g is applied already; the ledger is left as it "
+        "is (review it: every adjusted price since used %g)",
+        row.ticker,
+        row.action_type,
+        row.ex_date,
+        source,
+        row.value,
+        row.stored,
+        row.stored,
+    )
 
 
 def _previous_close(ticker: str, ex_date: date, source: MarketDataSource) -> float | None:
@@ -81,6 +179,17 @@ def action_factor(action: Any, source: MarketDataSource) -> float | None:
     """The price factor of an action, or None when it cannot be computed yet."""
     value = float(action.value)
     if action.action_type == "split":
+        if not plausible_split(value):
+            log.error(
+                "%s split ratio %r on %s is outside 1/%g .. %g; recorded, not applied (it "
+                "waits in the ledger until the source corrects it or a person fixes it)",
+                action.ticker,
+                value,
+                action.ex_date,
+                MAX_SPLIT_RATIO,
+                MAX_SPLIT_RATIO,
+            )
+            return None
         return 1.0 / value
     close = _previous_close(action.ticker, action.ex_date, source)
     if close is None:
@@ -91,16 +200,19 @@ def action_factor(action: Any, source: MarketDataSource) -> float | None:
             action.ex_date,
         )
         return None
-    if not 0 < value < close:
+    factor = 1.0 - value / close
+    if not (math.isfinite(factor) and 0 < factor <= 1):
         log.error(
-            "%s dividend %s on %s is not below the previous close %s; not applied",
+            "%s dividend %r on %s gives the factor %r (previous close %s), outside (0, 1]; "
+            "recorded, not applied",
             action.ticker,
             value,
             action.ex_date,
+            factor,
             close,
         )
         return None
-    return 1.0 - value / close
+    return factor
 
 
 def _mark_applied(conn: Connection, action: Any, price_f: float) -> bool:
@@ -142,12 +254,13 @@ def run_daily_adjustment(
     actions = source.corporate_actions(
         tickers, today - timedelta(days=lookback_days), today + timedelta(days=lookahead_days)
     )
-    report.detected = record_actions(actions, source.name)
-    if not actions.empty:  # a split found for the day of a held level shift explains it
+    changes = record_actions(actions, source.name)
+    report.detected, report.corrected = changes.new, changes.corrected
+    if not actions.empty:  # a (believable) split found for the day of a held level shift
+        splits = actions[actions["action_type"] == "split"]
+        splits = splits[[plausible_split(float(v)) for v in splits["value"]]]
         with connect() as conn:
-            report.explained = explain_holds(
-                conn, actions[actions["action_type"] == "split"], actor="corporate-action job"
-            )
+            report.explained = explain_holds(conn, splits, actor="corporate-action job")
     for action in due_actions(today, tickers).itertuples(index=False):
         label = f"{action.ticker} {action.action_type} {action.value:g} ex {action.ex_date}"
         (report.applied if apply_action(action, source) else report.waiting).append(label)

@@ -5,7 +5,9 @@ texts in batches. Every score is stored with `model.name`.
 
 - FinBERT (or any sequence classifier with positive / negative labels) through `transformers`:
   score = P(positive) - P(negative). `settings.sentiment_model` is a hub name or a local folder;
-  a hub model is read from the local cache, or downloaded once when the hub is reachable.
+  a hub model is read from the local cache, or downloaded once when the hub is reachable, at the
+  commit `settings.sentiment_revision` pins (a branch or tag name there is warned about: the
+  weights behind it can change without any change here).
 - VADER (`vaderSentiment`, its lexicon ships in the package) with a few finance terms added:
   score = VADER's compound score.
 """
@@ -30,6 +32,7 @@ from config.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 TAG = re.compile(r"<[^>]+>")
+COMMIT = re.compile(r"[0-9a-f]{40}")  # a hub revision that names one commit
 LOADS: list[str] = []  # every model constructed in this process, by name (tests count them)
 
 # Finance words VADER's general lexicon misses or reads the wrong way (valence -4..4).
@@ -112,21 +115,35 @@ class TransformersSentiment(SentimentModel):
 
     max_length = 128
 
-    def __init__(self, name_or_path: str, batch_size: int, allow_download: bool = True) -> None:
+    def __init__(
+        self,
+        name_or_path: str,
+        batch_size: int,
+        allow_download: bool = True,
+        revision: str | None = None,
+    ) -> None:
+        """`revision`: the hub commit (or branch) of a hub model; not used for a local folder."""
         super().__init__(batch_size)
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
-        local_only = Path(name_or_path).exists() or not (allow_download and _hub_reachable())
+        local = Path(name_or_path).exists()
+        local_only = local or not (allow_download and _hub_reachable())
+        options: dict[str, Any] = {"local_files_only": local_only}
+        if revision and not local:
+            options["revision"] = revision
+            if not COMMIT.fullmatch(revision):
+                log.warning(
+                    "sentiment: revision %r of '%s' is a branch or tag, not a commit: the "
+                    "weights behind it can change (pin a commit in SENTIMENT_REVISION)",
+                    revision,
+                    name_or_path,
+                )
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(
-                name_or_path, local_files_only=local_only
-            )
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                name_or_path, local_files_only=local_only
-            )
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, **options)
+            self.model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **options)
         except (OSError, ValueError) as exc:
             where = "local files only" if local_only else "local cache or the hub"
             raise SentimentModelError(
@@ -195,7 +212,9 @@ def load_sentiment_model(
     name = model_name if model_name is not None else settings.sentiment_model
     if name and name.lower() != "vader":
         try:
-            model: SentimentModel = TransformersSentiment(name, settings.sentiment_batch_size)
+            model: SentimentModel = TransformersSentiment(
+                name, settings.sentiment_batch_size, revision=settings.sentiment_revision
+            )
         except SentimentModelError as exc:
             log.warning("sentiment: %s; falling back to VADER", exc)
         else:

@@ -267,3 +267,45 @@ def test_nullable_integers_and_missing_times_are_stored_as_null(clean_tables, n)
         "count(*) FILTER (WHERE exit_ts IS NULL) AS ne, max(label) AS top FROM outcomes"
     )
     assert (int(got["nl"][0]), int(got["ne"][0]), int(got["top"][0])) == (n - 1, n - 1, 1)
+
+
+@pytest.mark.parametrize(
+    "naive",
+    [
+        lambda d: d.assign(ts=d["ts"].dt.tz_localize(None)),  # a datetime64 column
+        lambda d: d.assign(ts=[t.replace(tzinfo=None) for t in d["ts"]]).astype({"ts": object}),
+        lambda d: d.assign(ts=d["ts"].dt.strftime("%Y-%m-%d %H:%M")),  # text without an offset
+    ],
+)
+@pytest.mark.parametrize("n", [5, 600])  # the direct upsert and the COPY path
+def test_naive_timestamps_are_refused_naming_the_column(clean_tables, naive, n):
+    with pytest.raises(DataValidationError, match=r"timezone-naive timestamps in bars_1m\.ts "):
+        write_to_db(naive(bars(n)), table="bars_1m")
+    assert count() == 0
+    aware_text = bars(n).assign(ts=bars(n)["ts"].dt.strftime("%Y-%m-%d %H:%M+00:00"))
+    assert write_to_db(aware_text, table="bars_1m") == n  # an offset in the text names the instant
+
+
+def test_naive_times_in_other_columns_are_refused_too(clean_tables):
+    with pytest.raises(DataValidationError, match=r"bars_1m\.ingested_at \(e\.g\. 2024-03-04"):
+        write_to_db(bars(2).assign(ingested_at=pd.Timestamp("2024-03-04 15:00")), table="bars_1m")
+    beat = pd.DataFrame({"worker": ["w"], "last_beat": [pd.Timestamp("2024-03-04 15:00")]})
+    with pytest.raises(DataValidationError, match=r"worker_heartbeats\.last_beat"):
+        write_to_db(beat, table="worker_heartbeats")
+    gap = pd.DataFrame(
+        {"ticker": ["AAPL"], "gap_start": [pd.Timestamp("2024-03-04 15:00", tz="UTC")]}
+    ).assign(gap_end=[pd.NaT])  # missing times (NULL) carry no timezone and need none
+    assert write_to_db(gap.assign(gap_end=gap["gap_start"]), table="backfill_queue") == 1
+
+
+def test_every_timestamptz_column_is_declared_in_its_table_spec():
+    from db.tables import TABLES
+
+    df = read_from_db(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND data_type = :t",
+        {"t": "timestamp with time zone"},
+    )
+    for name, spec in TABLES.items():
+        want = set(df.loc[df["table_name"] == name, "column_name"])
+        assert set(spec.timestamps) == want, name

@@ -216,6 +216,94 @@ def test_bars_arriving_late_land_on_the_adjusted_scale(clean_tables: None) -> No
     assert_close_frames(adjusted(), expected_after(full))
 
 
+def ledger() -> pd.DataFrame:
+    return read_from_db(
+        "SELECT ticker, ex_date, action_type, value, factor, applied_at FROM corporate_actions "
+        "ORDER BY ticker, ex_date, action_type"
+    )
+
+
+@pytest.mark.parametrize(
+    "action, logged",
+    [
+        (("SPL", date(2024, 6, 10), "split", 1e6), "SPL split ratio 1000000.0 on 2024-06-10 is"),
+        (("SPL", date(2024, 6, 10), "split", 0.001), "SPL split ratio 0.001 on 2024-06-10 is"),
+        (("DIV", date(2024, 6, 10), "dividend", 500.0), "DIV dividend 500.0 on 2024-06-10 gives"),
+    ],
+)
+def test_an_implausible_action_is_recorded_and_waits_unapplied(
+    clean_tables: None, caplog: pytest.LogCaptureFixture, action: tuple[object, ...], logged: str
+) -> None:
+    raw = raw_bars()
+    write_bars(raw, source="stub")
+    before = adjusted()
+    with caplog.at_level("ERROR", logger=handler.__name__):
+        report = handler.run_daily_adjustment(StubSource(raw, [action]), TICKERS, today=TODAY)
+    assert report.detected == 1 and report.applied == []
+    assert report.waiting == [f"{action[0]} {action[2]} {action[3]:g} ex {action[1]}"]
+    assert f"waiting 1: {report.waiting[0]}" in str(report)
+    assert logged in caplog.text and "recorded, not applied" in caplog.text
+    pd.testing.assert_frame_equal(adjusted(), before)  # prices read back unchanged
+    row = ledger().iloc[0]
+    assert row["value"] == action[3] and pd.isna(row["applied_at"]) and pd.isna(row["factor"])
+    again = handler.run_daily_adjustment(StubSource(raw, [action]), TICKERS, today=TODAY)
+    assert again.waiting == report.waiting  # still waiting, logged again on every run
+
+
+@pytest.mark.parametrize("value", [0.0, -4.0, float("inf"), float("nan")])
+def test_a_value_the_ledger_cannot_hold_is_logged_and_not_recorded(
+    clean_tables: None, caplog: pytest.LogCaptureFixture, value: float
+) -> None:
+    actions = [("SPL", date(2024, 6, 10), "split", value), ACTIONS[1]]
+    with caplog.at_level("ERROR", logger=handler.__name__):
+        changes = handler.record_actions(pd.DataFrame(actions, columns=ACTION_COLUMNS), "stub")
+    assert changes.new == 1 and ledger()["ticker"].tolist() == ["DIV"]
+    assert f"SPL split on 2024-06-10: value {value!r} is not a finite positive number" in (
+        caplog.text
+    )
+
+
+def test_a_corrected_value_replaces_the_first_until_it_is_applied(
+    clean_tables: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = raw_bars()
+    write_bars(raw, source="stub")
+    wrong = StubSource(raw, [("SPL", date(2024, 6, 10), "split", 1e6)])
+    assert handler.run_daily_adjustment(wrong, ["SPL"], today=TODAY).waiting
+    fixed = StubSource(raw, [ACTIONS[0]])  # the source corrects the ratio to 4
+    with caplog.at_level("WARNING", logger=handler.__name__):
+        report = handler.run_daily_adjustment(fixed, ["SPL"], today=TODAY)
+    assert (report.detected, report.corrected) == (0, 1)
+    assert report.applied == ["SPL split 4 ex 2024-06-10"] and report.waiting == []
+    assert "SPL split ex 2024-06-10: corrected value 4 from stub replaces 1e+06" in caplog.text
+    row = ledger().iloc[0]
+    assert (row["value"], row["factor"]) == (4.0, 0.25) and pd.notna(row["applied_at"])
+    want = expected_after(raw)
+    spl = adjusted()["ticker"] == "SPL"
+    np.testing.assert_allclose(
+        adjusted().loc[spl, "close"], want.loc[want["ticker"] == "SPL", "close"], rtol=1e-12
+    )
+    # once applied, a further different value changes nothing and is logged for review
+    caplog.clear()
+    with caplog.at_level("WARNING", logger=handler.__name__):
+        late = handler.run_daily_adjustment(
+            StubSource(raw, [("SPL", date(2024, 6, 10), "split", 2.0)]), ["SPL"], today=TODAY
+        )
+    assert (late.detected, late.corrected, late.applied) == (0, 0, [])
+    assert "SPL split ex 2024-06-10: stub now gives 2, but 4 is applied already" in caplog.text
+    assert (ledger().iloc[0]["value"], ledger().iloc[0]["factor"]) == (4.0, 0.25)
+    np.testing.assert_allclose(
+        adjusted().loc[spl, "close"], want.loc[want["ticker"] == "SPL", "close"], rtol=1e-12
+    )
+
+
+def test_the_same_value_served_again_is_no_correction(clean_tables: None) -> None:
+    upcoming = [ACTIONS[4]]
+    first = handler.record_actions(pd.DataFrame(upcoming, columns=ACTION_COLUMNS), "stub")
+    again = handler.record_actions(pd.DataFrame(upcoming, columns=ACTION_COLUMNS), "stub")
+    assert (first.new, first.corrected, again.new, again.corrected) == (1, 0, 0, 0)
+
+
 @pytest.mark.parametrize("argv", [["--help"]])
 def test_cli_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:

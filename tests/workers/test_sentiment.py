@@ -128,3 +128,66 @@ def test_article_texts_join_title_and_plain_summary() -> None:
         ["Visa beats", "Apple"], ["<p>Visa posted <b>strong</b> results</p>", None]
     )
     assert texts == ["Visa beats. Visa posted strong results", "Apple"]
+
+
+FINBERT_COMMIT = "4556d13015211d73dccd3fdd39d39232506f3e43"
+
+
+@pytest.fixture
+def from_pretrained_calls(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[str, str, dict[str, object]]]:
+    """Record every `from_pretrained` call of the loader (class, name, keyword arguments), and
+    serve the tiny classifier for each, as the hub's cache would serve FinBERT."""
+    import transformers
+
+    calls: list[tuple[str, str, dict[str, object]]] = []
+    for cls in (transformers.AutoTokenizer, transformers.AutoModelForSequenceClassification):
+        real = cls.from_pretrained
+
+        def fake(name: str, _real=real, _cls=cls, **kwargs: object) -> object:  # type: ignore[no-untyped-def]
+            calls.append((_cls.__name__, name, kwargs))
+            return _real(str(tiny_model_dir), local_files_only=True)
+
+        monkeypatch.setattr(cls, "from_pretrained", fake)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return calls
+
+
+def test_the_default_revision_is_a_pinned_commit() -> None:
+    settings = load_settings()
+    assert settings.sentiment_model == "ProsusAI/finbert"
+    assert settings.sentiment_revision == FINBERT_COMMIT
+
+
+def test_the_pinned_revision_reaches_the_loader_for_a_hub_model(
+    from_pretrained_calls: list[tuple[str, str, dict[str, object]]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        model = load_sentiment_model(load_settings())
+    assert (
+        isinstance(model, TransformersSentiment) and model.name == "transformers:ProsusAI/finbert"
+    )
+    assert from_pretrained_calls == [
+        (cls, "ProsusAI/finbert", {"local_files_only": True, "revision": FINBERT_COMMIT})
+        for cls in ("AutoTokenizer", "AutoModelForSequenceClassification")
+    ]
+    assert "not a commit" not in caplog.text
+
+
+def test_a_branch_name_as_revision_is_passed_on_with_a_warning(
+    from_pretrained_calls: list[tuple[str, str, dict[str, object]]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        load_sentiment_model(load_settings(sentiment_revision="main"))
+    assert {str(kw["revision"]) for _, _, kw in from_pretrained_calls} == {"main"}
+    assert "revision 'main' of 'ProsusAI/finbert' is a branch or tag, not a commit" in caplog.text
+
+
+def test_a_local_folder_is_loaded_without_a_revision(
+    tiny_model_dir: Path, from_pretrained_calls: list[tuple[str, str, dict[str, object]]]
+) -> None:
+    load_sentiment_model(load_settings(sentiment_model=str(tiny_model_dir)))
+    assert [kw for _, _, kw in from_pretrained_calls] == [{"local_files_only": True}] * 2

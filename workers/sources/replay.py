@@ -2,16 +2,16 @@
 
 The file has the columns ticker, ts, open, high, low, close, volume (ts: the minute's open;
 with a timezone, or naive meaning UTC). Like every source, it serves regular-session bars only:
-pre- and post-market rows of the file are left out when it is loaded. The replay clock is a
-`SessionClock` that starts at the file's first bar and runs `speed` bar-minutes per real second
-through session minutes only. Recorded bars carry no corporate-action events, so
-`corporate_actions` is always empty; the daily bars (`MarketDataSource.daily_bars`) are the
-file's minutes resampled.
+pre- and post-market rows of the file are left out when it is loaded, and so are malformed
+rows, each named in a warning (`workers.sources.replay_file`): a bad row never stops the
+replay. The replay clock is a `SessionClock` that starts at the file's first bar and runs
+`speed` bar-minutes per real second through session minutes only. Recorded bars carry no
+corporate-action events, so `corporate_actions` is always empty; the daily bars
+(`MarketDataSource.daily_bars`) are the file's minutes resampled.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import date
 from pathlib import Path
 
@@ -22,54 +22,14 @@ from config.market_calendar import xnys
 from config.market_clock import SessionClock
 from workers.sources.base import (
     ACTION_COLUMNS,
-    BAR_COLUMNS,
     MarketDataSource,
     SourceLimits,
-    clean_bars,
     current_session,
     empty_bars,
 )
+from workers.sources.replay_file import ReplayFileError, load_bars_file
 
-log = logging.getLogger(__name__)
-
-
-class ReplayFileError(ValueError):
-    """The replay file is missing, unreadable or lacks bar columns."""
-
-
-def load_bars_file(path: Path) -> pd.DataFrame:
-    """Read a bars file (.csv, .csv.gz or .parquet) into the shared bar shape, sorted by time."""
-    path = Path(path)
-    if not path.exists():
-        raise ReplayFileError(f"replay file {path} does not exist (settings.replay_path)")
-    try:
-        if path.suffix == ".parquet":
-            raw = pd.read_parquet(path)
-        else:
-            raw = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise ReplayFileError(f"cannot read replay file {path}: {exc}") from exc
-    raw.columns = [str(c).strip().lower() for c in raw.columns]
-    missing = [c for c in BAR_COLUMNS if c not in raw.columns]
-    if missing:
-        raise ReplayFileError(f"replay file {path} lacks column(s) {missing}; needs {BAR_COLUMNS}")
-    ts = pd.to_datetime(raw["ts"], utc=False)
-    raw["ts"] = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
-    raw["ticker"] = raw["ticker"].astype(str).str.upper()
-    bars, dropped = clean_bars(raw)
-    if dropped:
-        log.warning("replay file %s: dropped %d unusable row(s)", path, dropped)
-    outside = len(raw) - dropped - len(bars)
-    if outside:
-        log.info(
-            "replay file %s: %d pre-/post-market bar(s) left out (regular-session bars only)",
-            path,
-            outside,
-        )
-    if bars.empty:
-        raise ReplayFileError(f"replay file {path} holds no usable bars")
-    bars = bars.drop_duplicates(["ticker", "ts"], keep="last")
-    return bars.sort_values(["ts", "ticker"], kind="stable").reset_index(drop=True)
+__all__ = ["ReplayFileError", "ReplaySource", "load_bars_file"]
 
 
 class ReplaySource(MarketDataSource):
