@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from config.market_calendar import xnys
-from config.settings import get_settings, setup_logging
+from config.settings import Settings, get_settings, setup_logging
 from core.locks import LockBusyError
 from db.bars import newest_bar_per_ticker
 from db.database_manager import DB_ERRORS, DataValidationError
@@ -48,9 +48,11 @@ from workers.sources.base import (
     current_session,
     final_only,
 )
+from workers.sources.replay import ReplayFileError
 
 log = logging.getLogger("workers.price_ingestor")
 WORKER = "price_ingestor"
+SOURCE_RETRY_S = 60.0
 
 
 @dataclass
@@ -344,6 +346,26 @@ class PriceIngestor:
         log.info("stopped (%s): %s", self.shutdown.signal_name or "done", self.stats)
 
 
+def source_when_usable(
+    settings: Settings, kind: str | None, shutdown: Shutdown, retry_s: float = SOURCE_RETRY_S
+) -> MarketDataSource | None:
+    """The market source, once its input is usable. While it is not (a replay file missing,
+    unreadable or without one usable row) the reason is logged and heartbeated and the input
+    tried again every `retry_s`, so the worker stays up saying what is wrong instead of
+    restarting in a loop; None when shut down meanwhile."""
+    while not shutdown.requested:
+        try:
+            return make_source(settings, kind)
+        except ReplayFileError as exc:
+            log.error("market source unusable, trying again in %.0f s: %s", retry_s, exc)
+            try:
+                heartbeat(WORKER, "error", source=kind or settings.market_source, error=str(exc))
+            except DB_ERRORS as db_exc:
+                log.debug("heartbeat not written: %s", db_exc)
+            shutdown.wait(retry_s)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m workers.price_ingestor",
@@ -356,8 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(WORKER)
     settings = get_settings()
-    source = make_source(settings, args.source)
     shutdown = Shutdown().install()
+    source = source_when_usable(settings, args.source, shutdown)
+    if source is None:
+        return 0
     ingestor = PriceIngestor(
         source, settings.universe, poll_interval_s=settings.poll_interval_s, shutdown=shutdown
     )

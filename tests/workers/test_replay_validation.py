@@ -159,3 +159,38 @@ def test_the_price_ingestor_keeps_serving_a_file_with_a_bad_row(
     assert pd.Timestamp("2024-06-10 13:32", tz="UTC") not in set(
         stored.loc[stored["ticker"] == "AAPL", "ts"]
     )  # the bad row's minute is not invented
+
+
+def test_an_unusable_replay_file_keeps_the_ingestor_up_saying_why_until_it_is_fixed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from config.settings import load_settings
+    from core.loops import Shutdown
+    from db.health import heartbeats
+    from workers.price_ingestor import source_when_usable
+
+    path = tmp_path / "bars.csv"
+    path.write_text("ticker,ts,open,high,low,close,volume\nAAPL,yesterday-ish,1,2,0.5,1.5,10\n")
+    settings = load_settings(
+        market_source="replay", replay_path=path, data_dir=tmp_path / "data", universe=["AAPL"]
+    )
+    shutdown = Shutdown()
+    tries: list[int] = []
+
+    def fix_the_file_on_the_second_wait(seconds: float) -> bool:
+        tries.append(1)
+        if len(tries) == 2:
+            path.write_text("\n".join(csv_lines(recording())) + "\n")
+        return False
+
+    shutdown.wait = fix_the_file_on_the_second_wait  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="workers.price_ingestor"):
+        source = source_when_usable(settings, None, shutdown, retry_s=0.0)
+    assert source is not None and len(tries) == 2  # two refusals, then the fixed file serves
+    assert sum("market source unusable" in r.getMessage() for r in caplog.records) == 2
+    assert "'yesterday-ish' is not a time" in caplog.records[0].getMessage()
+    beat = heartbeats().set_index("worker").loc["price_ingestor"]
+    assert beat["status"] == "error" and "yesterday-ish" in str(beat["details"])
+
+    shutdown.request()
+    assert source_when_usable(settings, None, shutdown, retry_s=0.0) is None
