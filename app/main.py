@@ -1,9 +1,11 @@
-"""The StockPulse workbench: `streamlit run app/main.py` (supervisord's `app` program; `make demo`
-runs it for you).
+"""The StockPulse workbench: `streamlit run app/main.py`, or `python -m app.launch` (supervisord's
+`app` program, which adds the sign-in's settings when an OpenID Connect provider is set; `make
+demo` runs it for you).
 
-The one entry point: page set-up shared by every page (page config, settings check, the
-disclaimer in the sidebar) and the navigation between the pages in `app/views/`. The app only
-reads: the scoring worker (`python -m ml.scoring_worker`) scores every bar as it is stored.
+The one entry point: page set-up shared by every page (page config, settings check, the account
+panel and the disclaimer in the sidebar) and the navigation between the pages in `app/views/`.
+The app only reads: the scoring worker (`python -m ml.scoring_worker`) scores every bar as it is
+stored.
 """
 
 import streamlit as st

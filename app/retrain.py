@@ -4,7 +4,9 @@ The process runs outside the Streamlit script run, in its own session, so closin
 restarting the app does not stop it. The pipeline takes the shared training lock
 (`db.ops.training_lock`, the nightly cron job's lock) itself; before starting, the app checks
 `core.locks.lock_holder()` and its own child and refuses a second start with a message. Progress is
-read from `settings.data_dir / "training_progress.json"`, which training writes.
+read from `settings.data_dir / "training_progress.json"`, which training writes. The identity that
+started the run travels to the process in `$STOCKPULSE_STARTED_BY`, so its `job_runs` rows
+(`started_by`) name it; `training_runs()` lists them.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app.data import redact
+from app.data import cached_data, from_db, redact
 from config.settings import PROJECT_ROOT, Settings, get_settings
 from core.locks import lock_holder
+from db.identity import job_runs_started
+from db.ops import STARTED_BY_ENV
 from ml import progress as progress_file
 from ml.progress import TrainingProgress
 
 PIPELINE_MODULE = "ml.pipeline"
+TRAINING_JOBS = ("pipeline",)  # the job `python -m ml.pipeline` records, from here or the schedule
+NOT_FROM_THE_APP = "schedule or command line"
 
 
 class RetrainRefused(RuntimeError):
@@ -84,6 +90,7 @@ class RetrainLauncher:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
             )
+            env[STARTED_BY_ENV] = by
             with open(self.log_path, "ab") as log_file:
                 self._proc = subprocess.Popen(
                     args,
@@ -118,3 +125,19 @@ class RetrainLauncher:
 def launcher() -> RetrainLauncher:
     """The process-wide launcher (so every session sees the same child)."""
     return RetrainLauncher(get_settings())
+
+
+@cached_data(ttl=5, max_entries=1)
+def training_runs(limit: int = 10) -> pd.DataFrame:
+    """The latest training runs, newest first: started (server time), who started them, status,
+    duration and message (secrets masked)."""
+    runs = from_db(job_runs_started, TRAINING_JOBS, limit)
+    return pd.DataFrame(
+        {
+            "started_at": runs["started_at"],
+            "started_by": runs["started_by"].fillna(NOT_FROM_THE_APP),
+            "status": runs["status"],
+            "duration_s": (runs["finished_at"] - runs["started_at"]).dt.total_seconds(),
+            "message": runs["message"].map(lambda m: redact(m) if isinstance(m, str) else ""),
+        }
+    )

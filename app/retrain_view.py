@@ -1,30 +1,34 @@
-"""The retrain section of the model lab: a password-guarded button and live progress."""
+"""The retrain section of the model lab: the button (for analysts), live progress and the latest
+training runs with who started each."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from app import auth, retrain, ui
+from app import auth, retrain, sign_in, ui
 from ml.progress import TrainingProgress
 
 SEEN_BUSY = "_stockpulse_retrain_seen_busy"
 
 
 def retrain_panel() -> None:
-    """Start `python -m ml.pipeline` in the background; show its progress and outcome."""
+    """Start `python -m ml.pipeline` in the background (the form only for those allowed to);
+    show its progress and outcome to everyone."""
     launcher = retrain.launcher()
-    with st.form("retrain_form", clear_on_submit=True):
-        quick = st.checkbox("Quick run (few epochs, fewer windows: minutes instead of hours)")
-        name, password = ui.credentials("retrain")
-        submitted = st.form_submit_button("Retrain now", icon=":material/model_training:")
-    if submitted:
-        _start(launcher, name, password, quick)
+    if sign_in.shows_actions("analyst"):
+        with st.form("retrain_form", clear_on_submit=True):
+            quick = st.checkbox("Quick run (few epochs, fewer windows: minutes instead of hours)")
+            name, password = ui.credentials("retrain")
+            submitted = st.form_submit_button("Retrain now", icon=":material/model_training:")
+        if submitted:
+            _start(launcher, name, password, quick)
     progress_status(launcher, launcher.busy_reason() is not None)
 
 
 def _start(launcher: retrain.RetrainLauncher, name: str, password: str, quick: bool) -> None:
     try:
-        by = auth.authorize(name, password)
+        by = sign_in.authorize(name, password)
     except auth.AccessDenied as exc:
         st.error(str(exc), icon=":material/lock:")
         return
@@ -58,12 +62,35 @@ def progress_status(launcher: retrain.RetrainLauncher, running: bool) -> None:
                     progress.fraction or 0.0,
                     text=f"{progress.stage}{detail} — {progress.message}",
                 )
+            runs_table()
             return
         _outcome(launcher, progress)
         if st.session_state.pop(SEEN_BUSY, False):
             st.rerun()  # the run ended: redraw the lab with the new version and evaluation
+        runs_table()
 
     show()
+
+
+def runs_table() -> None:
+    """The latest training runs and who started each (the schedule's runs name no one)."""
+    runs: pd.DataFrame | None = None
+    with ui.guard(retry=False):
+        runs = retrain.training_runs()
+    if runs is None or runs.empty:
+        return
+    with st.expander("Training runs and who started them"):
+        st.dataframe(
+            runs,
+            hide_index=True,
+            width="stretch",
+            key="training_runs",
+            column_config={
+                "started_at": st.column_config.DatetimeColumn("Started (server time, UTC)"),
+                "started_by": "Started by",
+                "duration_s": st.column_config.NumberColumn("Duration (s)", format="%.0f"),
+            },
+        )
 
 
 def _outcome(launcher: retrain.RetrainLauncher, progress: TrainingProgress | None) -> None:

@@ -1,10 +1,11 @@
 """Model lab: a verdict card per challenger (the gate's held-out result and the live
 scoreboard side by side, on the served signal and per network), the live scoreboard, the
-held-out report; promote, pin, roll back, retrain."""
+held-out report; promote, pin, roll back, retrain (those controls only for analysts: signed in
+with that role, or anyone in the local profile, where the analyst password guards them)."""
 
 import streamlit as st
 
-from app import data, lab_data, lab_view, live, ui
+from app import data, lab_data, lab_view, live, sign_in, ui
 from app.retrain_view import retrain_panel
 from config.settings import get_settings
 from ml.report import ReportError
@@ -21,7 +22,7 @@ def champion_card() -> str | None:
         return None
     st.markdown(
         f"**Champion:** `{champ.version}` · promoted {lab_view.server_time(champ.promoted_at)} "
-        f"by {champ.promoted_by} — {champ.reason}"
+        f"by `{champ.promoted_by}` — {champ.reason}"
     )
     st.caption(f"Trained: {lab_view.provenance_text(lab_data.provenance(champ.version))}.")
     if champ.provisional:
@@ -125,36 +126,55 @@ def evaluation_section() -> None:
     lab_view.side_by_side(report)
 
 
+def challenger_actions(champion: str | None) -> None:
+    """Promote a challenger from its verdict, or pin a version (analysts only)."""
+    challengers = [m.version for m in live.serving().challengers]
+    with st.expander("Promote a challenger from its verdict, or pin a version"):
+        left, right = st.columns(2)
+        with left:
+            lab_view.promote_form(
+                champion, challengers, key="promote_challenger", label="Promote challenger"
+            )
+        with right:
+            lab_view.pin_form(champion, lab_data.registry().pinned)
+
+
+def champion_actions(champion: str | None) -> None:
+    """Promote any trained version or roll back (analysts only)."""
+    st.header("Promote or roll back")
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Promote")
+        lab_view.promote_form(champion)
+    with right:
+        st.subheader("Roll back")
+        lab_view.rollback_form(champion)
+
+
 def page() -> None:
     st.title("Model lab")
     ui.show_flash()
+    acts = sign_in.shows_actions("analyst")
+    if not acts:
+        st.info(
+            "You can read everything here; retraining, promoting, rolling back and pinning "
+            "need the analyst role (sign in with it in the sidebar).",
+            icon=":material/lock:",
+        )
     with ui.guard():
         champion = champion_card()
         st.header("Verdict")
         verdict_section()
-        challengers = [m.version for m in live.serving().challengers]
-        with st.expander("Promote a challenger from its verdict, or pin a version"):
-            left, right = st.columns(2)
-            with left:
-                lab_view.promote_form(
-                    champion, challengers, key="promote_challenger", label="Promote challenger"
-                )
-            with right:
-                lab_view.pin_form(champion, lab_data.registry().pinned)
+        if acts:
+            challenger_actions(champion)
         st.header("Live scoreboard")
         scoreboard_section()
         st.header("Champion vs challenger on the held-out window")
         evaluation_section()
         st.header("Retrain")
         retrain_panel()
-        st.header("Promote or roll back")
-        left, right = st.columns(2)
-        with left:
-            st.subheader("Promote")
-            lab_view.promote_form(champion)
-        with right:
-            st.subheader("Roll back")
-            lab_view.rollback_form(champion)
+        if acts:
+            champion_actions(champion)
         with st.expander("Trained versions"):
             st.dataframe(
                 lab_data.versions(),

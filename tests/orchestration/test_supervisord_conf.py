@@ -104,9 +104,7 @@ def test_app_runs_streamlit_on_the_configured_address(programs, address, expecte
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "-m",
-        "streamlit",
-        "run",
-        "app/main.py",
+        "app.launch",  # writes the sign-in secrets, then becomes `streamlit run app/main.py`
         "--server.address",
         expected,
         "--server.port",
