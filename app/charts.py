@@ -15,6 +15,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app.indicators import overlay_lines, rsi
+from app.text import escape_html
 from core.timeutil import NEW_YORK
 from ml.labels import CLASSES
 from ml.metrics import Calibration
@@ -152,7 +153,8 @@ def _marker_hover(rows: pd.DataFrame) -> list[str]:
             f"<b>{row.action}</b> at {row.close:.2f} · {when:%m-%d %H:%M} UTC · "
             f"{when.tz_convert(NEW_YORK):%H:%M} New York<br>"
             f"held {row.run_bars} bar(s) · confidence {row.confidence:.2f}<br>"
-            f"outcome {outcome}<br>model {row.model_version}: {row.reason}"
+            f"outcome {outcome}<br>model {escape_html(row.model_version)}: "
+            f"{escape_html(row.reason)}"
         )
     return out
 
@@ -205,7 +207,7 @@ def _add_news(fig: go.Figure, bars: pd.DataFrame, news: pd.DataFrame) -> None:
                 "cmax": 1,
                 "line": {"width": 1, "color": "#334155"},
             },
-            text=news["title"],
+            text=news["title"].map(escape_html),
             customdata=sentiment,
             hovertemplate="%{text}<br>sentiment %{customdata:.2f}<extra></extra>",
         ),
@@ -304,7 +306,7 @@ def drift_figure(
                 x=part["checked_at"],
                 y=part["value"],
                 mode="lines+markers",
-                name=series,
+                name=escape_html(series),
                 line={"color": PALETTE[i % len(PALETTE)]},
             )
         )

@@ -19,7 +19,11 @@ import psycopg2
 import streamlit as st
 from sqlalchemy.exc import ProgrammingError, SQLAlchemyError
 
-from config.settings import Settings, get_settings
+from app.text import escape_markdown
+from config.market_calendar import xnys
+from config.settings import Settings, SettingsError, get_settings
+from core import logs
+from core.timeutil import utc
 from db import bars as db_bars
 from db import context as db_context
 from db import replication as db_replication
@@ -32,6 +36,18 @@ from ml.labels import DOWN, UP
 
 # the app's reads go to DATABASE_READ_URL's replica when one is set (workers never opt in)
 route_reads_to_replica()
+
+
+def _secret_values() -> list[str]:
+    try:
+        return get_settings().secret_values()
+    except SettingsError:  # the page says so (`ui.setup`); credential shapes are still masked
+        return []
+
+
+# what the app's process logs is redacted as every worker's is (`config.settings.setup_logging`);
+# the secrets are read per record, so they follow the settings
+logs.install_redaction(_secret_values)
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -69,7 +85,8 @@ def describe_db_error(exc: BaseException) -> str:
             "This page retries by itself."
         )
     first_line = redact(str(getattr(exc, "orig", None) or exc)).strip().splitlines()
-    detail = first_line[0][:200] if first_line else type(exc).__name__
+    # the driver's text may quote stored or typed values: escaped, as the pages show it
+    detail = escape_markdown(first_line[0], max_chars=200) if first_line else type(exc).__name__
     return (
         f"The database is not reachable ({detail}). Showing what is known; "
         "this page retries by itself."
@@ -264,14 +281,49 @@ def bar_extent(
     return from_db(db_bars.bar_extent, ticker)
 
 
+MAX_MINUTE_BARS = 20 * 390  # 1-minute bars a chart reads at most: twenty full sessions
+
+
+@dataclass(frozen=True)
+class ChartRange:
+    """The range a chart reads (`chart_range`)."""
+
+    start: pd.Timestamp  # later than asked when `capped`
+    end: pd.Timestamp
+    minute_bars: int  # the 1-minute bars the asked range can hold (its session minutes)
+    capped: bool
+
+
+def chart_range(
+    interval: str, start: pd.Timestamp, end: pd.Timestamp, newest: pd.Timestamp | None = None
+) -> ChartRange:
+    """[start, end) as a chart reads it: at 1m, at most `MAX_MINUTE_BARS` bars, the last ones
+    of the range (counted in XNYS session minutes, the only minutes bars are stored for, up
+    to `newest`, the newest stored bar, when the range ends after it); other intervals as
+    asked."""
+    start, end = utc(start), utc(end)
+    if interval != "1m":
+        return ChartRange(start, end, 0, False)
+    calendar = xnys()
+    last = end if newest is None else min(end, utc(newest) + pd.Timedelta(minutes=1))
+    lo, hi = max(start, calendar.first_minute), min(last, calendar.last_minute)
+    minutes = calendar.minutes_in_range(lo, hi) if lo <= hi else pd.DatetimeIndex([])
+    minutes = minutes[(minutes >= start) & (minutes < last)]
+    if len(minutes) <= MAX_MINUTE_BARS:
+        return ChartRange(start, end, len(minutes), False)
+    return ChartRange(minutes[-MAX_MINUTE_BARS], end, len(minutes), True)
+
+
 @cached_data(ttl=600, max_entries=32)
 def bars(
     ticker: str, interval: str, start: pd.Timestamp, end: pd.Timestamp, stamp: LiveStamp
 ) -> pd.DataFrame:
     """Adjusted OHLCV bars of `ticker` at `interval` (1m/5m/1h/1d), aggregated in the database
-    (keyed on the live stamp: a new bar or an applied corporate action rebuilds it)."""
-    del stamp  # the cache key
-    return from_db(db_bars.interval_bars, ticker, interval, start, end)
+    (keyed on the live stamp: a new bar or an applied corporate action rebuilds it); at 1m, no
+    more than `MAX_MINUTE_BARS`, the last ones of the range (`chart_range`)."""
+    start = chart_range(interval, start, end, stamp.bars_ts).start
+    frame = from_db(db_bars.interval_bars, ticker, interval, start, end)
+    return frame.tail(MAX_MINUTE_BARS) if interval == "1m" else frame
 
 
 @cached_data(ttl=600, max_entries=32)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from app.data import cached_data, from_db
+from app.data import cached_data, from_db, redact
 from config.market_calendar import session_minutes, xnys
 from db import health, quality, queue
 from db.database_manager import database_flavour
@@ -114,7 +114,12 @@ def quarantined_open() -> pd.DataFrame:
 
 @cached_data(ttl=QUALITY_TTL_S, max_entries=1)
 def input_flags() -> pd.DataFrame:
-    return from_db(quality.input_flags)
+    """News and macro inputs cleaned, dropped or flagged, their keys (an article's link) and
+    details (a provider's error, which may quote a request URL) redacted."""
+    flags = from_db(quality.input_flags)
+    for column in ("item_key", "detail"):
+        flags[column] = [None if v is None else redact(str(v)) for v in flags[column]]
+    return flags
 
 
 @cached_data(ttl=QUALITY_TTL_S, max_entries=1)

@@ -2,9 +2,9 @@
 data-health page's section (held tickers, quarantined bars, the daily reconciliation, flagged
 news and macro inputs) with the analysts' accept/reject forms.
 
-Decisions need the analyst password (`app.auth.authorize`); the record names the analyst and
+Decisions need the analyst role (`app.sign_in.authorize`); the record names the analyst and
 the reason (`db.quality.decide_hold`, `decide_bar`). Tables are shown with `st.dataframe`, which
-renders text as text; sentences built from stored text go through `plain()`.
+renders text as text; sentences built from stored text escape it (`app.text.escape_markdown`).
 """
 
 from __future__ import annotations
@@ -14,17 +14,9 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from app import auth, health_data, ui
-from app.data import redact
+from app import auth, health_data, sign_in, ui
+from app.text import escape_markdown
 from db import quality
-
-MARKDOWN_SPECIALS = "\\`*_{}[]()<>#+-.!|~$:"
-
-
-def plain(text: object) -> str:
-    """Stored or fed text made safe inside a Markdown message: every Markdown character is
-    escaped, so links, images and emphasis show as typed."""
-    return "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in str(text))
 
 
 def held_notice(tickers: list[str] | None = None) -> None:
@@ -35,7 +27,8 @@ def held_notice(tickers: list[str] | None = None) -> None:
     if held.empty:
         return
     lines = [
-        f"**{plain(r.ticker)}** since {plain(ui.fmt_ts(r.onset_ts))}: {plain(r.detail)}"
+        f"**{escape_markdown(r.ticker)}** since {escape_markdown(ui.fmt_ts(r.onset_ts))}: "
+        f"{escape_markdown(r.detail, max_chars=300)}"
         for r in held.itertuples(index=False)
     ]
     st.warning(
@@ -47,14 +40,14 @@ def held_notice(tickers: list[str] | None = None) -> None:
 
 def _decide(name: str, password: str, act: Callable[[str], str]) -> None:
     try:
-        actor = auth.authorize(name, password)
+        actor = sign_in.authorize(name, password)
     except auth.AccessDenied as exc:
         st.error(str(exc), icon=":material/lock:")
         return
     try:
         said = act(actor)
     except quality.DecisionError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
         return
     health_data.forget_quality()
     ui.flash(said)
@@ -188,7 +181,7 @@ def inputs_section() -> None:
         st.success("Every article and macro value arrived clean.")
         return
     st.dataframe(
-        flags.assign(detail=flags["detail"].map(lambda d: redact(str(d))[:300])),
+        flags.assign(detail=flags["detail"].map(lambda d: str(d)[:300])),
         hide_index=True,
         width="stretch",
         key="input_flags",

@@ -1,4 +1,5 @@
-"""Layout pieces every page shares: page setup, the disclaimer, error states, analyst forms."""
+"""Layout pieces every page shares: page setup, the disclaimer, the account panel, error states,
+analyst forms."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 import pandas as pd
 import streamlit as st
 
+from app import sign_in
 from app.data import DataUnavailable, database_ok, redact, sentiment_model
 from config.feeds import feeds
 from config.market_clock import market_time
@@ -26,8 +28,8 @@ DISCLAIMER_SHORT = "not financial advice (see the disclaimer above)"
 
 
 def setup(title: str) -> Settings:
-    """What every page shares (called once per run by `app/main.py`): page config, the sidebar
-    disclaimer, and the settings (a clear stop if they are bad)."""
+    """What every page shares (called once per run by `app/main.py`): page config, the sidebar's
+    account panel and disclaimer, and the settings (a clear stop if they are bad)."""
     st.set_page_config(
         page_title=f"StockPulse · {title}", page_icon=":material/monitoring:", layout="wide"
     )
@@ -36,6 +38,7 @@ def setup(title: str) -> Settings:
     except SettingsError as exc:
         st.error(f"StockPulse cannot start: {exc}")
         st.stop()
+    sign_in.account_panel(settings)
     with st.sidebar:
         st.caption(f"**Disclaimer.** {DISCLAIMER}")
     source_banner(settings)
@@ -137,7 +140,17 @@ def show_flash() -> None:
 
 
 def credentials(key: str) -> tuple[str, str]:
-    """Analyst name and password inputs (inside a form); the password is never echoed."""
+    """Analyst name and password inputs (inside a form); the password is never echoed. With
+    sign-in (OpenID Connect) there is nothing to type: the form says whom the record names."""
+    settings = get_settings()
+    if settings.oidc_enabled:
+        who = sign_in.current_identity(settings)
+        st.caption(
+            f"Recorded as `{who.actor.replace('`', '')}`."
+            if who.actor
+            else "Sign in (in the sidebar) to do this."
+        )
+        return "", ""
     left, right = st.columns(2)
     name = left.text_input("Analyst name", key=f"{key}_name", max_chars=40)
     password = right.text_input(

@@ -137,7 +137,8 @@ class Settings(BaseSettings):
         "ProsusAI/finbert", description="transformers model name or local path for sentiment"
     )
     sentiment_revision: str = Field(
-        "main", description="hub revision (commit) of SENTIMENT_MODEL; ignored for a local path"
+        "4556d13015211d73dccd3fdd39d39232506f3e43",
+        description="hub revision (commit) of SENTIMENT_MODEL; ignored for a local path",
     )
     sentiment_batch_size: int = Field(16, ge=1, description="articles scored per batch")
     news_half_life_min: float = Field(240.0, gt=0, description="news sentiment decay half-life")
@@ -445,11 +446,12 @@ def get_settings() -> Settings:
 
 
 def setup_logging(name: str) -> logging.Logger:
-    """Logging for a worker or job at `LOG_LEVEL`; a bad setting stops it with exit code 2 and a
-    message naming the setting."""
+    """Logging for a worker or job at `LOG_LEVEL`, every secret of the settings (and anything
+    shaped like a credential) masked in what it writes; a bad setting stops it with exit code 2
+    and a message naming the setting."""
     try:
-        level = get_settings().log_level
+        settings = get_settings()
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    return logs.setup_logging(name, level)
+    return logs.setup_logging(name, settings.log_level, secrets=settings.secret_values())

@@ -36,7 +36,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from config.settings import ALERT_KINDS
+from config.settings import ALERT_KINDS, get_settings
+from core.redact import redact_values
 from core.timeutil import iso, utc
 from db.database_manager import connect, read_from_db
 
@@ -76,7 +77,8 @@ def enqueue_event(
     ----------
     conn : the open transaction that records what caused the event.
     kind : one of `KINDS`.
-    payload : JSON-serialisable fields (timestamps become ISO 8601 UTC text).
+    payload : JSON-serialisable fields (timestamps become ISO 8601 UTC text); every text in
+        it is stored redacted (`Settings.redact`), as messages and the alerts page show it.
     fingerprint : names the event; an event whose fingerprint is stored already is ignored.
 
     Returns
@@ -87,12 +89,14 @@ def enqueue_event(
         raise ValueError(f"unknown alert kind {kind!r}; known: {', '.join(KINDS)}")
     if not fingerprint.strip():
         raise ValueError("an alert event needs a fingerprint")
+    fields = json.loads(json.dumps(dict(payload), default=_json))
+    stored = json.dumps(redact_values(fields, get_settings().secret_values()))
     new_id = conn.execute(
         text(
             "INSERT INTO alert_events (kind, fingerprint, payload) "
             "VALUES (:k, :f, CAST(:p AS jsonb)) ON CONFLICT (fingerprint) DO NOTHING RETURNING id"
         ),
-        {"k": kind, "f": fingerprint, "p": json.dumps(dict(payload), default=_json)},
+        {"k": kind, "f": fingerprint, "p": stored},
     ).scalar()
     return None if new_id is None else int(new_id)
 
@@ -297,8 +301,10 @@ def claim(
 def fail_all(
     conn: Connection, deliveries: Sequence[Delivery], error: str, now: pd.Timestamp
 ) -> None:
-    """Mark deliveries failed without sending them (their channel is gone or disabled)."""
+    """Mark deliveries failed without sending them (their channel is gone or disabled); the
+    error is stored redacted."""
     if deliveries:
+        error = get_settings().redact(error)
         conn.execute(
             text(
                 "UPDATE alert_deliveries SET status = 'failed', last_error = :e, "
@@ -330,9 +336,11 @@ def record(
     error: str | None = None,
     retry_at: pd.Timestamp | None = None,
 ) -> None:
-    """The outcome of one attempt: sent (no `error`), to retry at `retry_at`, or failed."""
+    """The outcome of one attempt: sent (no `error`), to retry at `retry_at`, or failed; the
+    error is stored redacted (`Settings.redact`), as the alerts page shows it."""
     outcome = "sent" if error is None else "retry" if retry_at is not None else "failed"
-    params = {"t": retry_at, "e": error, "now": now, "i": delivery.event.id, "c": delivery.channel}
+    shown = None if error is None else get_settings().redact(error)
+    params = {"t": retry_at, "e": shown, "now": now, "i": delivery.event.id, "c": delivery.channel}
     with connect() as conn:
         conn.execute(_RECORD[outcome], params)
 

@@ -1,4 +1,7 @@
-"""Reads for the data-health page: bars per ticker in the session, the queue, workers, jobs."""
+"""Reads for the data-health page: bars per ticker in the session, the queue, workers, jobs.
+
+Heartbeat details and job messages are stored redacted (`db.ops`); they are redacted again as
+they are read, so a row stored before a secret was set, or by an older version, shows none."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from config.settings import get_settings
+from core.redact import redact_values
 from core.timeutil import utc
 from db.database_manager import read_from_db
 
@@ -82,6 +87,8 @@ def heartbeats() -> pd.DataFrame:
         "SELECT worker, last_beat, pid, status, details FROM worker_heartbeats ORDER BY worker"
     )
     frame["last_beat"] = pd.to_datetime(frame["last_beat"], utc=True)
+    secrets = get_settings().secret_values()
+    frame["details"] = [redact_values(d, secrets) for d in frame["details"]]
     return frame
 
 
@@ -100,4 +107,6 @@ def job_summary(since: Any) -> pd.DataFrame:
     started = pd.to_datetime(frame["started_at"], utc=True)
     finished = pd.to_datetime(frame["finished_at"], utc=True)
     frame["duration_s"] = (finished - started).dt.total_seconds()
+    secrets = get_settings().secret_values()
+    frame["message"] = [redact_values(m, secrets) for m in frame["message"]]
     return frame

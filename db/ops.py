@@ -1,6 +1,7 @@
 """Job bookkeeping shared by workers, ML jobs and the app: runs, heartbeats, the training lock.
 
-- `job_run(name)`: records a row in `job_runs` (running → ok / failed / skipped).
+- `job_run(name)`: records a row in `job_runs` (running → ok / failed / skipped) and who started
+  it (`started_by`).
 - `heartbeat(worker, status, **details)`: upserts `worker_heartbeats` for the data-health page.
 - `training_lock()`: the one lock that nightly training, validation and the app's retrain button
   share (`core.locks.file_lock` on `settings.lock_path`), so runs never overlap.
@@ -21,7 +22,10 @@ from sqlalchemy import text
 
 from config.settings import get_settings
 from core.locks import file_lock, lock_holder
+from core.redact import redact_values
 from db.database_manager import connect, write_to_db
+
+MESSAGE_CHARS = 2000  # of a job run's message, stored after redaction
 
 
 class JobRun:
@@ -39,23 +43,35 @@ class JobRun:
         self.message = message
 
 
+# Who started the runs of this process (`oidc:<email>`, `analyst:<name>`): the app sets it on the
+# retrain it starts, so the pipeline's runs (and their training and validation) record it.
+STARTED_BY_ENV = "STOCKPULSE_STARTED_BY"
+
+
 @contextmanager
-def job_run(name: str) -> Iterator[JobRun]:
-    """Record a job run; an exception marks it failed (and propagates)."""
+def job_run(name: str, *, started_by: str | None = None) -> Iterator[JobRun]:
+    """Record a job run, started by `started_by` (default: `$STOCKPULSE_STARTED_BY`; NULL for
+    the schedule and the command line); an exception marks it failed (and propagates)."""
+    by = started_by or os.environ.get(STARTED_BY_ENV) or None
     with connect() as conn:
         run_id = conn.execute(
-            text("INSERT INTO job_runs (job) VALUES (:job) RETURNING id"), {"job": name}
+            text("INSERT INTO job_runs (job, started_by) VALUES (:job, :by) RETURNING id"),
+            {"job": name, "by": by},
         ).scalar_one()
     run = JobRun(int(run_id))
     try:
         yield run
     except BaseException as exc:
-        _finish(run.id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+        _finish(run.id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     _finish(run.id, run.status, run.message)
 
 
 def _finish(run_id: int, status: str, message: str | None) -> None:
+    """Close the run; its message is stored redacted (`Settings.redact`: the settings' secrets
+    and credential shapes), then cut to `MESSAGE_CHARS`, so no cut can split a secret."""
+    if message is not None:
+        message = get_settings().redact(message)[:MESSAGE_CHARS]
     with connect() as conn:
         conn.execute(
             text(
@@ -66,7 +82,9 @@ def _finish(run_id: int, status: str, message: str | None) -> None:
 
 
 def heartbeat(worker: str, status: str = "ok", **details: Any) -> None:
-    """Record that `worker` is alive (upsert)."""
+    """Record that `worker` is alive (upsert); every text in `details` is stored redacted."""
+    secrets = get_settings().secret_values()
+    shown = redact_values(json.loads(json.dumps(details, default=str)), secrets)
     frame = pd.DataFrame(
         [
             {
@@ -74,7 +92,7 @@ def heartbeat(worker: str, status: str = "ok", **details: Any) -> None:
                 "last_beat": pd.Timestamp.now(tz="UTC"),
                 "pid": os.getpid(),
                 "status": status,
-                "details": json.dumps(details, default=str),
+                "details": json.dumps(shown),
             }
         ]
     )

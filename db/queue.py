@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import pandas as pd
 from sqlalchemy import Connection, text
 
+from config.settings import get_settings
+from core.redact import redact_values
 from core.timeutil import utc_series
 from db.database_manager import connect, read_from_db
 
@@ -69,9 +71,12 @@ def pending_gaps(
 
 
 def mark_gaps(gaps: pd.DataFrame, statuses: Sequence[str], error: str | None = None) -> None:
-    """Record one attempt for each gap with its new status (one statement)."""
+    """Record one attempt for each gap with its new status (one statement); `error` is stored
+    redacted (`Settings.redact`), as the data-health page shows it."""
     if gaps.empty:
         return
+    if error is not None:
+        error = get_settings().redact(error)
     with connect() as conn:
         conn.execute(
             text(
@@ -91,10 +96,14 @@ def mark_gaps(gaps: pd.DataFrame, statuses: Sequence[str], error: str | None = N
 
 
 def unresolved_gaps(limit: int = 200) -> pd.DataFrame:
-    """Gaps not filled yet (pending and failed), newest first, for the data-health page."""
-    return read_from_db(
+    """Gaps not filled yet (pending and failed), newest first, for the data-health page (their
+    errors redacted again: a row may predate a secret)."""
+    gaps = read_from_db(
         "SELECT ticker, gap_start, gap_end, status, attempts, last_error, updated_at "
         "FROM backfill_queue WHERE status IN (:pending, :failed) "
         "ORDER BY gap_start DESC LIMIT :n",
         {"pending": "pending", "failed": "failed", "n": limit},
     )
+    secrets = get_settings().secret_values()
+    gaps["last_error"] = [redact_values(e, secrets) for e in gaps["last_error"]]
+    return gaps

@@ -185,7 +185,9 @@ def guarded_run(name: str, command: list[str], *, session_day: bool, today: date
             return EXIT_BUSY
         if returncode != 0:
             run.status = "failed"
-            run.note(f"{outcome}; last output:\n" + "\n".join(tail)[-1500:])
+            # redacted before it is cut, so the cut cannot leave part of a secret behind
+            output = get_settings().redact("\n".join(tail))[-1500:]
+            run.note(f"{outcome}; last output:\n{output}")
             log.error("%s: failed, %s", name, outcome)
             _alert_failed(name, run.id, outcome, tail)
             return returncode if returncode > 0 else 128 - returncode

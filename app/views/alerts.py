@@ -1,30 +1,25 @@
 """Alerts: the delivery log, the channels alerts go to and the rules that send them there.
 
-Adding, enabling or disabling a channel or a rule needs the analyst password; the record names
-who did it. Channel URLs are secrets: the page shows their scheme only, and the URL field is a
-password field that is cleared on submit. The alert worker (`python -m workers.alert_worker`)
-delivers; this page only reads and configures.
+Adding, enabling or disabling a channel or a rule needs the admin role when signed in (OpenID
+Connect), else the analyst password; the record names who did it. Channel URLs are secrets:
+the page shows their scheme only, and the URL field is a password field that is cleared on
+submit. The alert worker (`python -m workers.alert_worker`) delivers; this page only reads and
+configures.
 """
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from app import auth, data, ui
+from app import auth, data, sign_in, ui
+from app.text import escape_markdown
 from config.settings import ALERT_KINDS, Settings, get_settings
 from db import alert_channels
 from db.alert_channels import EVERY_CHANNEL, SETTINGS_CHANNEL, AlertConfigError
 
-MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<$])")
 EVERY = "every channel"
-
-
-def _md(text: object) -> str:
-    """User text made inert for markdown."""
-    return MARKDOWN.sub(r"\\\1", str(text))
 
 
 def settings_channels(settings: Settings) -> pd.DataFrame:
@@ -76,16 +71,17 @@ def log_section() -> None:
 
 
 def _guarded(name: str, password: str, action: Callable[[str], str]) -> None:
-    """Run `action(actor)` for a signed-in analyst; show what went wrong, else flash success."""
+    """Run `action(actor)` for a signed-in admin (or with the analyst password, without sign-in);
+    show what went wrong, else flash success."""
     try:
-        by = auth.authorize(name, password)
+        by = sign_in.authorize(name, password, needs="admin")
     except auth.AccessDenied as exc:
         st.error(str(exc), icon=":material/lock:")
         return
     try:
         message = data.from_db(action, by)
     except AlertConfigError as exc:
-        st.error(f"Not changed: {exc}")
+        st.error(f"Not changed: {escape_markdown(exc)}")
         return
     except data.DataUnavailable as exc:
         st.error(str(exc), icon=":material/database_off:")
@@ -131,7 +127,7 @@ def channels_section(settings: Settings) -> list[str]:
             added = alert_channels.add_channel(
                 name=name, url=url, actor=by, quiet=quiet or None, max_per_minute=rate or None
             )
-            return f"Channel {_md(added)} added by {_md(by)}."
+            return f"Channel {escape_markdown(added)} added by {escape_markdown(by)}."
 
         _guarded(who, password, add)
     names = list(from_settings["name"]) + list(stored["name"])
@@ -152,7 +148,7 @@ def _enable_form(what: str, choices: list[Any], setter: Callable[[Any, bool, str
         def apply(by: str) -> str:
             if not setter(choice, action == "enable", by):
                 raise AlertConfigError(f"there is no {what} {choice}")
-            return f"The {what} {_md(choice)} is {action}d ({_md(by)})."
+            return f"The {what} {escape_markdown(choice)} is {action}d ({escape_markdown(by)})."
 
         _guarded(who, password, apply)
 
@@ -196,7 +192,7 @@ def rules_section(settings: Settings, channels: list[str]) -> None:
             rule_id = alert_channels.add_rule(
                 channel=channel, kinds=kinds, tickers=tickers, min_confidence=confidence, actor=by
             )
-            return f"Rule {rule_id} added by {_md(by)}."
+            return f"Rule {rule_id} added by {escape_markdown(by)}."
 
         _guarded(who, password, add)
     if not stored.empty:

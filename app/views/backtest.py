@@ -2,7 +2,6 @@
 history, after costs, beside buy-and-hold and the baselines (`ml.backtest`)."""
 
 import math
-import re
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -10,6 +9,7 @@ import streamlit as st
 
 from app import charts, data, lab_data, ui
 from app.data import cached_data, from_db
+from app.text import escape_markdown
 from config.settings import get_settings
 from ml import backtest as bt
 from ml.metadata import MetadataError, version_metadata
@@ -30,11 +30,6 @@ FIGURES = {
     "costs": st.column_config.NumberColumn("costs paid", format="percent"),
     "trades": st.column_config.NumberColumn("trades", format="%d"),
 }
-
-
-def plain(text: str) -> str:
-    """`text` with markdown and LaTeX markers escaped, shown as written."""
-    return re.sub(r"([\\`*_\[\]<>$|~#])", r"\\\1", text)
 
 
 @cached_data(ttl=3600, max_entries=8)
@@ -138,9 +133,10 @@ def drawdown_figure(frame: pd.DataFrame) -> go.Figure:
 
 
 def results(result: bt.BacktestResult) -> None:
+    notes = "".join(f"{escape_markdown(n)}. " for n in result.notes)
     st.caption(
         f"{ui.fmt_ts(result.first_bar)} to {ui.fmt_ts(result.last_bar)}; each ticker an account "
-        "of equal capital, the total their sum. " + "".join(f"{plain(n)}. " for n in result.notes)
+        f"of equal capital, the total their sum. {notes}"
     )
     if not result.served.empty:
         st.dataframe(result.served, hide_index=True, key="bt_served")
@@ -199,7 +195,7 @@ def page() -> None:
         try:
             result = run(request, cache_stamp(request))
         except bt.BacktestRefused as exc:
-            st.error(f"Backtest refused: {plain(str(exc))}", icon=":material/block:")
+            st.error(f"Backtest refused: {escape_markdown(exc)}", icon=":material/block:")
             return
         results(result)
     ui.disclaimer()

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, data, lab_data, lab_view, live, ui
+from app.text import escape_markdown
 from config.settings import get_settings
 from ml.drift import Metric
 from ml.metadata import MODEL_NAMES
@@ -71,7 +72,9 @@ def alarm_states(frame: pd.DataFrame) -> None:
     latest = states.sort_values("checked_at").groupby("metric").tail(1)
     raised = latest[latest["alarm"].astype(bool)]
     if not raised.empty:
-        names = ", ".join(m.removeprefix(Metric.ALARM_PREFIX) for m in raised["metric"])
+        names = escape_markdown(
+            ", ".join(m.removeprefix(Metric.ALARM_PREFIX) for m in raised["metric"])
+        )
         st.error(f"Drift alarm raised ({names}): the drift monitor rolls the champion back.")
     view = pd.DataFrame(
         {
@@ -117,7 +120,7 @@ def confidence_section(frame: pd.DataFrame, since: pd.Timestamp) -> None:
     conf = lab_data.live_confidence(newest, models.version, since)
     checks = frame[frame["metric"].isin(LIVE_CHECKS) & (frame["model_version"] == models.version)]
     if conf.empty and checks.empty:
-        st.info(f"No signals from {models.version} in this period yet.")
+        st.info(f"No signals from {escape_markdown(models.version)} in this period yet.")
         return
     st.plotly_chart(
         charts.confidence_figure(conf, checks, f"Serving model {models.version}"),

@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from app import data, live, quality_view, ui
+from app.text import escape_markdown
 from config.settings import get_settings
 
 ACTION_BADGE = {"BUY": "▲ BUY", "SELL": "▼ SELL", "HOLD": "· HOLD"}
@@ -164,7 +165,7 @@ def signal_feed(stamp: data.LiveStamp, version: str | None, tickers: tuple[str, 
 
 
 def model_notice(version: str | None) -> None:
-    problem = live.model_problem()
+    problem = escape_markdown(live.model_problem() or "", max_chars=300)
     if version is None and problem:
         st.warning(f"No model is serving: {problem}. Fix or roll back the registry (Model lab).")
     elif version is None:
@@ -188,8 +189,8 @@ def summary(frame: pd.DataFrame, stamp: data.LiveStamp, version: str | None) -> 
     cols[4].metric("HOLD", int(actions.get("HOLD", 0)))
     settings = get_settings()
     st.caption(
-        f"Serving model **{version or 'none'}** (versions are named by their training's server "
-        f"time) · {ui.market_clock_note()} · triggers: BUY at both P(UP) ≥ "
+        f"Serving model **{escape_markdown(version or 'none')}** (versions are named by their "
+        f"training's server time) · {ui.market_clock_note()} · triggers: BUY at both P(UP) ≥ "
         f"{settings.buy_threshold:.2f}, SELL at both P(DOWN) ≥ {settings.sell_threshold:.2f}"
     )
 
@@ -217,7 +218,7 @@ def scorer_notice(scorer: live.ScorerState) -> None:
             f"{minutes} bar-minute(s) before the newest stored bar. It catches up by itself."
         )
     if scorer.error:
-        st.warning(f"Scoring problem reported by the worker: {scorer.error}")
+        st.warning(f"Scoring problem reported by the worker: {escape_markdown(scorer.error)}")
 
 
 def scorer_line(scorer: live.ScorerState | None) -> str:

@@ -6,6 +6,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from app import charts, data, live, quality_view, ui
 from app.indicators import OVERLAYS
+from app.text import escape_markdown
 from config.settings import get_settings
 from ml.outcomes import label_key
 
@@ -22,11 +23,15 @@ Options = tuple[tuple[str, ...], bool, bool]  # overlays, RSI panel, every versi
 
 
 def choose_ticker(universe: list[str]) -> str:
-    wanted = str(st.query_params.get("ticker", universe[0])).strip().upper()
+    """The ticker of the URL's `?ticker=` when it is in the universe; otherwise a warning that
+    names the value as typed (escaped: it is the visitor's text) and the first ticker."""
+    asked = str(st.query_params.get("ticker", universe[0])).strip()
+    wanted = asked.upper()
     if wanted not in universe:
         st.warning(
-            f"Ticker '{wanted}' is not in the universe (settings.universe): "
-            f"showing {universe[0]} instead. Known tickers: {', '.join(universe)}."
+            f"Ticker '{escape_markdown(asked, max_chars=40)}' is not in the universe "
+            f"(settings.universe): showing {universe[0]} instead. "
+            f"Known tickers: {', '.join(universe)}."
         )
         wanted = universe[0]
     ticker = st.sidebar.selectbox("Ticker", universe, index=universe.index(wanted))
@@ -73,6 +78,17 @@ def resolve_range(
     return (first if days is None else end - pd.Timedelta(days=days)), end
 
 
+def cap_notice(window: data.ChartRange) -> None:
+    """Say plainly that a 1-minute range is too long to draw whole, and what to do."""
+    st.warning(
+        f"This range holds {window.minute_bars:,} 1-minute bars, more than the "
+        f"{data.MAX_MINUTE_BARS:,} one chart reads: showing the last {data.MAX_MINUTE_BARS:,}, "
+        f"from {ui.fmt_ts(window.start)}. Choose a coarser interval (5m, 1h or 1d) or a "
+        "shorter range to see all of it.",
+        icon=":material/timer:",
+    )
+
+
 def signal_card(ticker: str, version: str | None, stamp: data.LiveStamp) -> None:
     signal = data.explained_signal(ticker, version, stamp)
     if signal is None:
@@ -91,8 +107,8 @@ def signal_card(ticker: str, version: str | None, stamp: data.LiveStamp) -> None
         f"Bar {ui.fmt_market(signal['bar_ts'])}",
         f"Models {signal['lean']}: {signal['trigger_text']}",
         f"Confidence {shown} (chance 0.33)",
-        f"Why: {signal['reason']}",
-        f"Model {version}",
+        f"Why: {escape_markdown(signal['reason'], max_chars=300)}",
+        f"Model {escape_markdown(version)}",
     ]
     st.caption("  \n".join(lines))
     ui.disclaimer()
@@ -166,6 +182,10 @@ def detail(ticker: str, interval: str, span: str, custom: Custom, opts: Options)
         if picked is None:
             return
         start, end = picked
+        window = data.chart_range(interval, start, end, stamp.bars_ts)
+        if window.capped:
+            cap_notice(window)
+            start = window.start
         bars = data.bars(ticker, interval, start, end, stamp)
         if bars.empty:
             st.info(

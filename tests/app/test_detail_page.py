@@ -170,3 +170,51 @@ def test_empty_range_and_empty_database_get_clear_messages(app_env):
     assert not at.exception
     assert any("No 5m bars for AAPL" in m for m in alerts(at, "info"))
     assert "price_chart" not in figures(at)
+
+
+@pytest.mark.no_db
+def test_a_long_one_minute_range_is_capped_to_its_last_sessions():
+    from app import data
+
+    start, end = pd.Timestamp("2025-03-03", tz="UTC"), pd.Timestamp("2025-04-12", tz="UTC")
+    window = data.chart_range("1m", start, end)
+    assert window.capped and window.minute_bars == 30 * 390  # 30 sessions, none short
+    # the last 20 sessions: from the week of March 17 (New York on daylight time: 13:30 UTC)
+    assert window.end == end and window.start == pd.Timestamp("2025-03-17 13:30", tz="UTC")
+    newest = pd.Timestamp("2025-04-04 19:59", tz="UTC")  # bars stop before the range ends
+    assert data.chart_range("1m", start, end, newest).start == pd.Timestamp(
+        "2025-03-10 13:30", tz="UTC"
+    )
+    week = data.chart_range("1m", start, start + pd.Timedelta(days=7))
+    assert not week.capped and week.start == start and week.minute_bars == 5 * 390
+    assert not data.chart_range("5m", start, end).capped
+
+
+def test_a_custom_one_minute_range_over_the_cap_says_so_and_reads_no_more(app_env, monkeypatch):
+    from app import data
+    from db import bars as db_bars
+
+    cap = 300
+    monkeypatch.setattr(data, "MAX_MINUTE_BARS", cap)
+    fetched: list[int] = []
+
+    def counted(*args, **kwargs):
+        frame = interval_bars(*args, **kwargs)
+        fetched.append(len(frame))
+        return frame
+
+    monkeypatch.setattr(db_bars, "interval_bars", counted)
+    newest = app_env.feed(sessions=2).seed()  # 780 bars a ticker
+    at = open_page("detail", {"ticker": "AAPL"})
+    at.sidebar.radio[0].set_value("1m").run()
+    at.sidebar.selectbox(key="range_1m").set_value("Custom dates").run()
+    first = (newest - pd.Timedelta(days=10)).date()
+    at.sidebar.date_input[0].set_value((first, newest.date())).run()
+    assert not at.exception
+    [notice] = [w for w in alerts(at, "warning") if "1-minute bars" in w]
+    assert "more than the 300 one chart reads: showing the last 300" in notice
+    assert "Choose a coarser interval (5m, 1h or 1d) or a shorter range" in notice
+    candles = figures(at)["price_chart"]["data"][0]
+    assert cap - 20 < len(candles["x"]) <= cap  # the simulated feed skips a few minutes
+    assert pd.Timestamp(candles["x"][-1]) == newest.tz_localize(None)  # the newest bars
+    assert fetched and max(fetched) <= cap
