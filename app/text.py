@@ -37,3 +37,9 @@ def escape_markdown(text: object, max_chars: int | None = None) -> str:
 def escape_html(text: object) -> str:
     """`text` safe inside plotly's HTML-like labels (`<`, `>`, `&` and quotes as entities)."""
     return html_lib.escape(str(text), quote=True)
+
+
+def code_span(text: object) -> str:
+    """`text` for inside a Markdown code span (shown literally): backticks, which would end the
+    span, and line breaks are replaced."""
+    return _LINE_BREAKS.sub(" ", str(text)).replace("`", "'")

@@ -13,6 +13,7 @@ import streamlit as st
 
 from app import sign_in
 from app.data import DataUnavailable, database_ok, redact, sentiment_model
+from app.text import escape_markdown
 from config.feeds import feeds
 from config.market_clock import market_time
 from config.settings import Settings, SettingsError, get_settings
@@ -80,7 +81,7 @@ def provisional_notice(reason: str | None) -> None:
     """What every page showing a signal says while the champion is provisional."""
     st.warning(
         "**Signals are provisional (unproven):** "
-        f"{reason or 'the serving model has not beaten the baselines'}",
+        f"{escape_markdown(reason or 'the serving model has not beaten the baselines')}",
         icon=":material/warning:",
     )
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from config.settings import Settings, get_settings
+from config.settings import Settings, get_settings, setup_logging
 from core.timeutil import iso, utc, utc_now
 from ml.baselines import fit_baselines, newest_bar, score_baselines
 from ml.dataset import DatasetError, RawData, Samples, chronological_split, load_raw, prepare
@@ -348,13 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from core.locks import EXIT_BUSY, LockBusyError
 
+    setup_logging("ml.train_model")
     try:
         folder = train(end=args.end, quick=args.quick, epochs=args.epochs)
     except LockBusyError as exc:
         print(f"not started: {exc}; try again when it has finished", file=sys.stderr)
         return EXIT_BUSY
     except (DatasetError, ValueError) as exc:
-        print(f"training failed: {exc}", file=sys.stderr)
+        print(f"training failed: {get_settings().redact(str(exc))}", file=sys.stderr)
         return 1
     print(folder)
     return 0

@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import data, lab_data, lab_view, live, sign_in, ui
 from app.retrain_view import retrain_panel
+from app.text import code_span, escape_markdown
 from config.settings import get_settings
 from ml.report import ReportError
 from ml.verdict import card
@@ -22,12 +23,12 @@ def champion_card() -> str | None:
         return None
     st.markdown(
         f"**Champion:** `{champ.version}` · promoted {lab_view.server_time(champ.promoted_at)} "
-        f"by `{champ.promoted_by}` — {champ.reason}"
+        f"by `{code_span(champ.promoted_by)}` — {escape_markdown(champ.reason)}"
     )
     st.caption(f"Trained: {lab_view.provenance_text(lab_data.provenance(champ.version))}.")
     if champ.provisional:
         why = champ.provisional_reason or "it has not beaten the baselines"
-        st.warning(f"Provisional champion: {why}", icon=":material/warning:")
+        st.warning(f"Provisional champion: {escape_markdown(why)}", icon=":material/warning:")
     return champ.version
 
 
