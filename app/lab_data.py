@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import pandas as pd
+import streamlit as st
 
+from app import live
 from app.data import cached_data, from_db
 from config.settings import get_settings
 from db import models
@@ -38,6 +40,22 @@ def lab_stamp() -> LabStamp:
 def registry() -> Registry:
     """The model registry file (cheap to read; raises RegistryError when malformed)."""
     return read_registry(get_settings().model_config_path)
+
+
+def champion_seen(form: str, champion: str | None) -> str | None:
+    """The champion the page showed when `form` was last drawn, which a click on it refers to
+    (the registry refuses the change when another one replaced it since); `champion`, shown
+    now, is remembered for the next click."""
+    key = f"champion_seen_{form}"
+    seen: str | None = st.session_state.get(key, champion)
+    st.session_state[key] = champion
+    return seen
+
+
+def challenger_problems() -> dict[str, str]:
+    """Why each challenger that cannot score in shadow is left out (unreadable metadata, a file
+    that differs from its checksum); the champion serves on."""
+    return dict(live.serving().skipped)
 
 
 def registry_history() -> pd.DataFrame:
@@ -80,8 +98,11 @@ def _provenance(version: str, mtime_ns: int) -> Provenance | None:
 
 
 def versions() -> pd.DataFrame:
-    """Every complete model version with a summary of its metadata, newest first."""
+    """Every complete model version with a summary of its metadata, newest first; `problem`
+    says why a version cannot serve (its metadata unreadable, or why it does not score as a
+    challenger)."""
     rows: list[dict[str, Any]] = []
+    problems = challenger_problems()
     for version in reversed(list_versions()):
         try:
             meta = version_metadata(version)
@@ -102,6 +123,7 @@ def versions() -> pd.DataFrame:
                 "features": len(meta.features),
                 "window": meta.window_length,
                 "macro_f1": _mean_f1(meta),
+                **({"problem": problems[version]} if version in problems else {}),
             }
         )
     return pd.DataFrame(rows)

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import auth, charts, lab_data, ui
+from app import auth, charts, lab_data, sign_in, ui
 from app.data import redact
 from core.timeutil import NEW_YORK, utc
 from ml.baselines import BASELINE_NAMES
@@ -187,8 +187,8 @@ def promote_form(
     key: str = "promote",
     label: str = "Promote",
 ) -> None:
-    """Promote a complete version (password, analyst name and a reason required); `candidates`
-    narrows the choice (the scoreboard offers its challengers)."""
+    """Promote a complete version (a reason required, and the analyst role: signed in, or the
+    analyst password); `candidates` narrows the choice (the scoreboard offers its challengers)."""
     if candidates is None:
         candidates = [v for v in reversed(list_versions()) if v != champion]
     if not candidates:
@@ -201,8 +201,14 @@ def promote_form(
         )
         name, password = ui.credentials(key)
         submitted = st.form_submit_button(label, type="primary")
+    seen = lab_data.champion_seen(key, champion)
     if submitted:
-        _act(name, password, reason, lambda by: promote(str(version), by=by, reason=reason))
+        _act(
+            name,
+            password,
+            reason,
+            lambda by: promote(str(version), by=by, reason=reason, expected_champion=seen),
+        )
 
 
 def rollback_form(champion: str | None) -> None:
@@ -222,14 +228,20 @@ def rollback_form(champion: str | None) -> None:
         reason = st.text_input("Reason (recorded in the registry history)", max_chars=300)
         name, password = ui.credentials("rollback")
         submitted = st.form_submit_button("Roll back")
+    seen = lab_data.champion_seen("rollback", champion)
     if submitted:
         to = None if target == PREVIOUS else str(target)
-        _act(name, password, reason, lambda by: rollback(by=by, reason=reason, to=to))
+        _act(
+            name,
+            password,
+            reason,
+            lambda by: rollback(by=by, reason=reason, to=to, expected_champion=seen),
+        )
 
 
 def _act(name: str, password: str, reason: str, action: Any) -> None:
     try:
-        by = auth.authorize(name, password)
+        by = sign_in.authorize(name, password)
     except auth.AccessDenied as exc:
         st.error(str(exc), icon=":material/lock:")
         return
@@ -331,7 +343,7 @@ def pin_form(champion: str | None, pinned: list[str]) -> None:
         st.caption("Pinned: " + ", ".join(pinned))
     if submitted:
         try:
-            by = auth.authorize(name, password)
+            by = sign_in.authorize(name, password)
             pin(str(version), by=by, pinned=action == "pin")
         except auth.AccessDenied as exc:
             st.error(str(exc), icon=":material/lock:")

@@ -14,7 +14,8 @@ Each check:
    is flagged (`sentiment_model_changed`);
 5. alarms with persistence and hysteresis (ml.drift): `DRIFT_PERSISTENCE` consecutive breaches
    raise one; a raised alarm rolls the registry back to the previous stable champion (atomic,
-   recorded with the reason), which the app picks up without a restart.
+   recorded with the reason), which the app picks up without a restart. The rollback is made
+   only while the champion measured still serves: one promoted meanwhile is left alone.
 Every figure is stored in `drift_metrics` for the app.
 """
 
@@ -272,10 +273,16 @@ def _roll_back(report: DriftReport, raised: list[str], settings: Settings) -> No
         f"consecutive checks: {figures}"
     )
     try:
-        reg = registry.rollback(by="drift_monitor", reason=reason, settings=settings)
+        reg = registry.rollback(
+            by="drift_monitor",
+            reason=reason,
+            expected_champion=report.version,  # the champion measured, not whatever serves now
+            settings=settings,
+        )
     except registry.RegistryError as exc:
         report.message = f"{reason}; no rollback: {exc}"
-        log.error(report.message)
+        conflict = isinstance(exc, registry.RegistryConflict)
+        log.log(logging.WARNING if conflict else logging.ERROR, "%s", report.message)
         return
     report.rolled_back_to = reg.champion.version if reg.champion else None
     report.message = f"rolled back {report.version} -> {report.rolled_back_to}: {reason}"

@@ -10,6 +10,7 @@ hyperparameters, seeds, the sentiment models behind its news features).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +166,46 @@ class ModelMetadata(BaseModel):
 
         write_json_atomic(path, self.model_dump(mode="json"))
 
+    def verify_files(self, folder: Path) -> dict[str, str]:
+        """The SHA-256 of each model file in `folder`, checked against the checksum recorded at
+        training; `MetadataError` names a file that is missing, has no recorded checksum, or
+        differs from it."""
+        checksums = {}
+        for name in (f"{model}.tflite" for model in MODEL_NAMES):
+            path = folder / name
+            recorded = self.files.get(name)
+            if recorded is None:
+                raise MetadataError(f"{folder / 'metadata.json'} records no checksum for {name}")
+            if not path.is_file():
+                raise MetadataError(f"{path} is missing")
+            actual = sha256_file(path)
+            if actual != recorded:
+                raise MetadataError(
+                    f"{path} differs from the checksum in its metadata.json (recorded "
+                    f"{recorded[:12]}…, on disk {actual[:12]}…): the file changed after training"
+                )
+            checksums[name] = actual
+        return checksums
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 def read_metadata_file(path: Path) -> ModelMetadata:
-    """Parse a metadata.json; a clear `MetadataError` names what is wrong."""
-    return read_json_model(path, ModelMetadata, MetadataError, "model metadata")
+    """Parse a metadata.json; a clear `MetadataError` names what is wrong (missing, not UTF-8
+    text, not JSON, or not model metadata)."""
+    try:
+        return read_json_model(path, ModelMetadata, MetadataError, "model metadata")
+    except UnicodeDecodeError as exc:
+        raise MetadataError(f"{path} is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise MetadataError(f"{path} cannot be read: {exc}") from None
 
 
 def version_metadata(version: str, settings: Settings | None = None) -> ModelMetadata:

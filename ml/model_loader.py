@@ -6,29 +6,31 @@ interpreters with the metadata that rebuilds their inputs. `ModelManager` keeps 
 serve: the champion (whose signals are shown) and the challengers that score every new bar in
 shadow (the newest other version, and any version an analyst pins); when the registry or the
 model folder changes it loads what is new and swaps it in atomically; if a new file is bad it
-keeps what was serving and reports why in `last_error`.
+keeps what was serving and reports why in `last_error`. A challenger that cannot be loaded
+(unreadable metadata, a file that differs from its checksum) does not score in shadow; the
+champion serves on, and `Serving.skipped` says why for each such challenger.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from config.settings import Settings, get_settings
 from core.timeutil import utc_now
-from ml.metadata import MetadataError, ModelMetadata, check_version_name, read_metadata_file
-from ml.predict import TFLiteModel
-from ml.registry import (
-    Registry,
-    RegistryError,
-    list_versions,
-    read_registry,
+from ml.metadata import (
+    MetadataError,
+    ModelMetadata,
+    check_version_name,
+    read_metadata_file,
     sha256_file,
-    version_dir,
 )
+from ml.predict import TFLiteModel
+from ml.registry import Registry, RegistryError, list_versions, read_registry, version_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +59,20 @@ def load_version(
     """Load one version, verifying checksums (from `expected`, else from its metadata)."""
     settings = settings or get_settings()
     try:
-        folder = version_dir(version, settings)
-        metadata = read_metadata_file(folder / "metadata.json")
-        check_version_name(metadata, version)
+        return _load_version(version, settings, expected)
     except (RegistryError, MetadataError) as exc:
         raise ModelLoadError(str(exc)) from None
+    except OSError as exc:
+        raise ModelLoadError(f"{version}: a file cannot be read: {exc}") from None
+
+
+def _load_version(
+    version: str, settings: Settings, expected: dict[str, str] | None
+) -> LoadedModels:
+    """`load_version` itself; the errors of reading the files are left to it to word."""
+    folder = version_dir(version, settings)
+    metadata = read_metadata_file(folder / "metadata.json")
+    check_version_name(metadata, version)
     if expected:
         meta_sum = expected.get("metadata.json")
         if meta_sum and sha256_file(folder / "metadata.json") != meta_sum:
@@ -124,6 +135,7 @@ class Serving:
     challengers: tuple[LoadedModels, ...] = ()
     provisional: bool = False
     provisional_reason: str | None = None
+    skipped: Mapping[str, str] = field(default_factory=dict)  # challenger -> why it cannot score
 
     @property
     def versions(self) -> tuple[LoadedModels, ...]:
@@ -189,11 +201,12 @@ class ModelManager:
             )
             self._stamp = stamp  # do not retry the same bad file on every call
             return
-        challengers = []
+        challengers, skipped = [], {}
         for version in challenger_versions(registry, self.settings):
             try:
                 challengers.append(self._load(version, None))
             except ModelLoadError as exc:
+                skipped[version] = str(exc)
                 log.warning("challenger %s cannot score in shadow: %s", version, exc)
         serving_now = {m.version for m in (champion, *challengers) if m is not None}
         self._cache = {v: m for v, m in self._cache.items() if v in serving_now}
@@ -206,5 +219,6 @@ class ModelManager:
             tuple(challengers),
             bool(champ and champ.provisional),
             champ.provisional_reason if champ else None,
+            skipped,
         )
         self._stamp, self.last_error = stamp, None

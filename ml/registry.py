@@ -4,17 +4,27 @@ Every write is atomic (temporary file in the same folder, fsync, `os.replace`), 
 lock file, and schema-checked; readers never see a half-written file. A malformed file raises
 `RegistryError` naming what is wrong. Events are also appended to the `model_events` table (for
 the app's history page) when the database is reachable.
+
+A change of champion is a compare-and-swap: `promote` and `rollback` take the champion their
+caller decided on (`expected_champion`) and, under the lock, refuse with `RegistryConflict` when
+another change replaced it since (recorded as a `refused` event), so a decision taken on an old
+champion never undoes a newer one; a rollback picks its target under the same lock. Before a
+version is recorded (promoted, rolled back to, pinned) its model files are checked against the
+checksums its metadata.json recorded at training: a file that differs is refused, nothing is
+recorded and the champion keeps serving.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +33,8 @@ from config.settings import Settings, get_settings
 from core.files import write_text_atomic
 from core.locks import file_lock
 from core.validation import read_json_model
+from ml.metadata import MetadataError, check_version_name, read_metadata_file
+from ml.metadata import sha256_file as sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +44,28 @@ Actor = str  # "validation", "drift_monitor", "analyst:<name>", "cli"
 
 class RegistryError(RuntimeError):
     """The registry file is malformed or asks for something impossible."""
+
+
+class RegistryConflict(RegistryError):
+    """The champion changed between the caller's read and its promotion or rollback."""
+
+    def __init__(
+        self, action: str, requested: str | None, expected: str | None, actual: str | None
+    ) -> None:
+        self.requested, self.expected, self.actual = requested, expected, actual
+        super().__init__(
+            f"{action} refused: the champion changed since it was read (expected "
+            f"{expected or 'no champion'}, now {actual or 'no champion'}); nothing was changed"
+        )
+
+
+class _Unchecked(Enum):
+    ANY = "any champion"
+
+
+# `expected_champion` of a change made whatever the champion is (scripts and tests)
+ANY_CHAMPION: Final = _Unchecked.ANY
+ExpectedChampion = str | None | Literal[_Unchecked.ANY]
 
 
 class ChampionEntry(BaseModel):
@@ -66,14 +100,6 @@ class Registry(BaseModel):
     updated_at: str | None = None
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _now() -> str:
     return str(pd.Timestamp.now(tz="UTC").isoformat())
 
@@ -83,7 +109,12 @@ def read_registry(path: Path | None = None) -> Registry:
     path = path or get_settings().model_config_path
     if not path.exists():
         return Registry()
-    return read_json_model(path, Registry, RegistryError, "a model registry")
+    try:
+        return read_json_model(path, Registry, RegistryError, "a model registry")
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{path} is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise RegistryError(f"{path} cannot be read: {exc}") from None
 
 
 def write_registry(registry: Registry, path: Path | None = None) -> None:
@@ -115,12 +146,33 @@ def list_versions(settings: Settings | None = None) -> list[str]:
     return sorted(p.name for p in settings.models_dir.iterdir() if (p / "metadata.json").is_file())
 
 
-def file_checksums(version: str, settings: Settings | None = None) -> dict[str, str]:
+def verified_checksums(version: str, settings: Settings | None = None) -> dict[str, str]:
+    """The SHA-256 of the version's files to record, each model file checked against the
+    checksum its metadata.json recorded at training; `RegistryError` names a file that is
+    missing or differs (the version is then not recorded)."""
     folder = version_dir(version, settings)
     missing = [f for f in MODEL_FILES if not (folder / f).is_file()]
     if missing:
         raise RegistryError(f"model version {version} lacks {missing} in {folder}")
-    return {name: sha256_file(folder / name) for name in MODEL_FILES}
+    metadata_sum = sha256_file(folder / "metadata.json")
+    try:
+        metadata = read_metadata_file(folder / "metadata.json")
+        check_version_name(metadata, version)
+        checksums = metadata.verify_files(folder)
+    except MetadataError as exc:
+        raise RegistryError(f"model version {version} is not recorded: {exc}") from None
+    return {**checksums, "metadata.json": metadata_sum}
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A change of champion: what is recorded in the history."""
+
+    event: Literal["promoted", "rolled_back"]
+    action: str  # "promotion of <v>", "rollback to ...": how a refusal names it
+    by: Actor
+    reason: str
+    provisional_reason: str | None = None
 
 
 def promote(
@@ -128,45 +180,105 @@ def promote(
     *,
     by: Actor,
     reason: str,
+    expected_champion: ExpectedChampion = ANY_CHAMPION,
     settings: Settings | None = None,
-    event: Literal["promoted", "rolled_back"] = "promoted",
     provisional_reason: str | None = None,
 ) -> Registry:
     """Make `version` the champion (recording the previous one in the history). With
-    `provisional_reason` it serves marked unproven: it has not beaten the baselines."""
-    settings = settings or get_settings()
-    path = settings.model_config_path
-    if not reason.strip():
+    `provisional_reason` it serves marked unproven: it has not beaten the baselines.
+
+    `expected_champion` is the champion the decision was taken on (None: none served); when
+    another change has replaced it, `RegistryConflict` is raised and nothing changes. The
+    version's model files must match the checksums in its metadata.json."""
+    change = _Change("promoted", f"promotion of {version}", by, reason, provisional_reason)
+    return _change_champion(
+        lambda _: version, version, change, expected_champion, settings or get_settings()
+    )
+
+
+def rollback(
+    *,
+    by: Actor,
+    reason: str,
+    to: str | None = None,
+    expected_champion: ExpectedChampion = ANY_CHAMPION,
+    settings: Settings | None = None,
+) -> Registry:
+    """Roll the champion back to `to` (default: the previous stable champion, chosen under the
+    registry's lock). `expected_champion` as for `promote`: the champion the caller measured or
+    showed; `RegistryConflict` when it has been replaced since."""
+    action = f"rollback to {to}" if to else "rollback to the previous stable champion"
+    change = _Change("rolled_back", action, by, reason)
+    target = partial(_rollback_target, to)
+    return _change_champion(target, to, change, expected_champion, settings or get_settings())
+
+
+def _rollback_target(to: str | None, registry: Registry) -> str:
+    if registry.champion is None:
+        raise RegistryError("there is no champion to roll back")
+    target = to or previous_champion(registry)
+    if target is None:
+        raise RegistryError("no earlier champion to roll back to")
+    return target
+
+
+def _change_champion(
+    target: Callable[[Registry], str],
+    requested: str | None,
+    change: _Change,
+    expected: ExpectedChampion,
+    settings: Settings,
+) -> Registry:
+    """Under the lock: check the champion is still `expected`, choose the version, verify its
+    files, record it; then mirror the event into `model_events`."""
+    if not change.reason.strip():
         raise RegistryError("a promotion or rollback needs a reason")
-    with _locked(path):
-        registry = read_registry(path)
-        checksums = file_checksums(version, settings)
-        previous = registry.champion.version if registry.champion else None
-        registry.champion = ChampionEntry(
-            version=version,
-            path=str(version_dir(version, settings)),
-            files=checksums,
-            promoted_at=_now(),
-            promoted_by=by,
-            reason=reason,
-            provisional=provisional_reason is not None,
-            provisional_reason=provisional_reason,
-        )
-        registry.pinned = [v for v in registry.pinned if v != version]
-        registry.history.append(
-            HistoryEntry(
-                at=_now(),
-                event=event,
-                version=version,
-                previous=previous,
-                by=by,
-                reason=reason,
+    path = settings.model_config_path
+    try:
+        with _locked(path):
+            registry = read_registry(path)
+            previous = registry.champion.version if registry.champion else None
+            if expected is not ANY_CHAMPION and expected != previous:
+                raise RegistryConflict(change.action, requested, expected, previous)
+            version = target(registry)
+            _set_champion(registry, version, change, settings)
+            registry.history.append(
+                HistoryEntry(
+                    at=_now(),
+                    event=change.event,
+                    version=version,
+                    previous=previous,
+                    by=change.by,
+                    reason=change.reason,
+                )
             )
-        )
-        write_registry(registry, path)
-    _record_event(event, version, previous, by, reason)
-    log.info("%s %s (previous %s) by %s: %s", event, version, previous, by, reason)
+            write_registry(registry, path)
+    except RegistryConflict as exc:
+        log.warning("%s (by %s)", exc, change.by)
+        recorded = exc.requested or exc.expected or exc.actual or ""
+        _record_event("refused", recorded, exc.actual, change.by, str(exc))
+        raise
+    _record_event(change.event, version, previous, change.by, change.reason)
+    log.info(
+        "%s %s (previous %s) by %s: %s", change.event, version, previous, change.by, change.reason
+    )
     return registry
+
+
+def _set_champion(registry: Registry, version: str, change: _Change, settings: Settings) -> None:
+    """`version` (its files verified) as the champion, no longer pinned."""
+    checksums = verified_checksums(version, settings)
+    registry.champion = ChampionEntry(
+        version=version,
+        path=str(version_dir(version, settings)),
+        files=checksums,
+        promoted_at=_now(),
+        promoted_by=change.by,
+        reason=change.reason,
+        provisional=change.provisional_reason is not None,
+        provisional_reason=change.provisional_reason,
+    )
+    registry.pinned = [v for v in registry.pinned if v != version]
 
 
 def previous_champion(registry: Registry) -> str | None:
@@ -179,20 +291,6 @@ def previous_champion(registry: Registry) -> str | None:
         if candidate and candidate != current and candidate not in rolled_back_from:
             return candidate
     return None
-
-
-def rollback(
-    *, by: Actor, reason: str, to: str | None = None, settings: Settings | None = None
-) -> Registry:
-    """Roll the champion back to `to` (default: the previous stable champion)."""
-    settings = settings or get_settings()
-    registry = read_registry(settings.model_config_path)
-    if registry.champion is None:
-        raise RegistryError("there is no champion to roll back")
-    target = to or previous_champion(registry)
-    if target is None:
-        raise RegistryError("no earlier champion to roll back to")
-    return promote(target, by=by, reason=reason, settings=settings, event="rolled_back")
 
 
 def _record_event(event: str, version: str, previous: str | None, by: str, reason: str) -> None:
@@ -214,7 +312,7 @@ def pin(
     with _locked(path):
         registry = read_registry(path)
         if pinned:
-            file_checksums(version, settings)  # a complete version only
+            verified_checksums(version, settings)  # complete, its files as trained
             if version not in registry.pinned:
                 registry.pinned.append(version)
         else:
@@ -234,8 +332,13 @@ def pin(
     return registry
 
 
+EXIT_ERROR = 2  # the registry cannot be read, or the change is impossible (message on stderr)
+EXIT_CONFLICT = 3  # the champion changed since the one given with --expected-champion
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ml.registry status | promote VERSION --reason R | rollback --reason R`."""
+    """`python -m ml.registry status | promote VERSION --reason R | rollback [VERSION] --reason R`
+    (with `--expected-champion V`: only while V is still the champion)."""
     import argparse
     import sys
 
@@ -246,18 +349,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("version", nargs="?", help="version to promote (or roll back to)")
     parser.add_argument("--reason", default="", help="why (recorded in the history)")
     parser.add_argument("--by", default="cli", help="who or what acts (recorded)")
+    parser.add_argument(
+        "--expected-champion",
+        metavar="VERSION",
+        help="change only while VERSION is still the champion, as `status` showed it ('none': "
+        "no champion); a change made meanwhile is then not overwritten",
+    )
     args = parser.parse_args(argv)
+    if args.action == "promote" and not args.version:
+        parser.error("promote needs a VERSION")
+    expected: ExpectedChampion = ANY_CHAMPION
+    if args.expected_champion is not None:
+        expected = None if args.expected_champion == "none" else args.expected_champion
     try:
         if args.action == "promote":
-            if not args.version:
-                parser.error("promote needs a VERSION")
-            promote(args.version, by=args.by, reason=args.reason)
+            promote(args.version, by=args.by, reason=args.reason, expected_champion=expected)
         elif args.action == "rollback":
-            rollback(by=args.by, reason=args.reason, to=args.version)
+            rollback(by=args.by, reason=args.reason, to=args.version, expected_champion=expected)
         registry = read_registry()
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFLICT if isinstance(exc, RegistryConflict) else EXIT_ERROR
+    _print_status(registry)
+    return 0
+
+
+def _print_status(registry: Registry) -> None:
     champ = registry.champion
     print(
         f"champion: {champ.version if champ else 'none'}"
@@ -266,7 +383,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"versions on disk: {', '.join(list_versions()) or 'none'}")
     for h in registry.history[-10:]:
         print(f"  {h.at}  {h.event:11} {h.version}  by {h.by}: {h.reason}")
-    return 0
 
 
 if __name__ == "__main__":

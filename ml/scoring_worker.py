@@ -11,10 +11,13 @@ restart): every new bar scored once per version (the scorers' advisory lock and 
 key), the rows committed with a `db.notify.SIGNALS` notification, then the realised outcomes.
 
 The first pass after a start catches up: up to `CATCH_UP_BARS` bars per ticker and version missed
-while the worker was down. A heartbeat (`worker_heartbeats`, worker `scoring_worker`) carries
-the serving versions, the newest stored and scored bars and the lag between them; the live page
-reads it. SIGTERM / SIGINT let the running pass finish, then the worker exits 0. A database
-outage is logged and retried with back-off; the worker itself does not exit on it.
+while the worker was down. A challenger that cannot be loaded (unreadable metadata, a file that
+differs from its checksum) is skipped with its reason logged; the champion is scored as ever. A
+heartbeat (`worker_heartbeats`, worker `scoring_worker`) carries the serving versions, the
+skipped challengers with their reasons, the newest stored and scored bars and the lag between
+them; the live page reads it. SIGTERM / SIGINT let the running pass finish, then the worker
+exits 0. A database outage is logged and retried with back-off; the worker itself does not exit
+on it.
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ class ScoringWorker:
         details: dict[str, Any] = {
             "champion": serving.champion.version if serving.champion else None,
             "challengers": [m.version for m in serving.challengers],
+            "skipped": dict(serving.skipped),  # challenger -> why it does not score in shadow
             "newest_bar": s.newest_bar,
             "newest_scored": s.newest_scored,
             "lag_s": lag_s,

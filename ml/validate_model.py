@@ -22,6 +22,10 @@ until a challenger passes; a provisional champion is not a bar to clear, the bas
 The report (`ml.report.ValidationReport`) also compares each network (LSTM, Transformer and
 their mean macro-F1) with the champion's, and goes to `models/<challenger>/evaluation.json` and
 `model_evaluations`; it names every baseline the challenger did not beat.
+
+The evaluation takes minutes; the promotion names the champion it was judged against, and the
+registry refuses it when another promotion or rollback replaced that champion meanwhile: the
+challenger is then not promoted, the stored report says so, and the run ends normally.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from ml.metrics import (
     signal_classes,
     signal_metrics,
 )
-from ml.model_loader import LoadedModels, load_version
+from ml.model_loader import LoadedModels, ModelLoadError, load_version
 from ml.report import Decision, Gate, ValidationReport, VersionResult, Window
 from ml.verdict import judgement, passes
 
@@ -252,6 +256,13 @@ def _newest_challenger(champion: str | None, settings: Settings) -> str:
     return versions[-1]
 
 
+def _load(version: str, role: str, settings: Settings) -> LoadedModels:
+    try:
+        return load_version(version, settings)
+    except ModelLoadError as exc:
+        raise ValidationRefused(f"the {role} {version} cannot be loaded: {exc}") from None
+
+
 def _latest_bar(tickers: list[str]) -> pd.Timestamp:
     latest = newest_bar_ts(tickers)
     if latest is None:
@@ -259,7 +270,7 @@ def _latest_bar(tickers: list[str]) -> pd.Timestamp:
     return latest
 
 
-def _baseline_predictions(
+def baseline_predictions(
     meta: ModelMetadata,
     tickers: list[str],
     window: tuple[pd.Timestamp, pd.Timestamp],
@@ -295,8 +306,8 @@ def evaluate(
     challenger = challenger or _newest_challenger(champion, settings)
     if challenger == champion:
         raise ValidationRefused(f"{challenger} is already the champion")
-    chall = load_version(challenger, settings)
-    champ = load_version(champion, settings) if champion else None
+    chall = _load(challenger, "challenger", settings)
+    champ = _load(champion, "champion", settings) if champion else None
     metas = [chall.metadata] + ([champ.metadata] if champ else [])
     tickers = list(chall.metadata.tickers or settings.universe)
     window = window or held_out_window(metas, _latest_bar(tickers))
@@ -319,7 +330,7 @@ def evaluate(
         )
     models[challenger], preds[challenger] = _version_result(chall, s_new, rows_new, settings)
     X_last = newest_bar(s_new.X[rows_new])
-    base_probs = _baseline_predictions(chall.metadata, tickers, window, X_last, settings)
+    base_probs = baseline_predictions(chall.metadata, tickers, window, X_last, settings)
     figures = _compare(challenger, champ, preds, base_probs, s_new, rows_new, settings)
     gate = decide(
         figures.vs_champion,
@@ -412,24 +423,46 @@ def unproven_reason(report: ValidationReport) -> str:
 def validate(
     challenger: str | None = None, *, settings: Settings | None = None, promote: bool = True
 ) -> ValidationReport:
-    """Evaluate, store the report and, as the gate decides, promote the challenger (proven or
-    provisional)."""
+    """Evaluate, promote the challenger (proven or provisional) as the gate decides, and store the
+    report. The promotion is made only while the champion it was evaluated against still serves:
+    when another change replaced it meanwhile, the challenger is not promoted and the stored
+    report says why (the gate's decision becomes `reject`)."""
     settings = settings or get_settings()
     report = evaluate(challenger, settings=settings)
-    store_report(report, settings)
     gate = report.gate
     log.info("gate for %s: %s (%s)", report.challenger, gate.decision, gate.reason)
-    if promote and gate.decision == "promote":
-        registry.promote(report.challenger, by="validation", reason=gate.reason, settings=settings)
-    elif promote and gate.decision == "provisional":
+    failure = _promote(report, settings) if promote else None
+    store_report(report, settings)
+    if failure is not None and not isinstance(failure, registry.RegistryConflict):
+        raise failure
+    return report
+
+
+def _promote(report: ValidationReport, settings: Settings) -> registry.RegistryError | None:
+    """Promote as the gate decided, against the champion the report was evaluated with; on a
+    refusal the report's gate records it and the error is returned."""
+    gate = report.gate
+    if gate.decision not in ("promote", "provisional"):
+        return None
+    unproven = unproven_reason(report) if gate.decision == "provisional" else None
+    try:
         registry.promote(
             report.challenger,
             by="validation",
             reason=gate.reason,
+            expected_champion=report.champion,
             settings=settings,
-            provisional_reason=unproven_reason(report),
+            provisional_reason=unproven,
         )
-    return report
+    except registry.RegistryError as exc:
+        level = logging.WARNING if isinstance(exc, registry.RegistryConflict) else logging.ERROR
+        log.log(
+            level, "%s not promoted (the gate said %s): %s", report.challenger, gate.decision, exc
+        )
+        gate.reason = f"not promoted: {exc}; the gate had said {gate.decision}: {gate.reason}"
+        gate.decision = "reject"
+        return exc
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -159,3 +159,27 @@ def test_a_planted_100x_bar_raises_no_drift_alarm_through_the_guard(
         f"drifted share of the features: through the guard {share[0]:.2f}, around it {share[1]:.2f}"
     )
     assert share[1] > 2 * share[0]  # one print moves the features the drift check compares
+
+
+def test_a_rollback_whose_measured_champion_was_replaced_leaves_the_new_one(
+    tiny_versions, clean_tables
+):
+    """The check measured v2 and raised an alarm; before its rollback an analyst promoted v3:
+    the rollback does nothing to v3, says why, and the refusal is in the history."""
+    from ml.drift_monitor import DriftReport, _roll_back
+
+    v1, v2, v3 = tiny_versions()
+    promote(v1, by="cli", reason="start")
+    promote(v2, by="validation", reason="gate passed")
+    measured = DriftReport(v2, figures={"drifted_share": 0.9})
+    promote(v3, by="analyst:ana", reason="better live")
+    _roll_back(measured, ["data"], get_settings())
+    assert measured.rolled_back_to is None
+    assert "no rollback" in measured.message and f"expected {v2}, now {v3}" in measured.message
+    registry = read_registry()
+    assert registry.champion.version == v3
+    assert (registry.history[-1].event, registry.history[-1].by) == ("promoted", "analyst:ana")
+    events = read_from_db("SELECT event, actor FROM model_events ORDER BY id").values.tolist()
+    assert events[-1] == ["refused", "drift_monitor"]
+    _roll_back(DriftReport(v3, figures={"drifted_share": 0.9}), ["data"], get_settings())
+    assert read_registry().champion.version == v2  # the champion measured is rolled back

@@ -159,6 +159,29 @@ def test_a_lost_notification_is_covered_by_the_poll(scoring_env):
     assert worker.stats.notifications == 0  # nothing was notified: the poll found them
 
 
+def test_a_challenger_with_undecodable_metadata_leaves_the_champion_scoring(scoring_env):
+    """A \\xff byte in the challenger's metadata.json: the worker skips the challenger with
+    the reason (logged and in its heartbeat) and scores every new bar with the champion."""
+    from ml.scoring_worker import ScoringWorker
+
+    bars, new = scoring_env["bars"], scoring_env["new"]
+    path = get_settings().models_dir / V2 / "metadata.json"
+    path.write_bytes(b"\xff" + path.read_bytes())
+    worker = ScoringWorker(use_notifications=False)
+    for ts in new[:2]:
+        write_bars(bars[bars["ts"] == ts], source="test")
+        worker.run_pass()
+        assert scored(ts, V1, "champion")
+    stored = signals()
+    assert set(stored["model_version"]) == {V1}  # the challenger scored nothing
+    reason = worker.manager.serving().skipped[V2]
+    assert f"{V2}/metadata.json is not UTF-8 text" in reason
+    beat = read_from_db("SELECT status, details FROM worker_heartbeats WHERE worker = :w",
+                        {"w": "scoring_worker"}).iloc[0]  # fmt: skip
+    assert beat["status"] == "ok" and beat["details"]["champion"] == V1
+    assert beat["details"]["challengers"] == [] and beat["details"]["skipped"] == {V2: reason}
+
+
 def _scoring_lock_held() -> bool:
     """A scorer of this database holds the scorers' advisory lock (a pass is writing)."""
     from db.database_manager import ADVISORY_LOCKS

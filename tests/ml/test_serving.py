@@ -6,7 +6,7 @@ import pytest
 from config.settings import get_settings
 from ml.model_loader import ModelLoadError, ModelManager, load_active_models, load_version
 from ml.predict import PredictionInputError, make_prediction, predict_batch
-from ml.registry import promote
+from ml.registry import RegistryError, promote, read_registry, sha256_file, write_registry
 
 from .conftest import BATCH, FEATURES, WINDOW
 
@@ -59,9 +59,17 @@ def test_checksum_mismatch_keeps_the_old_models_serving(tiny_versions):
     (get_settings().models_dir / v2 / "transformer.tflite").write_bytes(b"corrupted")
     with pytest.raises(Exception, match="lacks|checksum|cannot"):
         load_version(v2)
-    # promote records the checksum of the corrupted file; the loader must still refuse the
-    # model because the bytes do not match the version's own metadata either
-    promote(v2, by="cli", reason="second")
+    # promote refuses a file that differs from the version's metadata; a registry recording the
+    # corrupted file's checksum anyway (edited by hand) is refused by the loader too, because
+    # the bytes do not match the version's own metadata
+    with pytest.raises(RegistryError, match="transformer.tflite differs from the checksum"):
+        promote(v2, by="cli", reason="second")
+    registry = read_registry()
+    assert registry.champion is not None and registry.champion.version == v1
+    folder = get_settings().models_dir / v2
+    files = {f: sha256_file(folder / f) for f in registry.champion.files}
+    registry.champion = registry.champion.model_copy(update={"version": v2, "files": files})
+    write_registry(registry)
     served = manager.current()
     assert served is not None and served.version == v1
     assert manager.last_error and "checksum" in manager.last_error
@@ -99,3 +107,34 @@ def test_a_version_copied_under_another_name_is_refused(tiny_versions):
     with pytest.raises(MetadataError, match="must name the folder's version"):
         version_metadata("20991231T000000Z")
     assert load_version(v1).version == v1
+
+
+def test_undecodable_challenger_metadata_leaves_the_champion_serving(tiny_versions):
+    """A \\xff byte in the newest challenger's metadata.json: the champion serves on, the
+    challenger is left out of shadow scoring with the reason, naming the file."""
+    v1, v2, v3 = tiny_versions()
+    promote(v1, by="cli", reason="first")
+    path = get_settings().models_dir / v3 / "metadata.json"
+    path.write_bytes(b"\xff" + path.read_bytes())
+    serving = ModelManager().serving()
+    assert serving.champion is not None and serving.champion.version == v1
+    assert [m.version for m in serving.challengers] == []
+    assert f"{v3}/metadata.json is not UTF-8 text" in serving.skipped[v3]
+    with pytest.raises(ModelLoadError, match="is not UTF-8 text"):
+        load_version(v3)
+    with pytest.raises(RegistryError, match="metadata.json is not UTF-8 text"):
+        promote(v3, by="cli", reason="broken")
+
+
+def test_undecodable_registry_keeps_the_old_models_serving(tiny_versions):
+    v1, *_ = tiny_versions()
+    promote(v1, by="cli", reason="first")
+    manager = ModelManager()
+    assert manager.current().version == v1
+    path = get_settings().model_config_path
+    path.write_bytes(path.read_bytes().replace(b'"champion"', b'"champ\xffion"', 1))
+    with pytest.raises(RegistryError, match="model_config.json is not UTF-8 text"):
+        read_registry()
+    served = manager.current()
+    assert served is not None and served.version == v1
+    assert manager.last_error and "is not UTF-8 text" in manager.last_error

@@ -81,7 +81,7 @@ def _know_nothing(meta, tickers, window, X_eval, settings):
 
 @pytest.fixture
 def baselines_that_know_nothing(monkeypatch):
-    monkeypatch.setattr("ml.validate_model._baseline_predictions", _know_nothing)
+    monkeypatch.setattr("ml.validate_model.baseline_predictions", _know_nothing)
 
 
 def test_a_truly_better_challenger_is_promoted(trained, baselines_that_know_nothing):
@@ -174,13 +174,64 @@ def test_first_model_without_an_edge_serves_provisionally_until_one_proves_itsel
         {"c": trained["worse"]},
     )
     assert row["promoted"].tolist() == [False]  # served, not promoted on evidence
-    monkeypatch.setattr("ml.validate_model._baseline_predictions", _know_nothing)
+    monkeypatch.setattr("ml.validate_model.baseline_predictions", _know_nothing)
     second = validate(trained["better"])
     assert second.gate.decision == "promote", second.gate.reason
     assert "baselines" in second.gate.reason  # judged against the baselines, not the unproven
     champion = read_registry().champion
     assert champion is not None and champion.version == trained["better"]
     assert not champion.provisional
+
+
+def test_a_promotion_made_while_validation_ran_is_not_overwritten(trained, monkeypatch):
+    """Validation evaluates the challenger against champion A for minutes; meanwhile an analyst
+    promotes B. The gate passes the challenger, but its promotion is refused: B stays champion,
+    the history shows the analyst's promotion and the refusal, the stored report says why, and
+    the run ends normally."""
+    import shutil
+
+    from ml.metadata import read_metadata_file
+    from ml.validate_model import validate
+
+    _reset_registry()
+    a, c, b = trained["worse"], trained["better"], "20000101T000000Z"
+    models = get_settings().models_dir
+    shutil.copytree(models / a, models / b)  # another version, the analyst's choice
+    read_metadata_file(models / b / "metadata.json").model_copy(update={"version": b}).write(
+        models / b / "metadata.json"
+    )
+
+    def analyst_promotes_meanwhile(*args):  # type: ignore[no-untyped-def]
+        promote(b, by="analyst:ana", reason="promoted while validation ran")
+        return _know_nothing(*args)
+
+    monkeypatch.setattr("ml.validate_model.baseline_predictions", analyst_promotes_meanwhile)
+    try:
+        promote(a, by="cli", reason="start from the weak model")
+        report = validate(c)
+    finally:
+        shutil.rmtree(models / b)
+    gate = report.gate
+    assert report.champion == a and gate.decision == "reject"
+    assert gate.reason.startswith(
+        f"not promoted: promotion of {c} refused: the champion changed since it was read "
+        f"(expected {a}, now {b})"
+    )
+    assert f"the gate had said promote: better than champion {a}" in gate.reason
+    registry = read_registry()
+    assert registry.champion is not None and registry.champion.version == b
+    last = registry.history[-1]
+    assert (last.event, last.version, last.by) == ("promoted", b, "analyst:ana")
+    events = read_from_db(
+        "SELECT event, version, actor FROM model_events ORDER BY id DESC LIMIT 2"
+    ).values.tolist()
+    assert events == [["refused", c, "validation"], ["promoted", b, "analyst:ana"]]
+    row = read_from_db(
+        "SELECT promoted, report FROM model_evaluations WHERE challenger = :c "
+        "ORDER BY id DESC LIMIT 1",
+        {"c": c},
+    ).iloc[0]
+    assert not row["promoted"] and parse_report(row["report"]).gate == gate
 
 
 def test_overlapping_window_is_refused(trained):
