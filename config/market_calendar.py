@@ -9,6 +9,8 @@ import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
+from core.timeutil import new_york_date
+
 
 @functools.lru_cache(maxsize=1)
 def xnys() -> xcals.ExchangeCalendar:
@@ -37,7 +39,7 @@ def is_trading_minute(ts: pd.Timestamp) -> bool:
 def is_session_day(day: date | pd.Timestamp | None = None) -> bool:
     """True when `day` (default: today in New York) is an XNYS trading session."""
     if day is None:
-        day = pd.Timestamp.now(tz="America/New_York").date()
+        day = new_york_date()
     return bool(xnys().is_session(pd.Timestamp(day)))
 
 

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core import logs
 from core.redact import MASK, redact
+from core.timeutil import NEW_YORK
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -212,7 +213,7 @@ class Settings(BaseSettings):
         "", description="HH:MM-HH:MM in ALERT_TIMEZONE when deliveries wait (empty: none)"
     )
     alert_timezone: str = Field(
-        "America/New_York", description="time zone of quiet hours (default: the market's)"
+        NEW_YORK, description="time zone of quiet hours (default: the market's)"
     )
     alert_rate_per_min: int = Field(20, ge=1, description="most alerts per channel per minute")
     alert_max_attempts: int = Field(5, ge=1, description="delivery attempts before 'failed'")

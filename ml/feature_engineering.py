@@ -23,6 +23,7 @@ import pandas_ta_classic as ta
 
 from config.market_calendar import xnys
 from config.settings import Settings, get_settings
+from core.timeutil import NEW_YORK
 from ml.windows import FeatureScaler
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "required_history_bars",
 ]
 
-NEW_YORK = "America/New_York"
 PRICE_FEATURES = (
     "ret_1",
     "ret_5",

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from config.settings import Settings, get_settings
+from core.timeutil import NEW_YORK
 
 CLASSES = ("DOWN", "NEUTRAL", "UP")
 DOWN, NEUTRAL, UP = 0, 1, 2
-NEW_YORK = "America/New_York"
 LABEL_COLUMNS = ["ticker", "ts", "label", "fwd_return", "exit_ts", "barrier"]
 
 

@@ -7,16 +7,16 @@ with the app (db.ops.training_lock) is held across both steps, so runs never ove
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 
 import pandas as pd
 
+from config.cli import job_parser, run_job
 from config.market_calendar import sessions_between
-from config.settings import Settings, get_settings, setup_logging
-from core.locks import EXIT_BUSY, LockBusyError
+from config.settings import Settings, get_settings
+from core.timeutil import NEW_YORK
 from db.bars import newest_bar_ts
 from db.ops import job_run, training_lock
 from ml.report import ValidationReport
@@ -29,7 +29,7 @@ def training_cutoff(settings: Settings) -> pd.Timestamp:
     latest = newest_bar_ts()
     if latest is None:
         raise RuntimeError("no bars in the database: run the price worker or seed history first")
-    day = latest.tz_convert("America/New_York").normalize().tz_localize(None)
+    day = latest.tz_convert(NEW_YORK).normalize().tz_localize(None)
     days = sessions_between(day - pd.Timedelta(days=10 + 2 * settings.holdout_sessions), day)
     first = days[-settings.holdout_sessions]
     from config.market_calendar import xnys
@@ -59,28 +59,20 @@ def run_pipeline(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ml.pipeline",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser("ml.pipeline", __doc__)
     parser.add_argument("--quick", action="store_true", help="short training run (demo)")
     parser.add_argument("--epochs", type=int, default=None, help="max epochs per model")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    setup_logging("ml.pipeline")
     from ml.validate_model import ValidationRefused, summary
 
     try:
-        report = run_pipeline(quick=args.quick, epochs=args.epochs)
-    except LockBusyError as exc:
-        print(f"not started: {exc}", file=sys.stderr)
-        return EXIT_BUSY
+        return run_job(
+            "ml.pipeline", lambda: summary(run_pipeline(quick=args.quick, epochs=args.epochs))
+        )
     except ValidationRefused as exc:
         print(f"trained, but validation refused: {exc}", file=sys.stderr)
         return 4
-    print(summary(report))
-    return 0
 
 
 if __name__ == "__main__":

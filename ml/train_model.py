@@ -12,7 +12,6 @@ Exit codes: 0 trained, 1 failed (message on stderr), 75 another training holds t
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import sys
@@ -25,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from config.settings import Settings, get_settings, setup_logging
+from config.cli import job_parser, run_job
+from config.settings import Settings, get_settings
 from core.timeutil import iso, utc, utc_now
 from ml.baselines import fit_baselines, newest_bar, score_baselines
 from ml.dataset import DatasetError, RawData, Samples, chronological_split, load_raw, prepare
@@ -334,10 +334,10 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ml.train_model",
-        description="Train the LSTM and the Transformer on the database's bars and write a "
-        "model version folder (not promoted; ml.validate_model decides that).",
+    parser = job_parser(
+        "ml.train_model",
+        "Train the LSTM and the Transformer on the database's bars and write a model version "
+        "folder (not promoted; ml.validate_model decides that).",
     )
     parser.add_argument("--quick", action="store_true", help="short run for demos (~minutes)")
     parser.add_argument("--epochs", type=int, default=None, help="max epochs per model")
@@ -346,19 +346,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be >= 1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from core.locks import EXIT_BUSY, LockBusyError
-
-    setup_logging("ml.train_model")
     try:
-        folder = train(end=args.end, quick=args.quick, epochs=args.epochs)
-    except LockBusyError as exc:
-        print(f"not started: {exc}; try again when it has finished", file=sys.stderr)
-        return EXIT_BUSY
+        return run_job(
+            "ml.train_model",
+            lambda: train(end=args.end, quick=args.quick, epochs=args.epochs),
+            busy="try again when it has finished",
+        )
     except (DatasetError, ValueError) as exc:
         print(f"training failed: {get_settings().redact(str(exc))}", file=sys.stderr)
         return 1
-    print(folder)
-    return 0
 
 
 if __name__ == "__main__":

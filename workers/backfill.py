@@ -15,7 +15,6 @@ report.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -23,9 +22,9 @@ from datetime import date
 
 import pandas as pd
 
+from config.cli import job_parser, run_job
 from config.market_calendar import sessions_between, xnys
-from config.settings import get_settings, setup_logging
-from core.locks import EXIT_BUSY, LockBusyError
+from config.settings import get_settings
 from db.ops import backfill_lock
 from db.queue import mark_gaps, pending_gaps
 from workers.bar_store import write_bars
@@ -164,11 +163,7 @@ def _backfill_range(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m workers.backfill",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser("workers.backfill", __doc__)
     parser.add_argument("--source", choices=SOURCE_KINDS, help="default: settings.market_source")
     parser.add_argument("--start", type=date.fromisoformat, help="first session (YYYY-MM-DD)")
     parser.add_argument("--end", type=date.fromisoformat, help="last session (YYYY-MM-DD)")
@@ -176,19 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.start is None) != (args.end is None):
         parser.error("--start and --end go together")
-    setup_logging("workers.backfill")
     settings = get_settings()
     source = make_source(settings, args.source)
-    try:
+
+    def work() -> object:
         if args.start is not None:
-            report = backfill_range(source, settings.universe, args.start, args.end)
-        else:
-            report = drain_queue(source, max_attempts=args.max_attempts)
-    except LockBusyError as exc:
-        print(f"not started: {exc}; the queue is being drained already", file=sys.stderr)
-        return EXIT_BUSY
-    print(report)
-    return 0
+            return backfill_range(source, settings.universe, args.start, args.end)
+        return drain_queue(source, max_attempts=args.max_attempts)
+
+    return run_job("workers.backfill", work, busy="the queue is being drained already")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ Inputs are checked before they move any price:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -45,8 +44,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from config.settings import get_settings, setup_logging
-from core.timeutil import ny_midnight
+from config.cli import job_parser, run_job
+from config.settings import get_settings
+from core.timeutil import new_york_date, ny_midnight
 from db.bars import (
     correct_action_value,
     due_actions,
@@ -249,7 +249,7 @@ def run_daily_adjustment(
     settings = get_settings()
     source = source or make_source(settings)
     tickers = tickers or settings.universe
-    today = today or source.now().tz_convert("America/New_York").date()
+    today = today or new_york_date(source.now())
     report = AdjustmentReport()
     actions = source.corporate_actions(
         tickers, today - timedelta(days=lookback_days), today + timedelta(days=lookahead_days)
@@ -269,22 +269,18 @@ def run_daily_adjustment(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m workers.corporate_action_handler",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser("workers.corporate_action_handler", __doc__)
     parser.add_argument("--source", choices=SOURCE_KINDS, help="default: settings.market_source")
     parser.add_argument("--lookback-days", type=int, default=30)
     parser.add_argument("--lookahead-days", type=int, default=30)
     args = parser.parse_args(argv)
-    setup_logging("workers.corporate_action_handler")
     source = make_source(get_settings(), args.source)
-    report = run_daily_adjustment(
-        source, lookback_days=args.lookback_days, lookahead_days=args.lookahead_days
+    return run_job(
+        "workers.corporate_action_handler",
+        lambda: run_daily_adjustment(
+            source, lookback_days=args.lookback_days, lookahead_days=args.lookahead_days
+        ),
     )
-    print(report)
-    return 0
 
 
 if __name__ == "__main__":

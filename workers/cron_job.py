@@ -30,20 +30,19 @@ import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import IO, Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.market_calendar import is_session_day
 from config.settings import get_settings, setup_logging
 from core.locks import EXIT_BUSY, LockBusyError, file_lock
+from core.timeutil import new_york_date
 from db.alerts import enqueue
 from db.ops import job_run
 
-NEW_YORK = ZoneInfo("America/New_York")
 EXIT_NO_DATABASE = 69  # EX_UNAVAILABLE: runs cannot be recorded, so none is started
 EXIT_CANNOT_START = 127
 TAIL_LINES = 20
@@ -88,7 +87,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def new_york_today() -> date:
-    return datetime.now(NEW_YORK).date()
+    return new_york_date()
 
 
 def resolve_command(command: list[str]) -> list[str]:

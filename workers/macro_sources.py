@@ -31,11 +31,12 @@ import requests
 from pandas.tseries.holiday import USFederalHolidayCalendar
 from pandas.tseries.offsets import CustomBusinessDay
 
+from core.timeutil import NEW_YORK
 from workers.http_fetch import PayloadError, http_get, new_session
 from workers.sources.base import RateLimitError, SourceError
 
 MACRO_COLUMNS = ["series_id", "obs_date", "realtime_start", "value"]
-ET_ZONE = "America/New_York"
+ET_ZONE = NEW_YORK
 FED_DAY = CustomBusinessDay(calendar=USFederalHolidayCalendar())
 
 

@@ -49,7 +49,6 @@ shown on the data-health page, and the run exits 0. The last line printed is the
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -59,9 +58,9 @@ from typing import Any
 
 import pandas as pd
 
+from config.cli import job_parser, run_job
 from config.market_calendar import is_session_day, session_minutes, xnys
-from config.settings import get_settings, setup_logging
-from core.locks import EXIT_BUSY, LockBusyError
+from config.settings import get_settings
 from core.timeutil import NEW_YORK
 from db.bars import raw_daily_bars
 from db.ops import backfill_lock
@@ -237,11 +236,7 @@ def run_reconciliation(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m workers.reconcile",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser("workers.reconcile", __doc__)
     parser.add_argument("--source", choices=SOURCE_KINDS, help="default: settings.market_source")
     parser.add_argument(
         "--session",
@@ -252,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
         "--days", type=int, default=DEFAULT_DAYS, help="sessions to check, up to --session"
     )
     args = parser.parse_args(argv)
-    setup_logging("workers.reconcile")
     settings = get_settings()
     source = make_source(settings, args.source)
     try:
@@ -260,15 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        report = run_reconciliation(source, tickers=settings.universe, sessions=sessions)
-    except LockBusyError as exc:
-        print(f"not started: {exc}; the next run checks these sessions", file=sys.stderr)
-        return EXIT_BUSY
+        return run_job(
+            "workers.reconcile",
+            lambda: run_reconciliation(source, tickers=settings.universe, sessions=sessions),
+            busy="the next run checks these sessions",
+        )
     except SourceError as exc:
         log.error("reconciliation failed: the %s source did not answer: %s", source.name, exc)
         return 1
-    print(report)
-    return 0
 
 
 if __name__ == "__main__":

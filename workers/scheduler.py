@@ -34,10 +34,11 @@ from croniter import croniter
 
 from config.market_clock import MarketTime, market_time
 from config.settings import Settings, get_settings, setup_logging
+from core.timeutil import NEW_YORK
 
 log = logging.getLogger("workers.scheduler")
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TZ = "America/New_York"
+DEFAULT_TZ = NEW_YORK
 GUARD = ["python", "-m", "workers.cron_job"]
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 from config.market_calendar import session_minutes, xnys
 from config.market_clock import reset_clock
 from config.settings import Settings, get_settings, setup_logging
+from core.timeutil import NEW_YORK, new_york_date
 from db.bars import bars_per_session_day
 from workers.bar_store import write_bars
 from workers.corporate_action_handler import run_daily_adjustment
@@ -157,7 +158,7 @@ def _seed_chunk(
     lo, hi = pd.Timestamp(cal.session_open(chunk[0])), pd.Timestamp(cal.session_close(chunk[-1]))
     fetched, _ = clean_bars(final_only(source.history(tickers, lo, hi), source.now()))
     fetched = fetched[fetched["ticker"].isin(tickers)]
-    day = fetched["ts"].dt.tz_convert("America/New_York").dt.tz_localize(None).dt.normalize()
+    day = fetched["ts"].dt.tz_convert(NEW_YORK).dt.tz_localize(None).dt.normalize()
     for session in chunk:
         bars = fetched[day == session]
         if have.get(session, 0) >= len(bars):
@@ -199,7 +200,7 @@ def seed_history(
             _seed_chunk(source, tickers, chunk, report, tick)
     if adjust:
         span = (sessions[-1] - sessions[0]).days + 1
-        today = source.live_start().tz_convert("America/New_York").date()
+        today = new_york_date(source.live_start())
         run_daily_adjustment(source, tickers, today=today, lookback_days=span + 1, lookahead_days=0)
     log.info("seed history: %s", report)
     return report

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from core.timeutil import NEW_YORK
 from workers.common import with_retries
 from workers.sources.base import (
     ACTION_COLUMNS,
@@ -55,7 +56,7 @@ from workers.sources.base import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-EXCHANGE_TZ = "America/New_York"
+EXCHANGE_TZ = NEW_YORK
 PRICE_FIELDS = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Volume": "volume"}
 RATE_LIMIT_MARKERS = ("YFRateLimitError", "Too Many Requests", "Rate limited")
 
