@@ -20,11 +20,15 @@ def problems(exc: ValidationError) -> str:
 
 def read_json_model(path: Path, model: type[M], error: type[Exception], what: str) -> M:
     """`path` parsed as `model`; `error` names the file and what is wrong with it (missing,
-    not JSON, or not `what`)."""
+    unreadable, not UTF-8 text, not JSON, or not `what`)."""
     try:
-        raw = json.loads(Path(path).read_text())
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise error(f"{path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise error(f"{path} could not be read: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
         raise error(f"{path} is not valid JSON: {exc}") from None
     try:
