@@ -1,7 +1,10 @@
 """Fast predictions from TFLite models (LiteRT); serving never imports TensorFlow.
 
 The `.tflite` files have a fixed batch dimension B (the LSTM converter needs a static batch), so
-`predict_batch` pads and chunks any number of windows into calls of B. Inputs with the wrong shape
+`predict_batch` pads and chunks any number of windows into calls of B. Resizing the input of a
+loaded file to a larger batch is no way round it: the LSTM's converted WHILE loop keeps tensors
+of batch B and fails to allocate, and the Transformer's time per window is the same at B = 20 as
+at 520 (its compute, not the calls, is what costs). Inputs with the wrong shape
 or NaN/inf values raise `PredictionInputError`; nothing is predicted silently.
 """
 

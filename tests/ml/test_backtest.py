@@ -335,3 +335,49 @@ def test_the_command_line_refuses_an_overlapping_range(biased, capsys) -> None:
     up, _ = biased
     assert main(["--version", up, "--start", "2026-10-20", "--end", "2026-11-04"]) == 4
     assert "not out of sample" in capsys.readouterr().err
+
+
+def test_the_backtest_trades_the_signals_the_scorer_gives_each_bar(
+    model_env, clean_tables, monkeypatch
+):
+    """The version's trades and figures in `run_backtest` (features a session at a time,
+    windows and both models in padded batches, the vectorised rule) are those of the signals
+    the scorer's step gives each bar alone after a minute-by-minute feature update."""
+    from db.bars import read_bars, read_last_bars
+    from ml.feature_engineering import required_history_bars
+    from ml.metadata import read_metadata_file
+    from ml.model_loader import load_version
+
+    from .conftest import build_feature_version
+    from .test_live_scoring import per_bar_signals
+
+    for name in ("BUY_THRESHOLD", "SELL_THRESHOLD"):
+        monkeypatch.setenv(name, "0.34")  # so the small random models trade
+    monkeypatch.setenv("UNIVERSE", ",".join(TICKERS))
+    get_settings.cache_clear()
+    settings = get_settings()
+    bars = store_bars()
+    folder = build_feature_version(settings.models_dir / "20261101T000000Z", bars, seed=5)
+    meta = read_metadata_file(folder / "metadata.json")
+    october = {
+        "train_range": ("2026-10-01T13:30:00+00:00", "2026-10-22T20:00:00+00:00"),
+        "val_range": ("2026-10-26T13:30:00+00:00", "2026-10-30T19:59:00+00:00"),
+    }
+    meta.model_copy(update=october).write(folder / "metadata.json")
+    start, end = pd.Timestamp("2026-11-04", tz="UTC"), pd.Timestamp("2026-11-05", tz="UTC")
+    request = BacktestRequest(versions=(folder.name,), start=start, end=end, baselines=False)
+    result = run_backtest(request)
+
+    models = load_version(folder.name, settings)
+    in_range = read_bars(TICKERS, start, end)
+    warmup = read_last_bars(TICKERS, required_history_bars(models.metadata.window_length), start)
+    scored = per_bar_signals(models, pd.concat([warmup, in_range]), start, settings)
+    paths = {str(t): TickerBars.of(g) for t, g in in_range.groupby("ticker")}
+    actions = {t: np.array([scored[(t, ts)][0] for ts in px.ts]) for t, px in paths.items()}
+    horizon = models.metadata.labels.horizon_bars
+    horizons = {t: np.full(len(px.ts), horizon) for t, px in paths.items()}
+    expected = trade_signals({folder.name: (actions, horizons)}, paths, request.costs)
+    assert {-1, 1} <= {int(v) for a in actions.values() for v in a}  # longs and shorts
+    assert (result.trades["strategy"] == folder.name).sum() > 0
+    pd.testing.assert_frame_equal(result.trades, expected.trades)
+    pd.testing.assert_frame_equal(result.summary, expected.summary)
