@@ -70,6 +70,17 @@ def applied_versions() -> set[int]:
         conn.close()
 
 
+def _apply(module: ModuleType, direction: str, cur: Any) -> None:
+    """Run a migration one way: its `up(cur)` / `down(cur)` when it has one, else its `UP` /
+    `DOWN` statements in order."""
+    step = getattr(module, direction, None)
+    if step is not None:
+        step(cur)
+        return
+    for statement in getattr(module, direction.upper()):
+        cur.execute(statement)
+
+
 def _run(migration: Migration, direction: str) -> None:
     conn = _raw_connection()
     try:
@@ -79,7 +90,7 @@ def _run(migration: Migration, direction: str) -> None:
         with dbapi.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
             try:
-                getattr(migration.module, direction)(cur)
+                _apply(migration.module, direction, cur)
                 if direction == "up":
                     cur.execute(
                         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 NAME = "core tables"
 
 UP = [
@@ -150,13 +148,3 @@ DOWN = [
     "DROP TABLE IF EXISTS news_articles",
     "DROP TABLE IF EXISTS bars_1m",
 ]
-
-
-def up(cur: Any) -> None:
-    for stmt in UP:
-        cur.execute(stmt)
-
-
-def down(cur: Any) -> None:
-    for stmt in DOWN:
-        cur.execute(stmt)

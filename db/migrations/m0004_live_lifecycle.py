@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 NAME = "news availability, champion and shadow predictions, realised outcomes"
 
 UP = [
@@ -47,13 +45,3 @@ DOWN = [
     "DROP INDEX IF EXISTS news_ticker_available_idx",
     "ALTER TABLE news_articles DROP COLUMN IF EXISTS available_at",
 ]
-
-
-def up(cur: Any) -> None:
-    for stmt in UP:
-        cur.execute(stmt)
-
-
-def down(cur: Any) -> None:
-    for stmt in DOWN:
-        cur.execute(stmt)

@@ -23,8 +23,6 @@ flagged news/macro inputs.
 
 from __future__ import annotations
 
-from typing import Any
-
 NAME = "data-quality guard: quarantined bars, held tickers, reconciliation, input flags"
 
 BAR_REASONS = (
@@ -110,13 +108,3 @@ DOWN = [
     "DROP TABLE IF EXISTS ticker_holds",
     "DROP TABLE IF EXISTS quarantined_bars",
 ]
-
-
-def up(cur: Any) -> None:
-    for stmt in UP:
-        cur.execute(stmt)
-
-
-def down(cur: Any) -> None:
-    for stmt in DOWN:
-        cur.execute(stmt)

@@ -18,8 +18,6 @@ rules analysts add in the app.
 
 from __future__ import annotations
 
-from typing import Any
-
 NAME = "alerts: outbox, deliveries, channels and rules"
 
 KINDS = (
@@ -90,13 +88,3 @@ DOWN = [
     "DROP TABLE IF EXISTS alert_deliveries",
     "DROP TABLE IF EXISTS alert_events",
 ]
-
-
-def up(cur: Any) -> None:
-    for stmt in UP:
-        cur.execute(stmt)
-
-
-def down(cur: Any) -> None:
-    for stmt in DOWN:
-        cur.execute(stmt)

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 NAME = "identity: login failures, lockouts, job_runs.started_by"
 
 UP = [
@@ -36,13 +34,3 @@ DOWN = [
     "DROP TABLE IF EXISTS login_lockouts",
     "DROP TABLE IF EXISTS login_failures",
 ]
-
-
-def up(cur: Any) -> None:
-    for stmt in UP:
-        cur.execute(stmt)
-
-
-def down(cur: Any) -> None:
-    for stmt in DOWN:
-        cur.execute(stmt)
