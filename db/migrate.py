@@ -7,7 +7,6 @@ python -m db.migrate status           list migrations and whether each is applie
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import pkgutil
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from config.cli import job_parser
 from config.settings import setup_logging
 from db import migrations, timescale
 from db.database_manager import (
@@ -155,11 +155,7 @@ def downgrade(to: int) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m db.migrate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser("db.migrate", __doc__)
     parser.add_argument("action", choices=["up", "down", "status"])
     parser.add_argument("--to", type=int, default=None, help="target version")
     args = parser.parse_args(argv)

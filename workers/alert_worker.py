@@ -32,7 +32,6 @@ A database outage is logged and retried with back-off; the worker itself does no
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -46,6 +45,7 @@ from typing import Any
 
 import pandas as pd
 
+from config.cli import job_parser
 from config.market_clock import market_time
 from config.settings import Settings, get_settings, setup_logging
 from core.loops import Shutdown, backoff_s
@@ -351,11 +351,7 @@ class AlertWorker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m workers.alert_worker",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser("workers.alert_worker", __doc__)
     parser.add_argument("--once", action="store_true", help="one pass and its sends, then exit")
     parser.add_argument(
         "--poll-s", type=float, metavar="S", help="fallback poll period (default ALERT_POLL_S)"

@@ -22,6 +22,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from config.cli import job_parser
 from config.settings import Settings, get_settings, setup_logging
 from db.context import newest_macro_observation, newest_macro_values
 from db.database_manager import write_to_db
@@ -173,9 +174,8 @@ def make_macro_source(name: str | None = None, settings: Settings | None = None)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m workers.macro_ingestor",
-        description="Fetch FRED macro series with their release times (run daily).",
+    parser = job_parser(
+        "workers.macro_ingestor", "Fetch FRED macro series with their release times (run daily)."
     )
     parser.add_argument(
         "--source",

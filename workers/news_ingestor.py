@@ -22,6 +22,7 @@ import pandas as pd
 import psycopg2
 import sqlalchemy.exc
 
+from config.cli import job_parser
 from config.settings import get_settings, setup_logging
 from core.timeutil import utc_now
 from db.context import newest_article_time, stored_article_pairs
@@ -220,9 +221,9 @@ class NewsIngestor:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m workers.news_ingestor",
-        description="Continuously ingest news, score sentiment and store it (UTC, per ticker).",
+    parser = job_parser(
+        "workers.news_ingestor",
+        "Continuously ingest news, score sentiment and store it (UTC, per ticker).",
     )
     parser.add_argument(
         "--source",

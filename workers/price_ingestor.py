@@ -19,7 +19,6 @@ most once per real second.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import sys
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from config.cli import job_parser
 from config.market_calendar import xnys
 from config.settings import Settings, get_settings, setup_logging
 from core.locks import LockBusyError
@@ -367,11 +367,7 @@ def source_when_usable(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m workers.price_ingestor",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser("workers.price_ingestor", __doc__)
     parser.add_argument("--source", choices=SOURCE_KINDS, help="default: settings.market_source")
     parser.add_argument("--once", action="store_true", help="one poll, flush, exit")
     parser.add_argument("--max-polls", type=int, metavar="N", help="stop after N iterations")

@@ -17,7 +17,6 @@ the next tick's entries do not wait for them (the guard's per-job lock refuses o
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shlex
 import signal
@@ -32,6 +31,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from croniter import croniter
 
+from config.cli import job_parser
 from config.market_clock import MarketTime, market_time
 from config.settings import Settings, get_settings, setup_logging
 from core.timeutil import NEW_YORK
@@ -168,11 +168,7 @@ class Scheduler:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m workers.scheduler",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser("workers.scheduler", __doc__)
     parser.add_argument("--crontab", type=Path, default=ROOT / "crontab")
     parser.add_argument("--tick", type=float, default=1.0, help="real seconds between looks")
     args = parser.parse_args(argv)

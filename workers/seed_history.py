@@ -19,7 +19,6 @@ seeding live in `workers.seed_context`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from config.cli import job_parser
 from config.market_calendar import session_minutes, xnys
 from config.market_clock import reset_clock
 from config.settings import Settings, get_settings, setup_logging
@@ -207,11 +207,7 @@ def seed_history(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m workers.seed_history",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser("workers.seed_history", __doc__)
     parser.add_argument("--source", choices=SOURCE_KINDS, help="default: settings.market_source")
     parser.add_argument(
         "--days", type=int, default=None, help="sessions (default: sim_history_days)"

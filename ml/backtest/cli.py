@@ -6,6 +6,7 @@ import sys
 
 import pandas as pd
 
+from config.cli import job_parser
 from config.settings import get_settings
 from core.timeutil import utc
 from ml.backtest.engine import BacktestRequest, run_backtest
@@ -21,17 +22,12 @@ def _day_end(value: str) -> pd.Timestamp:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the backtest the arguments ask for, print its figures; 4 when it is refused."""
-    import argparse
 
     from config.settings import setup_logging
     from ml import backtest
 
     settings = get_settings()
-    parser = argparse.ArgumentParser(
-        prog="python -m ml.backtest",
-        description=backtest.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser("ml.backtest", backtest.__doc__)
     add = parser.add_argument
     add("--version", dest="versions", action="append", default=[], help="repeat for two")
     add("--as-served", action="store_true", help="each bar scored by the champion of its time")
