@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
 # StockPulse: one image whose entry point is supervisord running the price and news workers,
 # the scoring worker, cron (supercronic, running the crontab as the unprivileged user) and the
-# Streamlit app.
-#   docker compose up --build        (see docker-compose.yml; secrets come from .env)
+# Streamlit app. It runs the production profile: without real secrets (ANALYST_PASSWORD, the
+# database's password) it refuses to start and names the variable to set.
+#   docker compose up --build        (see docker-compose.yml: it runs this image as the setup,
+#                                     the workers and the app; secrets come from .env)
 
 # ---- builder: the pinned requirements in a virtualenv -----------------------------------
 FROM python:3.11-slim-bookworm AS builder
@@ -66,7 +68,11 @@ RUN set -eu; \
     mkdir -p var/logs models; \
     chown -R stockpulse:stockpulse var models; \
     python -m compileall -q app workers ml db config core
-ENV PATH=/opt/venv/bin:$PATH \
+# PROFILE=production: a container never serves the demo's password. STOCKPULSE_APP_ADDRESS:
+# inside a container the app listens on every interface, which a published port needs (outside
+# one, supervisord.conf keeps 127.0.0.1).
+ENV PROFILE=production \
+    PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/opt/stockpulse \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

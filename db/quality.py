@@ -3,7 +3,9 @@
 
 The write path (`workers.bar_store.write_bars`) calls the functions taking a `conn`, inside the
 transaction that stores the bars, so a bar is either in `bars_1m` or in quarantine, never both
-and never neither. Analysts' decisions (`decide_bar`, `decide_hold`) name who decided and why.
+and never neither. Analysts' decisions (`decide_bar`, `decide_hold`) name who decided and why;
+the two that move bars in or out of `bars_1m` go through the database functions
+`accept_quarantined_bar` and `reject_hold` (`db.roles`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import pandas as pd
 from sqlalchemy import Connection, text
 
 from core.timeutil import utc, utc_series
-from db.database_manager import connect, read_from_db, write_to_db
+from db.database_manager import connect, read_from_db, validate_frame, write_to_db
+from db.tables import TABLES
 
 PENDING = "pending"
 QUARANTINED = "quarantined"
@@ -385,7 +388,6 @@ def decide_bar(bar_id: int, decision: str, actor: str, reason: str) -> str:
         if row.status != QUARANTINED:
             raise DecisionError(f"bar #{bar_id} is {row.status} already: nothing was changed")
         if decision == ACCEPTED:
-            count_write(conn)
             bar = pd.DataFrame([row[: len(RAW)]], columns=RAW)
             bar["ts"] = utc_series(bar["ts"])
             values = bar[["open", "high", "low", "close", "volume"]].to_numpy(float)
@@ -393,14 +395,21 @@ def decide_bar(bar_id: int, decision: str, actor: str, reason: str) -> str:
                 raise DecisionError(
                     f"bar #{bar_id} has prices the database cannot hold as a bar: reject it"
                 )
-            write_to_db(bar, table="bars_1m", on_conflict="update", conn=conn)
-        conn.execute(
-            text(
-                "UPDATE quarantined_bars SET status = :s, decided_at = now(), decided_by = :a, "
-                "decision_reason = :r WHERE id = :id"
-            ),
-            {"s": decision, "a": actor, "r": why, "id": int(bar_id)},
-        )
+            validate_frame(bar, TABLES["bars_1m"])
+            # stores the bar and records the decision (`db.roles`: the app's database role
+            # cannot write bars_1m itself)
+            conn.execute(
+                text("SELECT accept_quarantined_bar(:id, :a, :r)"),
+                {"id": int(bar_id), "a": actor, "r": why},
+            )
+        else:
+            conn.execute(
+                text(
+                    "UPDATE quarantined_bars SET status = :s, decided_at = now(), "
+                    "decided_by = :a, decision_reason = :r WHERE id = :id"
+                ),
+                {"s": decision, "a": actor, "r": why, "id": int(bar_id)},
+            )
     return f"Bar #{bar_id} ({row.ticker} {utc(row.ts):%Y-%m-%d %H:%M} UTC) {decision} by {actor}."
 
 
@@ -420,31 +429,25 @@ def decide_hold(hold_id: int, decision: str, actor: str, reason: str) -> str:
             raise DecisionError(f"hold #{hold_id} is {hold.status} already: nothing was changed")
         moved = 0
         if decision == REJECTED:
-            count_write(conn)
-            keys = read_keys(conn, hold.ticker, utc(hold.onset_ts))
-            bars = take_out_of_bars(conn, keys)
+            # moves the bars from the onset on into quarantine and closes the hold (`db.roles`:
+            # the app's database role cannot write bars_1m itself)
             detail = f"rejected level shift from {utc(hold.onset_ts):%Y-%m-%d %H:%M} UTC: {why}"
-            moved = quarantine(
-                conn, bars.assign(reason="level_shift", detail=detail), status=REJECTED
+            moved = int(
+                conn.execute(
+                    text("SELECT reject_hold(:id, :a, :r, :d)"),
+                    {"id": int(hold_id), "a": actor, "r": why, "d": detail},
+                ).scalar_one()
             )
-        conn.execute(
-            text(
-                "UPDATE ticker_holds SET status = :s, decided_at = now(), decided_by = :a, "
-                "decision_reason = :r WHERE id = :id"
-            ),
-            {"s": decision, "a": actor, "r": why, "id": int(hold_id)},
-        )
+        else:
+            conn.execute(
+                text(
+                    "UPDATE ticker_holds SET status = :s, decided_at = now(), decided_by = :a, "
+                    "decision_reason = :r WHERE id = :id"
+                ),
+                {"s": decision, "a": actor, "r": why, "id": int(hold_id)},
+            )
     extra = f"; {moved} bar(s) moved to quarantine" if moved else ""
     return f"Hold #{hold_id} on {hold.ticker} {decision} by {actor}{extra}."
-
-
-def read_keys(conn: Connection, ticker: str, start: pd.Timestamp) -> pd.DataFrame:
-    """(ticker, ts) of the stored bars of `ticker` from `start` on."""
-    rows = conn.execute(
-        text("SELECT ticker, ts FROM bars_1m WHERE ticker = :t AND ts >= :s ORDER BY ts"),
-        {"t": ticker, "s": start.to_pydatetime()},
-    ).all()
-    return _frame(rows, ["ticker", "ts"])
 
 
 # --------------------------------------------------------------------- the daily reconciliation

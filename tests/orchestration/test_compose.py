@@ -14,7 +14,7 @@ from jsonschema import ValidationError
 from jsonschema.validators import validator_for
 from sqlalchemy.engine import make_url
 
-from config.settings import load_settings
+from config.settings import SettingsError, load_settings
 
 pytestmark = pytest.mark.no_db
 
@@ -26,6 +26,8 @@ SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE", re.IGNORECASE
 VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}")
 PRODUCTION_ENV = {
     "POSTGRES_PASSWORD": "0123456789abcdef0123456789abcdef",
+    "APP_DB_PASSWORD": "a1b2c3d4e5f6a7b8c9d0e1f2",
+    "WORKER_DB_PASSWORD": "f9e8d7c6b5a4f3e2d1c0b9a8",
     "ANALYST_PASSWORD": "a-long-analyst-passphrase",
 }
 REPLICA_ENV = {
@@ -34,6 +36,13 @@ REPLICA_ENV = {
     "REPLICATION_PASSWORD": "fedcba9876543210fedcba9876543210",
 }
 REPLICA_SERVICES = {"timescaledb-replica-setup", "timescaledb-replica"}
+IMAGE_SERVICES = ("setup", "worker", "app")  # the services that run the StockPulse image
+# the database login of each: (user variable, its default, password variable)
+LOGINS = {
+    "setup": ("POSTGRES_USER", "stockpulse", "POSTGRES_PASSWORD"),
+    "worker": ("WORKER_DB_USER", "stockpulse_worker_login", "WORKER_DB_PASSWORD"),
+    "app": ("APP_DB_USER", "stockpulse_app_login", "APP_DB_PASSWORD"),
+}
 
 
 class MissingVariableError(KeyError):
@@ -109,17 +118,83 @@ def test_the_schema_check_catches_mistakes(validator, compose):
         validator.validate(bad)
 
 
-def test_services_are_the_database_and_the_single_app_container(compose):
-    default = {name for name, svc in compose["services"].items() if not svc.get("profiles")}
-    assert default == {"timescaledb", "app"}
-    app = compose["services"]["app"]
-    assert app["build"] == "."
-    assert app["depends_on"] == {
-        "timescaledb": {"condition": "service_healthy"},
+def test_services_are_the_database_a_setup_the_workers_and_the_app(compose):
+    services = compose["services"]
+    default = {name for name, svc in services.items() if not svc.get("profiles")}
+    assert default == {"timescaledb", *IMAGE_SERVICES}
+    for name in IMAGE_SERVICES:
+        assert services[name]["build"] == ".", name
+        assert services[name]["image"] == "stockpulse:latest", name
+    healthy = {"condition": "service_healthy"}
+    done = {"condition": "service_completed_successfully"}
+    assert services["setup"]["depends_on"] == {"timescaledb": healthy}
+    assert services["setup"]["restart"] == "no", "a one-shot step of every `up`"
+    assert services["worker"]["depends_on"] == {"timescaledb": healthy, "setup": done}
+    assert services["app"]["depends_on"] == {
+        "timescaledb": healthy,
+        "setup": done,
         # waited for only when the replica profile runs it
         "timescaledb-replica": {"condition": "service_healthy", "required": False},
     }
+    app = services["app"]
     assert app["ports"] == ["127.0.0.1:8501:8501"], "the app is published on loopback only"
+    assert not any("ports" in services[n] for n in ("setup", "worker"))
+
+
+def test_the_setup_runs_the_start_as_the_superuser_then_creates_the_logins(compose):
+    setup = compose["services"]["setup"]
+    assert "entrypoint" not in setup, "the image's entry point: workers.startup"
+    assert setup["command"] == ["python", "-m", "db.roles", "create-logins"]
+    assert setup["healthcheck"] == {"disable": True}
+    env = as_dict(setup["environment"])
+    for name in ("worker", "app"):  # the logins it creates are the ones the others use
+        user_var, _, password_var = LOGINS[name]
+        url = make_url(as_dict(compose["services"][name]["environment"])["DATABASE_URL"])
+        assert (url.username, url.password) == (env[user_var], env[password_var]), name
+
+
+def test_the_worker_container_runs_every_program_but_the_app(compose, tmp_path, monkeypatch):
+    """The worker's supervisord reads the image's supervisord.conf, then an override that keeps
+    the app program stopped; parsed by supervisor's own parser as the container would."""
+    from supervisor.options import ServerOptions
+
+    worker = compose["services"]["worker"]
+    targets = {c["source"]: c["target"] for c in worker["configs"]}
+    assert worker["entrypoint"] == ["supervisord", "-c", targets["worker_supervisord"]]
+    for source in targets:
+        text = compose["configs"][source]["content"]
+        text = text.replace("/opt/stockpulse/supervisord.conf", str(ROOT / "supervisord.conf"))
+        for other, other_target in targets.items():
+            text = text.replace(other_target, str(tmp_path / other))
+        (tmp_path / source).write_text(text)
+    for name, value in (
+        ("STOCKPULSE_HOME", str(ROOT)),
+        ("STOCKPULSE_PYTHON", "/opt/venv/bin/python"),
+        ("STOCKPULSE_LOG_DIR", str(tmp_path)),
+    ):
+        monkeypatch.setenv(name, value)
+    options = ServerOptions()
+    options.realize(args=["-c", str(tmp_path / "worker_supervisord")])
+    programs = {p.name: p for g in options.process_group_configs for p in g.process_configs}
+    assert {n for n, p in programs.items() if not p.autostart} == {"app"}
+    check = worker["healthcheck"]["test"]
+    assert check[:5] == ["CMD", "supervisorctl", "-c", targets["worker_supervisord"], "status"]
+    assert sorted(check[5:]) == sorted(set(programs) - {"app"}), "every program it runs"
+
+
+def test_the_app_container_runs_the_app_alone_on_the_published_port(compose):
+    """The app's own program as supervisord.conf runs it, on every interface of the container."""
+    app = compose["services"]["app"]
+    argv = app["entrypoint"]
+    conf = (ROOT / "supervisord.conf").read_text()
+    program = re.search(r"^\[program:app\]\ncommand=.*?\"\$0\" (-m [\w.]+) ", conf, re.M)
+    assert program, "supervisord.conf's app program runs a module"
+    assert argv[:3] == ["python", *program.group(1).split()]
+    options = dict(zip(argv[3::2], argv[4::2], strict=True))
+    assert options["--server.address"] == "0.0.0.0", "a published port reaches every interface"
+    assert app["ports"] == [f"127.0.0.1:{options['--server.port']}:8501"]
+    assert options["--server.headless"] == "true"
+    assert app["init"] is True and "command" not in app
 
 
 def embedded_postgres_major() -> int:
@@ -158,34 +233,68 @@ def test_services_share_one_declared_network(compose):
     assert shared and shared <= set(compose["networks"])
 
 
-def test_models_and_logs_live_in_named_volumes(compose):
-    app = compose["services"]["app"]
-    mounts = dict(v.split(":", 1) for v in app["volumes"])
-    assert set(mounts) == {"models", "logs"}
-    assert set(mounts) <= set(compose["volumes"])
-    assert mounts["models"] == "/opt/stockpulse/models"
-    assert mounts["logs"] == "/opt/stockpulse/var/logs"
+def test_models_state_and_logs_live_in_named_volumes_shared_by_the_image_services(compose):
+    for name in IMAGE_SERVICES:
+        mounts = dict(v.split(":", 1) for v in compose["services"][name]["volumes"])
+        assert set(mounts) == {"models", "state", "logs"}, name
+        assert set(mounts) <= set(compose["volumes"])
+        assert mounts["models"] == "/opt/stockpulse/models"
+        # the training lock and progress (DATA_DIR): the nightly run in the worker and the
+        # app's retrain button never overlap
+        assert mounts["state"] == "/opt/stockpulse/var"
+        assert mounts["logs"] == "/opt/stockpulse/var/logs"
 
 
-def test_database_url_is_built_from_the_database_credentials(compose):
+def test_each_container_connects_as_its_own_login(compose):
     db_env = as_dict(compose["services"]["timescaledb"]["environment"])
-    app_env = as_dict(compose["services"]["app"]["environment"])
-    url = make_url(app_env["DATABASE_URL"])
-    assert url.host == "timescaledb" and url.port == 5432
-    assert url.username == db_env["POSTGRES_USER"] == "stockpulse"
-    assert url.password == db_env["POSTGRES_PASSWORD"] == PRODUCTION_ENV["POSTGRES_PASSWORD"]
-    assert url.database == db_env["POSTGRES_DB"]
+    users = set()
+    for name, (_, default, password_var) in LOGINS.items():
+        url = make_url(as_dict(compose["services"][name]["environment"])["DATABASE_URL"])
+        assert url.host == "timescaledb" and url.port == 5432, name
+        assert url.username == default, name
+        assert url.password == PRODUCTION_ENV[password_var], name
+        assert url.database == db_env["POSTGRES_DB"], name
+        users.add(url.username)
+    assert len(users) == len(LOGINS), "three different logins"
+    assert db_env["POSTGRES_USER"] == LOGINS["setup"][1], "only the setup is the superuser"
+    env = {**PRODUCTION_ENV, "APP_DB_USER": "desk", "WORKER_DB_USER": "feeds"}
+    services = interpolate(yaml.safe_load((ROOT / "docker-compose.yml").read_text()), env)
+    for name, user in (("app", "desk"), ("worker", "feeds")):
+        url = make_url(as_dict(services["services"][name]["environment"])["DATABASE_URL"])
+        assert url.username == user
 
 
-def test_the_app_settings_load_from_the_container_environment(compose, monkeypatch):
-    app_env = as_dict(compose["services"]["app"]["environment"])
-    for name, value in app_env.items():
+def load_container_settings(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    for name, value in as_dict(service["environment"]).items():
         monkeypatch.setenv(name, str(value))
-    settings = load_settings()
+    return load_settings(_env_file=None)
+
+
+@pytest.mark.parametrize("name", IMAGE_SERVICES)
+def test_the_settings_load_from_each_container_environment(compose, monkeypatch, name):
+    settings = load_container_settings(compose["services"][name], monkeypatch)
     assert settings.profile == "production"
     assert settings.database_url is not None and not settings.embedded
     assert settings.analyst_password.get_secret_value() == PRODUCTION_ENV["ANALYST_PASSWORD"]
     assert settings.market_source == "simulated"
+    # the superuser's password reaches each container's settings check
+    assert settings.postgres_password is not None
+    assert settings.postgres_password.get_secret_value() == PRODUCTION_ENV["POSTGRES_PASSWORD"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "service", "named"),
+    [
+        ("POSTGRES_PASSWORD", "app", "POSTGRES_PASSWORD"),
+        ("POSTGRES_PASSWORD", "setup", "DATABASE_URL (its password)"),
+        ("APP_DB_PASSWORD", "app", "DATABASE_URL (its password)"),
+        ("WORKER_DB_PASSWORD", "worker", "DATABASE_URL (its password)"),
+    ],
+)
+def test_a_weak_password_stops_the_container_naming_it(raw, monkeypatch, variable, service, named):
+    compose = interpolate(raw, {**PRODUCTION_ENV, variable: "changeme"})
+    with pytest.raises(SettingsError, match=re.escape(named)):
+        load_container_settings(compose["services"][service], monkeypatch)
 
 
 @pytest.mark.parametrize("missing", sorted(PRODUCTION_ENV))
@@ -211,11 +320,12 @@ def test_no_secret_is_written_in_the_file(raw):
         url = as_dict(service.get("environment", {})).get("DATABASE_URL")
         if url:
             userinfo = url.split("://", 1)[1].rsplit("@", 1)[0]
-            user = r"\$\{POSTGRES_USER(:-[a-z_]+)?\}"
-            password = r"\$\{POSTGRES_PASSWORD:\?[^}]+\}"
+            user_var, _, password_var = LOGINS[name]
+            user = rf"\$\{{{user_var}(:-[a-z_]+)?\}}"
+            password = rf"\$\{{{password_var}:\?[^}}]+\}}"
             assert re.fullmatch(f"{user}:{password}", userinfo), userinfo
-    app = raw["services"]["app"]
-    assert app["env_file"] == [{"path": ".env", "required": False}]
+    for name in IMAGE_SERVICES:
+        assert raw["services"][name]["env_file"] == [{"path": ".env", "required": False}]
 
 
 def test_env_example_documents_every_variable_compose_reads(raw):
@@ -311,7 +421,7 @@ def test_the_default_start_needs_no_replica_settings(raw):
 
 
 def test_the_app_reads_from_the_replica_only_with_the_profile(raw, monkeypatch):
-    from db.database_manager import read_replica_url
+    from db.connections import read_replica_url
 
     plain = as_dict(interpolate(raw, PRODUCTION_ENV)["services"]["app"]["environment"])
     replica = as_dict(interpolate(raw, REPLICA_ENV)["services"]["app"]["environment"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -228,11 +229,45 @@ def test_environment_names_real_settings_and_what_supervisord_needs(final):
     assert needed <= set(env), f"set in the image: {sorted(needed - set(env))}"
 
 
+@pytest.mark.parametrize(
+    ("analyst_password", "refused"),
+    [(None, True), ("stockpulse-demo", True), ("a-long-analyst-passphrase", False)],
+)
+def test_the_image_runs_the_production_profile(final, monkeypatch, analyst_password, refused):
+    """A plain `docker run` of the image loads the production profile: without a real analyst
+    password (the demo's included) it refuses to start, naming the variable."""
+    from config.settings import SettingsError, load_settings
+
+    for name in list(os.environ):
+        if name.upper() in {f.upper() for f in Settings.model_fields}:
+            monkeypatch.delenv(name)
+    for name, value in env_of(final).items():
+        monkeypatch.setenv(name, value)
+    if analyst_password is not None:
+        monkeypatch.setenv("ANALYST_PASSWORD", analyst_password)
+    if refused:
+        with pytest.raises(SettingsError, match="set ANALYST_PASSWORD"):
+            load_settings(_env_file=None)
+    else:
+        assert load_settings(_env_file=None).profile == "production"
+
+
+def test_the_app_listens_on_every_interface_only_inside_a_container(final):
+    """The image's address is 0.0.0.0 (a published port needs it); a run outside a container
+    (supervisord.conf's default, `make demo`) keeps 127.0.0.1."""
+    assert env_of(final)["STOCKPULSE_APP_ADDRESS"] == "0.0.0.0"
+    conf = (ROOT / "supervisord.conf").read_text()
+    assert '--server.address "${STOCKPULSE_APP_ADDRESS:-127.0.0.1}"' in conf
+    demo = (ROOT / "scripts" / "demo.py").read_text()
+    assert 'STOCKPULSE_APP_ADDRESS="127.0.0.1"' in demo
+
+
 def test_compose_volumes_match_the_image_paths(final):
     env = env_of(final)
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     mounts = dict(v.split(":", 1) for v in compose["services"]["app"]["volumes"])
     assert mounts["models"] == env["MODELS_DIR"]
+    assert mounts["state"] == env["DATA_DIR"], "the training lock is shared by the containers"
     assert env["MODEL_CONFIG_PATH"].startswith(env["MODELS_DIR"] + "/"), "registry persists"
     assert mounts["logs"] == env["STOCKPULSE_LOG_DIR"]
     assert env["STOCKPULSE_LOG_DIR"].startswith(env["DATA_DIR"] + "/")
