@@ -21,7 +21,7 @@ from ml.labels import CLASSES
 from ml.metrics import Calibration
 
 ACTION_SYMBOL = {"BUY": "triangle-up", "SELL": "triangle-down"}
-# a signal marker's fill by how the signal turned out (`app.data.marker_verdicts`)
+# a signal marker's fill by how the signal turned out (`app.chart_data.marker_verdicts`)
 VERDICT_STYLE = {
     "right": ("#16a34a", "right"),
     "wrong": ("#dc2626", "wrong"),
@@ -77,7 +77,8 @@ def price_figure(
     step_s: int = 60,
 ) -> go.Figure:
     """Candlesticks, volume, chosen overlays, markers where BUY/SELL runs start (filled by
-    their realised outcome: `signals` from `app.data.signal_markers`) and news on one timeline.
+    their realised outcome: `signals` from `app.chart_data.signal_markers`) and news on one
+    timeline.
 
     Times are drawn as naive UTC market time: plotly.js ignores offsets, and rangebreaks need
     one clock. A marker sits on the candle of its bar (`step_s`: the candle's length).
@@ -90,6 +91,29 @@ def price_figure(
     fig = make_subplots(
         rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.03, row_heights=heights
     )
+    _add_prices(fig, bars, overlays)
+    step = pd.Timedelta(seconds=step_s)
+    _add_signals(fig, signals, step)
+    _add_news(fig, bars, news)
+    fig.add_trace(
+        go.Bar(x=bars["ts"], y=bars["volume"], name="volume", marker_color="#94a3b8"),
+        row=2,
+        col=1,
+    )
+    if show_rsi:
+        _add_rsi(fig, bars)
+    fig.update_layout(title=title, height=640 if show_rsi else 560, **LAYOUT)
+    fig.update_layout(xaxis_rangeslider_visible=False)
+    fig.update_xaxes(title_text="market time, UTC", row=rows, col=1)
+    fig.update_xaxes(
+        rangebreaks=closed_hours(bars["ts"], step),
+        range=[bars["ts"].min() - step / 2, bars["ts"].max() + step],
+    )
+    return fig
+
+
+def _add_prices(fig: go.Figure, bars: pd.DataFrame, overlays: tuple[str, ...]) -> None:
+    """The candlesticks and the chosen overlay lines (`app.indicators.overlay_lines`)."""
     fig.add_trace(
         go.Candlestick(
             x=bars["ts"],
@@ -114,26 +138,13 @@ def price_figure(
             row=1,
             col=1,
         )
-    step = pd.Timedelta(seconds=step_s)
-    _add_signals(fig, signals, step)
-    _add_news(fig, bars, news)
-    fig.add_trace(
-        go.Bar(x=bars["ts"], y=bars["volume"], name="volume", marker_color="#94a3b8"),
-        row=2,
-        col=1,
-    )
-    if show_rsi:
-        fig.add_trace(go.Scatter(x=bars["ts"], y=rsi(bars["close"]), name="RSI 14"), row=3, col=1)
-        for level in (30, 70):
-            fig.add_hline(y=level, line_dash="dot", line_color="#94a3b8", row=3, col=1)
-    fig.update_layout(title=title, height=640 if show_rsi else 560, **LAYOUT)
-    fig.update_layout(xaxis_rangeslider_visible=False)
-    fig.update_xaxes(title_text="market time, UTC", row=rows, col=1)
-    fig.update_xaxes(
-        rangebreaks=closed_hours(bars["ts"], step),
-        range=[bars["ts"].min() - step / 2, bars["ts"].max() + step],
-    )
-    return fig
+
+
+def _add_rsi(fig: go.Figure, bars: pd.DataFrame) -> None:
+    """The RSI panel (third row), with the 30 and 70 levels dotted."""
+    fig.add_trace(go.Scatter(x=bars["ts"], y=rsi(bars["close"]), name="RSI 14"), row=3, col=1)
+    for level in (30, 70):
+        fig.add_hline(y=level, line_dash="dot", line_color="#94a3b8", row=3, col=1)
 
 
 def _marker_hover(rows: pd.DataFrame) -> list[str]:

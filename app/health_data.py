@@ -11,7 +11,7 @@ import pandas as pd
 from app.data import cached_data, from_db, redact
 from config.market_calendar import session_minutes, xnys
 from db import health, quality, queue
-from db.database_manager import database_flavour
+from db.flavour import database_flavour
 from db.health import OpsStamp
 
 __all__ = ["OpsStamp", "ops_stamp"]

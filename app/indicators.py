@@ -1,4 +1,8 @@
-"""Chart overlays computed from the displayed bars (causal: each value uses past bars only)."""
+"""Chart overlays computed from the displayed bars with pandas-ta (`pandas_ta_classic`), the
+library the model's features use (`ml.feature_engineering`); causal: each value uses past bars
+only. Standard definitions: the EMA is seeded with the SMA of its first `n` values, RSI uses
+Wilder's smoothing (seeded the same way), the Bollinger bands are the SMA ± k population
+standard deviations, the VWAP restarts each UTC day (each session)."""
 
 from __future__ import annotations
 
@@ -6,40 +10,61 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pandas_ta_classic as ta
 
 OVERLAYS = ("SMA 20", "EMA 50", "Bollinger 20/2", "VWAP")
 PANELS = ("RSI 14",)
 
 
+def _aligned(result: pd.Series | None, index: pd.Index) -> pd.Series:
+    """A pandas-ta result as floats on `index` (pandas-ta returns None for an input shorter than
+    the indicator's length: all NaN then); infinities become NaN."""
+    if result is None:
+        return pd.Series(np.nan, index=index, dtype=float)
+    values = result.to_numpy(dtype=float)
+    return pd.Series(np.where(np.isfinite(values), values, np.nan), index=index)
+
+
+def _floats(close: pd.Series) -> pd.Series:
+    return close.astype(float)
+
+
 def sma(close: pd.Series, n: int = 20) -> pd.Series:
-    return close.rolling(n, min_periods=n).mean()
+    """Simple moving average of the last `n` closes (NaN for the first `n - 1`)."""
+    return _aligned(ta.sma(_floats(close), length=n, talib=False), close.index)
 
 
 def ema(close: pd.Series, n: int = 50) -> pd.Series:
-    return close.ewm(span=n, adjust=False, min_periods=n).mean()
+    """Exponential moving average (span `n`), seeded with the SMA of the first `n` closes."""
+    return _aligned(ta.ema(_floats(close), length=n, talib=False), close.index)
 
 
 def bollinger(close: pd.Series, n: int = 20, k: float = 2.0) -> tuple[pd.Series, pd.Series]:
-    mid, sd = sma(close, n), close.rolling(n, min_periods=n).std()
-    return mid + k * sd, mid - k * sd
+    """Upper and lower Bollinger band: the `n`-bar SMA ± `k` population standard deviations."""
+    bands = ta.bbands(_floats(close), length=n, std=k, talib=False)
+    if bands is None:
+        return _aligned(None, close.index), _aligned(None, close.index)
+    upper = bands[next(c for c in bands.columns if c.startswith("BBU_"))]
+    lower = bands[next(c for c in bands.columns if c.startswith("BBL_"))]
+    return _aligned(upper, close.index), _aligned(lower, close.index)
 
 
 def vwap(bars: pd.DataFrame) -> pd.Series:
-    """Volume-weighted average price, restarting each UTC day (each session)."""
-    typical = (bars["high"] + bars["low"] + bars["close"]) / 3.0
-    day = bars["ts"].dt.floor("D")
-    pv = (typical * bars["volume"]).groupby(day).cumsum()
-    vol = bars["volume"].groupby(day).cumsum()
-    return pv / vol.replace(0, np.nan)
+    """Volume-weighted average price of the typical price, restarting each UTC day (each
+    session); NaN while a day has traded no volume."""
+    ts = pd.DatetimeIndex(bars["ts"])
+    at = ts.tz_convert("UTC").tz_localize(None) if ts.tz is not None else ts
+    columns = [
+        pd.Series(bars[c].to_numpy(dtype=float), index=at)
+        for c in ("high", "low", "close", "volume")
+    ]
+    return _aligned(ta.vwap(*columns, anchor="D"), bars.index)
 
 
 def rsi(close: pd.Series, n: int = 14) -> pd.Series:
-    """Wilder's relative strength index, 0-100."""
-    delta = close.diff()
-    gain = delta.clip(lower=0).ewm(alpha=1 / n, adjust=False, min_periods=n).mean()
-    loss = (-delta.clip(upper=0)).ewm(alpha=1 / n, adjust=False, min_periods=n).mean()
-    rs = gain / loss.replace(0, np.nan)
-    return (100 - 100 / (1 + rs)).where(loss > 0, 100.0).where(gain.notna())
+    """Wilder's relative strength index, 0-100 (NaN for the first `n` bars, and while the
+    closes have not moved at all)."""
+    return _aligned(ta.rsi(_floats(close), length=n, talib=False), close.index)
 
 
 def overlay_lines(bars: pd.DataFrame, names: list[str]) -> dict[str, pd.Series]:

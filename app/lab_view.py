@@ -1,5 +1,6 @@
-"""Model lab sections: the verdict cards, an evaluation report side by side, the live
-scoreboard, and the guarded registry actions.
+"""Model lab sections that only read: an evaluation report (gate decision, metrics, the served
+signal, confusion matrices, calibration and equity side by side) and the live scoreboard; the
+verdict cards are `app.verdict_view`, the registry actions `app.lab_forms`.
 
 Two clocks appear here and each time says which: **market time** for anything about bars and
 signals (the market clock: the simulated or replay source's accelerated clock, or the wall clock
@@ -15,19 +16,17 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import auth, charts, lab_data, sign_in, ui
-from app.data import redact
+from app import charts, lab_data, ui
 from core.timeutil import NEW_YORK, utc
 from ml.baselines import BASELINE_NAMES
+from ml.bootstrap import Interval, PairedDelta
 from ml.metadata import MODEL_NAMES, Provenance
-from ml.metrics import ClassMetrics, Interval, PairedDelta
-from ml.registry import RegistryError, list_versions, pin, previous_champion, promote, rollback
+from ml.metrics import ClassMetrics
 from ml.report import ValidationReport
 from ml.scoreboard import MIN_BARS, Scoreboard
-from ml.verdict import FIGURES, Card, in_order, passes, signal_row, word_for
+from ml.verdict import in_order, passes, signal_row, word_for
 
 METRIC_COLUMNS = ("macro_f1", "accuracy", "log_loss", "ece")
-PREVIOUS = "previous stable champion"
 
 
 def metrics_table(report: ValidationReport) -> pd.DataFrame:
@@ -93,7 +92,7 @@ def baseline_standing(report: ValidationReport) -> None:
     failed = [BASELINE_NAMES.get(n, n) for n, d in vs.items() if not passes(d, margin)]
     if failed:
         st.warning(
-            f"**Not proven:** the challenger's served signal did not beat {_listed(failed)} by "
+            f"**Not proven:** the challenger's served signal did not beat {listed(failed)} by "
             f"the margin and the bootstrap. Against each baseline: {lines}.",
             icon=":material/warning:",
         )
@@ -107,7 +106,8 @@ def _said(delta: PairedDelta) -> str:
     )
 
 
-def _listed(names: list[str]) -> str:
+def listed(names: list[str]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
@@ -181,86 +181,6 @@ def side_by_side(report: ValidationReport) -> None:
     )
 
 
-def promote_form(
-    champion: str | None,
-    candidates: list[str] | None = None,
-    key: str = "promote",
-    label: str = "Promote",
-) -> None:
-    """Promote a complete version (a reason required, and the analyst role: signed in, or the
-    analyst password); `candidates` narrows the choice (the scoreboard offers its challengers)."""
-    if candidates is None:
-        candidates = [v for v in reversed(list_versions()) if v != champion]
-    if not candidates:
-        st.caption("No other trained version to promote.")
-        return
-    with st.form(f"{key}_form", clear_on_submit=True):
-        version = st.selectbox("Version to promote", candidates, key=f"{key}_version")
-        reason = st.text_input(
-            "Reason (recorded in the registry history)", max_chars=300, key=f"{key}_reason"
-        )
-        name, password = ui.credentials(key)
-        submitted = st.form_submit_button(label, type="primary")
-    seen = lab_data.champion_seen(key, champion)
-    if submitted:
-        _act(
-            name,
-            password,
-            reason,
-            lambda by: promote(str(version), by=by, reason=reason, expected_champion=seen),
-        )
-
-
-def rollback_form(champion: str | None) -> None:
-    """Roll back to the previous stable champion or a chosen version."""
-    if champion is None:
-        st.caption("There is no champion to roll back.")
-        return
-    default = previous_champion(lab_data.registry())
-    others = [v for v in reversed(list_versions()) if v != champion]
-    options = [PREVIOUS, *others] if default else others
-    if not options:
-        st.caption("No earlier version to roll back to.")
-        return
-    with st.form("rollback_form", clear_on_submit=True):
-        label = f"Roll back to ({PREVIOUS}: {default})" if default else "Roll back to"
-        target = st.selectbox(label, options)
-        reason = st.text_input("Reason (recorded in the registry history)", max_chars=300)
-        name, password = ui.credentials("rollback")
-        submitted = st.form_submit_button("Roll back")
-    seen = lab_data.champion_seen("rollback", champion)
-    if submitted:
-        to = None if target == PREVIOUS else str(target)
-        _act(
-            name,
-            password,
-            reason,
-            lambda by: rollback(by=by, reason=reason, to=to, expected_champion=seen),
-        )
-
-
-def _act(name: str, password: str, reason: str, action: Any) -> None:
-    try:
-        by = sign_in.authorize(name, password)
-    except auth.AccessDenied as exc:
-        st.error(str(exc), icon=":material/lock:")
-        return
-    if not reason.strip():
-        st.error("Give a reason: it is recorded in the registry history.")
-        return
-    try:
-        registry = action(by)
-    except RegistryError as exc:
-        st.error(f"Not changed: {redact(str(exc))}")
-        return
-    champ = registry.champion
-    ui.flash(
-        f"Champion is now {champ.version if champ else '—'} ({by}). "
-        "Live scoring switches to it within one refresh."
-    )
-    st.rerun()
-
-
 def scoreboard_table(board: Scoreboard) -> pd.DataFrame:
     """One row per version: macro-F1 of both models and the signals' hit rate with their
     intervals, calls, P&L after costs, agreement with the champion."""
@@ -329,32 +249,6 @@ def _words(delta: PairedDelta | None) -> str:
     return "—" if delta is None else word_for(delta)
 
 
-def pin_form(champion: str | None, pinned: list[str]) -> None:
-    """Pin a version so it scores every new bar in shadow (or unpin it)."""
-    others = [v for v in reversed(list_versions()) if v != champion]
-    if not others:
-        return
-    with st.form("pin_form", clear_on_submit=True):
-        version = st.selectbox("Version", others, key="pin_version")
-        action = st.radio("Action", ["pin", "unpin"], horizontal=True, key="pin_action")
-        name, password = ui.credentials("pin")
-        submitted = st.form_submit_button("Apply")
-    if pinned:
-        st.caption("Pinned: " + ", ".join(pinned))
-    if submitted:
-        try:
-            by = sign_in.authorize(name, password)
-            pin(str(version), by=by, pinned=action == "pin")
-        except auth.AccessDenied as exc:
-            st.error(str(exc), icon=":material/lock:")
-            return
-        except RegistryError as exc:
-            st.error(f"Not changed: {redact(str(exc))}")
-            return
-        ui.flash(f"{version} {'pinned' if action == 'pin' else 'unpinned'} by {by}.")
-        st.rerun()
-
-
 # --------------------------------------------------------------------------- clocks
 def server_time(value: object) -> str:
     """A time on the server's wall clock (versions, validation runs, promotions, drift checks)."""
@@ -390,90 +284,3 @@ def provenance_text(p: Provenance | None) -> str:
         else "data range not recorded"
     )
     return f"{p.kind} run, epochs {epochs}{of}, {windows}, {span}"
-
-
-# --------------------------------------------------------------------------- verdict cards
-TONE = {"better": st.success, "worse": st.error, "mixed": st.warning, "open": st.info}
-
-
-def verdict_table(card: Card) -> pd.DataFrame:
-    """One row per figure (served signal, LSTM, Transformer): held out and live, with words."""
-    rows = [
-        {"figure": FIGURES[figure], **{src: v.text for src, v in by_source.items()}}
-        for figure, by_source in card.verdicts.items()
-    ]
-    return pd.DataFrame(rows, columns=["figure", "held-out window", "live"])
-
-
-def verdict_card(card: Card) -> None:
-    """A challenger against the champion: the gate's held-out result and the live scoreboard
-    side by side, on the served signal and per network, and what would change the verdict."""
-    with st.container(border=True):
-        st.subheader(f"Challenger `{card.challenger}` vs champion `{card.champion}`")
-        st.caption(
-            " · ".join(
-                f"{role} `{v}`: {provenance_text(lab_data.provenance(v))}"
-                for role, v in (("challenger", card.challenger), ("champion", card.champion))
-            )
-        )
-        TONE[card.tone](f"**Verdict:** {card.headline}")
-        st.dataframe(
-            verdict_table(card), hide_index=True, width="stretch", key=f"verdict_{card.challenger}"
-        )
-        for line in card.tilt:
-            st.markdown(line)
-        if card.change:
-            st.markdown("**What would change the verdict.** " + " ".join(card.change))
-        _card_baselines(card)
-        if card.rows:
-            st.dataframe(
-                pd.DataFrame(card.rows),
-                hide_index=True,
-                width="stretch",
-                key=f"verdict_figures_{card.challenger}",
-                column_config=SIGNAL_FORMAT,
-            )
-        st.caption(_card_sources(card))
-
-
-def _card_baselines(card: Card) -> None:
-    if card.not_beaten:
-        names = _listed([BASELINE_NAMES.get(n, n) for n in card.not_beaten])
-        st.warning(
-            f"**Not proven:** on the held-out window its served signal did not beat {names} "
-            "by the margin and the bootstrap.",
-            icon=":material/warning:",
-        )
-    if card.champion_not_beating and card.held_out_champion:
-        names = _listed([BASELINE_NAMES.get(n, n) for n in card.champion_not_beating])
-        st.warning(
-            f"Champion `{card.held_out_champion}`'s served signal did not beat {names} on that "
-            "held-out window either.",
-            icon=":material/warning:",
-        )
-    if card.baselines:
-        st.caption(
-            "Against the baselines (served signal, held out): "
-            + "; ".join(f"{v.against} {v.text}" for v in card.baselines.values())
-            + "."
-        )
-
-
-def _card_sources(card: Card) -> str:
-    held = "no held-out report for this challenger yet"
-    if card.held_out_span:
-        start, end = card.held_out_span
-        against = (
-            f"against champion `{card.held_out_champion}`"
-            if card.held_out_champion
-            else "against the baselines only (no champion then)"
-        )
-        held = f"held out {market_time(start)} → {market_time(end)}, {against}"
-    live = "live: no scored bars with outcomes yet"
-    if card.live_span:
-        live = f"live {market_time(card.live_span[0])} → {market_time(card.live_span[1])}"
-    gate = f" Gate: {card.gate}." if card.gate else ""
-    return (
-        f"Bars: {held}; {live}. Intervals: paired block bootstrap over 30-minute blocks; "
-        f"better / worse when the interval lies wholly above / below zero.{gate}"
-    )

@@ -142,8 +142,12 @@ def quarantine_section() -> None:
         key="quarantine_table",
     )
     open_ids = bars.loc[bars["status"] == quality.QUARANTINED, "id"].tolist()
-    if not open_ids:
-        return
+    if open_ids:
+        bar_decision_form(bars, open_ids)
+
+
+def bar_decision_form(bars: pd.DataFrame, open_ids: list[int]) -> None:
+    """An analyst's decision on one quarantined bar of `open_ids`: reject or accept it."""
     with st.form("bar_decision", clear_on_submit=True):
         choice = st.selectbox(
             "Quarantined bar",

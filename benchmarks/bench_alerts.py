@@ -66,7 +66,7 @@ def _worker(log: Path, *args: str) -> subprocess.Popen[bytes]:
 
 
 def _wait_first_pass(proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
-    from db.database_manager import read_from_db
+    from db.reads import read_from_db
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -82,9 +82,10 @@ def _measure(receiver: Any, first_bar: pd.Timestamp, jitter_s: float) -> list[fl
     """Latency of each signal (seconds): its commit to the webhook's receipt of its alert."""
     from core.timeutil import iso
     from db.alerts import enqueue_signals
-    from db.database_manager import connect, write_to_db
+    from db.connections import connect
     from db.notify import SIGNALS as SIGNALS_CHANNEL
     from db.notify import notify
+    from db.writes import write_to_db
 
     rng = np.random.default_rng(7)
     out = []

@@ -106,7 +106,7 @@ def naive_live_page() -> None:
 
     import streamlit as st
 
-    from app import data
+    from app import live_data
     from benchmarks import bench_app
     from config.settings import get_settings
     from db.bars import adjustment_stamp
@@ -129,7 +129,7 @@ def naive_live_page() -> None:
         t: get_trade_recommendation(a, b, ticker=t, bar_ts=ts, model_version=models.version)
         for (a, b), t, ts in zip(pairs, keys["ticker"], keys["ts"], strict=True)
     }
-    frame = data._live_frame(None, tuple(settings.universe))
+    frame = live_data._live_frame(None, tuple(settings.universe))
     frame["action"] = frame["ticker"].map(lambda t: recs[t].action if t in recs else None)
     frame["confidence"] = frame["ticker"].map(lambda t: recs[t].confidence if t in recs else None)
     st.title("Live signals")
@@ -216,7 +216,7 @@ class Feeder:
 
 def _scorer_counts() -> tuple[int, int]:
     """Rows stored and model calls made by the scoring worker so far (its heartbeat)."""
-    from db.database_manager import read_from_db
+    from db.reads import read_from_db
     from ml.scoring_worker import WORKER
 
     frame = read_from_db("SELECT details FROM worker_heartbeats WHERE worker = :w", {"w": WORKER})

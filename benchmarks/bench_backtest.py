@@ -93,7 +93,7 @@ def _scoring_alone(request: Any, settings: Any) -> tuple[float, float, int, int]
 
 def run() -> list[dict[str, Any]]:
     from config.settings import DEFAULT_UNIVERSE, get_settings
-    from db.database_manager import write_to_db
+    from db.writes import write_to_db
     from ml.backtest import BacktestRequest, Costs, run_backtest
     from ml.train_model import train
 

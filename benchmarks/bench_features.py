@@ -76,7 +76,7 @@ def serving_environment(universe: list[str], history: pd.DataFrame) -> Iterator[
     """A bench database with `history` stored, one quick-trained champion (trained on the first
     20 tickers), and `universe` as the settings' universe. Yields the ModelManager."""
     from config.settings import get_settings
-    from db.database_manager import write_to_db
+    from db.writes import write_to_db
     from ml.model_loader import ModelManager
     from ml.registry import promote
     from ml.train_model import train
@@ -124,8 +124,8 @@ def _recomputed_windows(models: Any, need: int) -> tuple[np.ndarray, np.ndarray]
 def features_live() -> dict[str, Any]:
     from config.settings import DEFAULT_UNIVERSE
     from db.bars import adjustment_stamp
-    from db.database_manager import write_to_db
     from db.signals import last_scored
+    from db.writes import write_to_db
     from ml.feature_engineering import required_history_bars
     from ml.live_scoring import Scorer
 

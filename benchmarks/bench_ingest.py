@@ -51,7 +51,7 @@ class _Plain:
     """The plain way: same poll and new-bar filter, written with DataFrame.to_sql (append)."""
 
     def __init__(self, tickers: list[str]) -> None:
-        from db.database_manager import create_db_engine
+        from db.connections import create_db_engine
 
         self.engine = create_db_engine()
         self.tickers = tickers
@@ -98,7 +98,8 @@ def _measure(n: int) -> tuple[float, float]:
 
 
 def run() -> list[dict[str, Any]]:
-    from db.database_manager import database_flavour, execute
+    from db.connections import execute
+    from db.flavour import database_flavour
 
     out = []
     with bench_database():

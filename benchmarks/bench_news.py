@@ -89,7 +89,8 @@ def _articles(n: int) -> pd.DataFrame:
 
 
 def bench_store() -> list[dict[str, Any]]:
-    from db.database_manager import execute, read_from_db
+    from db.connections import execute
+    from db.reads import read_from_db
     from workers.news_ingestor import store_articles
     from workers.sentiment import VaderSentiment
 

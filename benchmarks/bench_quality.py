@@ -38,12 +38,13 @@ def _bars(tickers: list[str]) -> pd.DataFrame:
 def _measure(n: int) -> tuple[float, float, int]:
     """Median ms per poll: the guard's part and the rest of write_bars; flags raised."""
     import workers.bar_store as bar_store
+    from workers.guard_tail import GuardTail
 
     tickers = [f"Q{i:03d}" for i in range(n)]
     bars = _bars(tickers)
     minutes = sorted(bars["ts"].unique())
     bar_store.write_bars(bars[bars["ts"] < minutes[STORED]], source="simulated")
-    tail = bar_store.GuardTail()  # as the price ingestor keeps it
+    tail = GuardTail()  # as the price ingestor keeps it
     guard_s: list[float] = []
     real_guard = bar_store._guard
 
@@ -67,14 +68,15 @@ def _measure(n: int) -> tuple[float, float, int]:
                 rest_ms.append((total - guard_s[-1]) * 1000)
     finally:
         bar_store._guard = real_guard  # type: ignore[assignment]
-    from db.database_manager import read_from_db
+    from db.reads import read_from_db
 
     flags = int(read_from_db("SELECT count(*) AS n FROM quarantined_bars")["n"][0])
     return statistics.median(guard_ms), statistics.median(rest_ms), flags
 
 
 def run() -> list[dict[str, Any]]:
-    from db.database_manager import database_flavour, execute
+    from db.connections import execute
+    from db.flavour import database_flavour
 
     out = []
     with bench_database():

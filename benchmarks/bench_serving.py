@@ -61,7 +61,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _wait_first_pass(proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 300) -> None:
-    from db.database_manager import read_from_db
+    from db.reads import read_from_db
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -104,7 +104,7 @@ def _measure(bars: pd.DataFrame, minutes: list[pd.Timestamp], jitter_s: float = 
 
 
 def _rows_per_bar(minutes: list[pd.Timestamp]) -> dict[str, int]:
-    from db.database_manager import read_from_db
+    from db.reads import read_from_db
 
     frame = read_from_db(
         "SELECT role, count(*) AS n FROM signals WHERE bar_ts = ANY(:t) GROUP BY role",

@@ -34,7 +34,9 @@ NEW_BARS = 20
 
 def run() -> list[dict[str, Any]]:
     from config.settings import DEFAULT_UNIVERSE
-    from db.database_manager import execute, read_from_db, write_to_db
+    from db.connections import execute
+    from db.reads import read_from_db
+    from db.writes import write_to_db
     from ml.live_scoring import Scorer
     from ml.train_model import train
 
@@ -93,8 +95,9 @@ def run() -> list[dict[str, Any]]:
 
 def _naive_intervals(frame: Any, samples: int) -> list[float]:
     """The scoreboard's intervals by resampling rows, one metric call per resample."""
+    from ml.bootstrap import block_index, pick_counts
     from ml.labels import CLASSES
-    from ml.metrics import block_index, hit_rate, macro_f1, pick_counts
+    from ml.metrics import hit_rate, macro_f1
 
     y = frame["outcome"].to_numpy(dtype=int)
     block, n_blocks = block_index(frame["bar_ts"].to_numpy())

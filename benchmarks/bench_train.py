@@ -95,7 +95,7 @@ def epoch_results() -> list[dict[str, Any]]:
 
 def fill_demo_database() -> pd.Timestamp:
     """Bars, news and macro of the demo (20 tickers x 25 sessions) in the bench database."""
-    from db.database_manager import write_to_db
+    from db.writes import write_to_db
     from workers.macro_ingestor import ingest_all
     from workers.macro_sources import SimulatedMacroSource
 

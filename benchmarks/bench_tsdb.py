@@ -71,7 +71,7 @@ def _query_times(interval: str) -> list[float]:
 @contextmanager
 def _using(url: str, timescaledb: bool) -> Iterator[None]:
     """Queries go to database `url` (plain tables when `timescaledb` is False) for the block."""
-    from db.database_manager import dispose_engine
+    from db.connections import dispose_engine
 
     with patched_env({"DATABASE_URL": url, "TIMESCALEDB": None if timescaledb else "off"}):
         dispose_engine()
@@ -95,14 +95,14 @@ def _alternating_medians(plain_url: str, tsdb_url: str) -> dict[str, dict[str, f
 
 
 def _load(bars: pd.DataFrame) -> None:
-    from db.database_manager import write_to_db
+    from db.writes import write_to_db
 
     for _, part in bars.groupby(bars["ts"].dt.month):
         write_to_db(part.assign(source="bench"), table="bars_1m")
 
 
 def _size_mb() -> float:
-    from db.database_manager import read_from_db
+    from db.reads import read_from_db
 
     return (
         float(read_from_db("SELECT hypertable_size(:t) AS b", {"t": "bars_1m"})["b"].iloc[0])
@@ -111,7 +111,7 @@ def _size_mb() -> float:
 
 
 def _compress_all() -> None:
-    from db.database_manager import execute
+    from db.connections import execute
 
     execute(
         "SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks(:t) AS c",
@@ -121,7 +121,7 @@ def _compress_all() -> None:
 
 def _backfill_rows_per_s(bars: pd.DataFrame, day: str) -> float:
     """Delete one day of bars, then write it back the way the backfill does; rows/s."""
-    from db.database_manager import execute
+    from db.connections import execute
     from workers.bar_store import write_bars
 
     lo = pd.Timestamp(day, tz="UTC")
@@ -134,7 +134,7 @@ def _backfill_rows_per_s(bars: pd.DataFrame, day: str) -> float:
 
 
 def run() -> list[dict[str, Any]]:
-    from db.database_manager import has_aggregates
+    from db.flavour import has_aggregates
 
     bars = year_of_bars()
     rows = f"{len(bars):,} bars (20 tickers x {bars['ts'].nunique():,} session minutes of 2025)"
@@ -145,7 +145,7 @@ def run() -> list[dict[str, Any]]:
                 print("    TimescaleDB is not installed in the server (make timescaledb): skipped")
                 return []
             _load(bars)
-            from db.database_manager import refresh_aggregates
+            from db.flavour import refresh_aggregates
 
             refresh_aggregates(bars["ts"].min(), bars["ts"].max() + pd.Timedelta(minutes=1))
             uncompressed_mb = _size_mb()

@@ -40,7 +40,8 @@ def make_bars(rows: int = ROWS, tickers: int = TICKERS, seed: int = 0) -> pd.Dat
 
 
 def run() -> list[dict[str, Any]]:
-    from db.database_manager import _to_csv_bytes, create_db_engine, execute, write_to_db
+    from db.connections import create_db_engine, execute
+    from db.writes import _to_csv_bytes, write_to_db
 
     df = make_bars()
     cond = f"{len(df):,} bars, {TICKERS} tickers, empty indexed bars_1m, same PostgreSQL"

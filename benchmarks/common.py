@@ -72,16 +72,17 @@ def bench_database(name: str = "stockpulse_bench", timescaledb: bool = True) -> 
     """A freshly migrated database `name`, exported as DATABASE_URL (`timescaledb=False`: plain
     PostgreSQL tables even where the server has TimescaleDB)."""
     from config.settings import get_settings
-    from db import database_manager, migrate
+    from db import connections, migrate
+    from tests.db_support import scratch_database
 
     get_settings.cache_clear()
-    database_manager.dispose_engine()
-    with database_manager.scratch_database(name) as url:
+    connections.dispose_engine()
+    with scratch_database(name) as url:
         flavour: dict[str, str | None] = {"TIMESCALEDB": None if timescaledb else "off"}
         with patched_env({"DATABASE_URL": url, **flavour}):
-            database_manager.dispose_engine()
+            connections.dispose_engine()
             migrate.upgrade()
             try:
                 yield url
             finally:
-                database_manager.dispose_engine()
+                connections.dispose_engine()

@@ -22,7 +22,8 @@ from sqlalchemy import text
 
 from config.settings import ALERT_KINDS, quiet_hours
 from db.alerts import Event
-from db.database_manager import connect, read_from_db
+from db.connections import connect
+from db.reads import read_from_db
 
 KINDS = ALERT_KINDS
 EVERY_CHANNEL = "*"

@@ -39,7 +39,8 @@ from sqlalchemy import Connection, text
 from config.settings import ALERT_KINDS, get_settings
 from core.redact import redact_values
 from core.timeutil import iso, utc
-from db.database_manager import connect, read_from_db
+from db.connections import connect
+from db.reads import read_from_db
 
 KINDS = ALERT_KINDS
 

@@ -19,7 +19,8 @@ import pandas as pd
 from sqlalchemy import Connection, text
 
 from core.timeutil import NEW_YORK, ny_midnight, utc
-from db.database_manager import has_aggregates, read_columns, read_from_db, read_rows
+from db.flavour import has_aggregates
+from db.reads import read_columns, read_from_db, read_rows
 
 OHLCV = ("open", "high", "low", "close", "volume")
 INTERVALS = {"1m": "1 minute", "5m": "5 minutes", "1h": "1 hour", "1d": "1 day"}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.timeutil import utc
-from db.database_manager import read_from_db, read_rows
+from db.reads import read_from_db, read_rows
 
 MACRO_HISTORY = pd.Timedelta(days=400)  # the last release of a monthly series lies within this
 

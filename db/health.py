@@ -13,7 +13,7 @@ import pandas as pd
 from config.settings import get_settings
 from core.redact import redact_values
 from core.timeutil import utc
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 
 TICKER_SQL = """
 SELECT t.ticker, b.ts AS latest_bar, coalesce(s.bars, 0) AS bars_in_session,

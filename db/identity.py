@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import text
 
-from db.database_manager import connect
+from db.connections import connect
 
 NAME_MAX_CHARS = 100  # the name typed is stored shortened (the form takes 40)
 

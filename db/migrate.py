@@ -18,13 +18,8 @@ from typing import Any
 from config.cli import job_parser
 from config.settings import setup_logging
 from db import migrations, timescale
-from db.database_manager import (
-    ADVISORY_LOCKS,
-    autocommit_cursor,
-    create_db_engine,
-    database_flavour,
-    forget_schema,
-)
+from db.connections import ADVISORY_LOCKS, autocommit_cursor, create_db_engine
+from db.flavour import database_flavour, forget_schema
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ from sqlalchemy import text
 
 from core.timeutil import utc
 from db.alerts import enqueue_event
-from db.database_manager import connect, execute, read_from_db
+from db.connections import connect, execute
 from db.notify import REGISTRY, notify
+from db.reads import read_from_db
 
 ORIGIN = "2000-01-03T00:00:00+00:00"
 

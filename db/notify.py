@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import logging
 import select
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, text
 
-from db.database_manager import dedicated_connection
+from core.loops import Shutdown, backoff_s
+from db.connections import DB_ERRORS, dedicated_connection
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +85,34 @@ def listen(channels: Sequence[str]) -> Iterator[Listener]:
             for channel in channels:
                 cur.execute(f"LISTEN {channel}")  # a fixed identifier from CHANNELS
         yield Listener(dbapi)
+
+
+def serve_listening(
+    serve: Callable[[Listener | None], None],
+    *,
+    channels: Sequence[str] | None,
+    shutdown: Shutdown,
+    on_error: Callable[[str], None],
+    redact: Callable[[str], str],
+) -> None:
+    """The loop of a worker woken by notifications: `serve(listener)` until it returns or
+    shutdown is requested, with a listener on `channels` (None: polling only, `serve(None)`),
+    riding out database outages: each one is passed to `on_error` (redacted, its first line)
+    and logged, and the worker reconnects after a back-off of 1 s doubling up to 30 s."""
+    attempt = 0
+    while not shutdown.requested:
+        try:
+            if channels is None:
+                serve(None)
+            else:
+                with listen(channels) as listener:
+                    attempt = 0
+                    serve(listener)
+            return
+        except DB_ERRORS as exc:
+            attempt += 1
+            message = redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
+            on_error(message)
+            wait = backoff_s(attempt, 1.0, 30.0)
+            log.error("database unavailable (%s); retrying in %.1f s", message, wait)
+            shutdown.wait(wait)

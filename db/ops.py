@@ -23,7 +23,8 @@ from sqlalchemy import text
 from config.settings import get_settings
 from core.locks import file_lock, lock_holder
 from core.redact import redact_values
-from db.database_manager import connect, write_to_db
+from db.connections import connect
+from db.writes import write_to_db
 
 MESSAGE_CHARS = 2000  # of a job run's message, stored after redaction
 

@@ -15,13 +15,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, text
 
 from core.timeutil import utc, utc_series
-from db.database_manager import connect, read_from_db, validate_frame, write_to_db
+from db.bar_rule import bar_faults
+from db.connections import connect
+from db.reads import read_from_db
 from db.tables import TABLES
+from db.writes import validate_frame, write_to_db
 
 PENDING = "pending"
 QUARANTINED = "quarantined"
@@ -390,11 +392,9 @@ def decide_bar(bar_id: int, decision: str, actor: str, reason: str) -> str:
         if decision == ACCEPTED:
             bar = pd.DataFrame([row[: len(RAW)]], columns=RAW)
             bar["ts"] = utc_series(bar["ts"])
-            values = bar[["open", "high", "low", "close", "volume"]].to_numpy(float)
-            if not (np.isfinite(values).all() and (values[0, :4] > 0).all()):
-                raise DecisionError(
-                    f"bar #{bar_id} has prices the database cannot hold as a bar: reject it"
-                )
+            fault = next(bar_faults(bar), None)
+            if fault is not None:
+                raise DecisionError(f"bar #{bar_id} is not a valid bar ({fault}): reject it")
             validate_frame(bar, TABLES["bars_1m"])
             # stores the bar and records the decision (`db.roles`: the app's database role
             # cannot write bars_1m itself)

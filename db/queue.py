@@ -16,7 +16,8 @@ from sqlalchemy import Connection, text
 from config.settings import get_settings
 from core.redact import redact_values
 from core.timeutil import utc_series
-from db.database_manager import connect, read_from_db
+from db.connections import connect
+from db.reads import read_from_db
 
 FAR_FUTURE = pd.Timestamp("2262-01-01", tz="UTC")
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from config.settings import get_settings
-from db.database_manager import read_from_db, read_replica_url, reads_go_to_replica
+from db.connections import read_replica_url, reads_go_to_replica
+from db.reads import read_from_db
 
 STATE_SQL = """
 SELECT pg_is_in_recovery() AS in_recovery,

@@ -44,7 +44,7 @@ from psycopg2 import sql
 
 from config.settings import MIN_SECRET_LENGTH, PLACEHOLDER_SECRETS, setup_logging
 from db import timescale
-from db.database_manager import connect
+from db.connections import connect
 
 APP = "stockpulse_app"
 WORKER = "stockpulse_worker"

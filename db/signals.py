@@ -14,7 +14,8 @@ import pandas as pd
 from sqlalchemy import Connection, text
 
 from db.bars import ADJUST_JOIN, UTC_ORIGIN
-from db.database_manager import ADVISORY_LOCKS, read_from_db
+from db.connections import ADVISORY_LOCKS
+from db.reads import read_from_db
 
 SPARK_WINDOW = "90 minutes"
 SCORING_LOCK = ADVISORY_LOCKS["scoring"]

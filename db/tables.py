@@ -12,6 +12,9 @@ from datetime import datetime
 
 import pandas as pd
 
+from db.bar_rule import BAR_COLUMNS, require_valid_bars
+from db.errors import DataValidationError
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -57,21 +60,7 @@ def _naive(value: object) -> bool:
     return isinstance(value, datetime) and value is not pd.NaT and value.tzinfo is None
 
 
-def _check_bars(df: pd.DataFrame) -> None:
-    from db.database_manager import DataValidationError
-
-    if {"high", "low"} <= set(df.columns):
-        bad = df["high"] < df["low"]
-        if bad.any():
-            raise DataValidationError(f"bars_1m: {int(bad.sum())} row(s) with high < low")
-    for col in ("open", "high", "low", "close"):
-        if col in df.columns and (df[col] <= 0).any():
-            raise DataValidationError(f"bars_1m: non-positive '{col}' price")
-
-
 def _check_sentiment(df: pd.DataFrame) -> None:
-    from db.database_manager import DataValidationError
-
     if "sentiment" in df.columns:
         s = pd.to_numeric(df["sentiment"], errors="coerce")
         if ((s < -1) | (s > 1)).any():
@@ -80,11 +69,9 @@ def _check_sentiment(df: pd.DataFrame) -> None:
 
 BARS = TableSpec(
     "bars_1m",
-    ("ticker", "ts", "open", "high", "low", "close", "volume", "source", "ingested_at"),
+    (*BAR_COLUMNS, "source", "ingested_at"),
     ("ticker", "ts"),
-    finite=("open", "high", "low", "close", "volume"),
-    non_negative=("volume",),
-    check=_check_bars,
+    check=require_valid_bars,  # what makes a bar valid: db.bar_rule
     timestamps=("ts", "ingested_at"),
 )
 NEWS = TableSpec(

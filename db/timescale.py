@@ -23,6 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from config.settings import get_settings
+
 log = logging.getLogger(__name__)
 
 AGGREGATES = {"bars_5m": "5 minutes", "bars_1h": "1 hour", "bars_1d": "1 day"}
@@ -41,8 +43,6 @@ HYPERTABLES = ("bars_1m",)
 
 def available(cur: Any) -> bool:
     """True when the server offers the extension and the settings allow it."""
-    from config.settings import get_settings
-
     if get_settings().timescaledb == "off":
         return False
     cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", ("timescaledb",))

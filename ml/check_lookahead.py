@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from core.timeutil import utc, utc_now
-from ml.feature_engineering import FeatureParams, clean_bars, create_features
+from ml.feature_engineering import FeatureParams, bars_for_features, create_features
 from ml.labels import LabelParams, triple_barrier_labels
 
 BAR = pd.Timedelta(minutes=1)
@@ -74,7 +74,7 @@ def find_lookahead(
     """Columns of `compute(bars, news, macro)` (ticker, ts, numeric columns) whose value at a
     bar <= cut depends on data after the cut. With `allowed_bars` = h > 0 (labels), a value
     missing on the truncated data is accepted within the last h bars before the cut."""
-    bars = clean_bars(bars)
+    bars = bars_for_features(bars)
     full = compute(bars, news, macro).set_index(KEY)
     columns = [c for c in full.columns if pd.api.types.is_numeric_dtype(full[c])]
     found: dict[str, Violation] = {}

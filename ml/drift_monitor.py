@@ -35,10 +35,11 @@ from config.settings import Settings, get_settings, setup_logging
 from core.timeutil import utc_now
 from db.alerts import enqueue_event
 from db.bars import read_last_bars
+from db.connections import connect
 from db.context import latest_sentiment_model
-from db.database_manager import connect, write_to_db
 from db.models import alarm_states
 from db.signals import predictions, scored_with_outcomes
+from db.writes import write_to_db
 from ml import registry
 from ml.drift import ALARMS, MODELS, AlarmState, Metric, data_drift, step_alarm
 from ml.feature_engineering import HISTORY_MARGIN_BARS, PRICE_FEATURES, create_features

@@ -278,7 +278,7 @@ def macro_features(bar_ts: pd.Series, macro: pd.DataFrame | None) -> pd.DataFram
 
 
 # --------------------------------------------------------------------------- assembly
-def clean_bars(bars: pd.DataFrame) -> pd.DataFrame:
+def bars_for_features(bars: pd.DataFrame) -> pd.DataFrame:
     """Bars sorted by (ticker, ts), one per minute, UTC; a clear error for missing columns."""
     missing = [c for c in BAR_INPUT_COLUMNS if c not in bars.columns]
     if missing:
@@ -314,7 +314,7 @@ def create_features(
     before a series' first release.
     """
     params = params or FeatureParams.from_settings(settings)
-    bars = clean_bars(bars)
+    bars = bars_for_features(bars)
     news_by_ticker = dict(tuple(news.groupby("ticker"))) if news is not None and len(news) else {}
     frames = []
     with warnings.catch_warnings():

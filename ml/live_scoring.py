@@ -42,10 +42,11 @@ from config.settings import Settings, get_settings
 from core.timeutil import utc, utc_now
 from db.alerts import enqueue_signals
 from db.bars import adjustment_stamp, read_bars, read_last_bars
+from db.connections import connect, reads_on
 from db.context import macro_for_features, news_for_features
-from db.database_manager import connect, reads_on, write_to_db
 from db.notify import SIGNALS, notify
 from db.signals import last_scored, try_scoring_lock
+from db.writes import write_to_db
 from ml.feature_engineering import (
     BAR,
     HISTORY_MARGIN_BARS,

@@ -17,8 +17,8 @@ import pandas as pd
 
 from core.timeutil import utc_now
 from db.bars import read_bars, read_last_bars
-from db.database_manager import write_to_db
 from db.signals import unlabelled_bars
+from db.writes import write_to_db
 from ml.labels import LabelParams, session_codes, triple_barrier_labels
 
 log = logging.getLogger(__name__)

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="max epochs per model")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from ml.validate_model import ValidationRefused, summary
+    from ml.evaluation import ValidationRefused
+    from ml.validate_model import summary
 
     try:
         return run_job(

@@ -1,9 +1,26 @@
-"""The model registry, `config/model_config.json`: the champion and the history of champions.
+"""The model registry: which model version serves, and the history of every change.
 
-Every write is atomic (temporary file in the same folder, fsync, `os.replace`), serialised by a
-lock file, and schema-checked; readers never see a half-written file. A malformed file raises
-`RegistryError` naming what is wrong. Events are also appended to the `model_events` table (for
-the app's history page) when the database is reachable.
+**One source of truth.** What serves is what the registry file says (`config/model_config.json`;
+its schema and readers are in `db.registry_store`, which the workers read too). `model_events`
+holds the same history for the app's pages and the alerts, and cannot disagree with the file:
+every change (promotion, rollback, pin, unpin, and a refused change) runs under the registry's
+lock file in three steps,
+
+1. the file is replaced atomically (temporary file, fsync, `os.replace`) with the change made
+   and its event appended to the file's queue of events not yet in the table
+   (`unrecorded_events`);
+2. the whole queue, oldest first, is written to `model_events` in one transaction: each event
+   carries a unique id and is stored once however often it is sent, with the time of the change
+   (a promotion's or rollback's alert is enqueued in the same transaction);
+3. the file is replaced again with the queue emptied.
+
+So the file's history is always the table's plus the file's queue. A failure at step 1 changes
+neither store. The database being unreachable at step 2 does not stop a change (serving never
+waits for the database): its event stays queued in the file and reaches the table at the next
+change that finds the database. A failure at step 3 leaves events queued that the next change
+finds stored already. A refused change writes the file only to queue its event or to empty the
+queue. Readers never see a half-written file; a malformed file raises `RegistryError` naming
+what is wrong.
 
 A change of champion is a compare-and-swap: `promote` and `rollback` take the champion their
 caller decided on (`expected_champion`) and, under the lock, refuse with `RegistryConflict` when
@@ -16,8 +33,8 @@ recorded and the champion keeps serving.
 
 from __future__ import annotations
 
-import json
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,23 +44,21 @@ from pathlib import Path
 from typing import Final, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from config.settings import Settings, get_settings
 from core.files import write_text_atomic
 from core.locks import file_lock
-from core.validation import read_json_model
+from db.registry_store import Actor, ChampionEntry, ModelEvent, record_model_events, registry_json
+from db.registry_store import HistoryEntry as HistoryEntry
+from db.registry_store import Registry as Registry
+from db.registry_store import RegistryError as RegistryError
+from db.registry_store import read_registry as read_registry
 from ml.metadata import MetadataError, check_version_name, read_metadata_file
 from ml.metadata import sha256_file as sha256_file
 
 log = logging.getLogger(__name__)
 
 MODEL_FILES = ("lstm.tflite", "transformer.tflite", "metadata.json")
-Actor = str  # "validation", "drift_monitor", "analyst:<name>", "cli"
-
-
-class RegistryError(RuntimeError):
-    """The registry file is malformed or asks for something impossible."""
 
 
 class RegistryConflict(RegistryError):
@@ -68,60 +83,15 @@ ANY_CHAMPION: Final = _Unchecked.ANY
 ExpectedChampion = str | None | Literal[_Unchecked.ANY]
 
 
-class ChampionEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    version: str = Field(min_length=1)
-    path: str
-    files: dict[str, str]  # file name -> sha256
-    promoted_at: str
-    promoted_by: Actor
-    reason: str
-    # served although it has not beaten the baselines (no model has shown an edge yet)
-    provisional: bool = False
-    provisional_reason: str | None = None
-
-
-class HistoryEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    at: str
-    event: Literal["promoted", "rolled_back", "pinned", "unpinned"]
-    version: str
-    previous: str | None
-    by: Actor
-    reason: str
-
-
-class Registry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    schema_version: Literal[1] = 1
-    champion: ChampionEntry | None = None
-    history: list[HistoryEntry] = Field(default_factory=list)
-    pinned: list[str] = Field(default_factory=list)  # versions an analyst scores in shadow
-    updated_at: str | None = None
-
-
 def _now() -> str:
     return str(pd.Timestamp.now(tz="UTC").isoformat())
-
-
-def read_registry(path: Path | None = None) -> Registry:
-    """The registry; an empty one when the file does not exist yet."""
-    path = path or get_settings().model_config_path
-    if not path.exists():
-        return Registry()
-    try:
-        return read_json_model(path, Registry, RegistryError, "a model registry")
-    except UnicodeDecodeError as exc:
-        raise RegistryError(f"{path} is not UTF-8 text: {exc}") from None
-    except OSError as exc:
-        raise RegistryError(f"{path} cannot be read: {exc}") from None
 
 
 def write_registry(registry: Registry, path: Path | None = None) -> None:
     """Atomically replace the registry file."""
     path = path or get_settings().model_config_path
     registry.updated_at = _now()
-    write_text_atomic(path, json.dumps(registry.model_dump(), indent=2) + "\n")
+    write_text_atomic(path, registry_json(registry))
 
 
 @contextmanager
@@ -230,39 +200,32 @@ def _change_champion(
     settings: Settings,
 ) -> Registry:
     """Under the lock: check the champion is still `expected`, choose the version, verify its
-    files, record it; then mirror the event into `model_events`."""
+    files, and record the change in the file and in `model_events`."""
     if not change.reason.strip():
         raise RegistryError("a promotion or rollback needs a reason")
     path = settings.model_config_path
-    try:
-        with _locked(path):
-            registry = read_registry(path)
-            previous = registry.champion.version if registry.champion else None
-            if expected is not ANY_CHAMPION and expected != previous:
-                raise RegistryConflict(change.action, requested, expected, previous)
-            version = target(registry)
-            _set_champion(registry, version, change, settings)
-            registry.history.append(
-                HistoryEntry(
-                    at=_now(),
-                    event=change.event,
-                    version=version,
-                    previous=previous,
-                    by=change.by,
-                    reason=change.reason,
-                )
-            )
-            write_registry(registry, path)
-    except RegistryConflict as exc:
-        log.warning("%s (by %s)", exc, change.by)
-        recorded = exc.requested or exc.expected or exc.actual or ""
-        _record_event("refused", recorded, exc.actual, change.by, str(exc))
-        raise
-    _record_event(change.event, version, previous, change.by, change.reason)
+    with _locked(path):
+        registry = read_registry(path)
+        previous = registry.champion.version if registry.champion else None
+        if expected is not ANY_CHAMPION and expected != previous:
+            conflict = RegistryConflict(change.action, requested, expected, previous)
+            _refuse(path, registry, conflict, change.by)
+            raise conflict
+        version = target(registry)
+        _set_champion(registry, version, change, settings)
+        _record(path, registry, _event(change.event, version, previous, change.by, change.reason))
     log.info(
         "%s %s (previous %s) by %s: %s", change.event, version, previous, change.by, change.reason
     )
     return registry
+
+
+def _refuse(path: Path, registry: Registry, conflict: RegistryConflict, by: Actor) -> None:
+    """Record a refused change as a `refused` event (the registry itself is unchanged)."""
+    log.warning("%s (by %s)", conflict, by)
+    recorded = conflict.requested or conflict.expected or conflict.actual or ""
+    refused = _event("refused", recorded, conflict.actual, by, str(conflict))
+    _save(path, registry, [refused], changed=False)
 
 
 def _set_champion(registry: Registry, version: str, change: _Change, settings: Settings) -> None:
@@ -293,13 +256,59 @@ def previous_champion(registry: Registry) -> str | None:
     return None
 
 
-def _record_event(event: str, version: str, previous: str | None, by: str, reason: str) -> None:
-    try:
-        from db.models import record_model_event
+def _event(
+    event: Literal["promoted", "rolled_back", "pinned", "unpinned", "refused"],
+    version: str,
+    previous: str | None,
+    by: Actor,
+    reason: str,
+) -> ModelEvent:
+    return ModelEvent(
+        id=uuid.uuid4().hex,
+        at=_now(),
+        event=event,
+        version=version,
+        previous=previous,
+        by=by,
+        reason=reason,
+    )
 
-        record_model_event(event, version, previous, by, reason)
-    except Exception as exc:  # the registry file is the source of truth
-        log.warning("could not record %s of %s in model_events: %s", event, version, exc)
+
+def _record(path: Path, registry: Registry, event: ModelEvent) -> None:
+    """Append `event` (a change of the history) to the history, then save both stores."""
+    registry.history.append(HistoryEntry.model_validate(event.model_dump(exclude={"id"})))
+    _save(path, registry, [event])
+
+
+def _save(
+    path: Path, registry: Registry, events: list[ModelEvent], *, changed: bool = True
+) -> None:
+    """Under the lock: the file (when `changed`) with `events` queued, then the queue in
+    `model_events`, then the file with the queue emptied (the module docstring says why)."""
+    had_queue = bool(registry.unrecorded_events)
+    registry.unrecorded_events = [*registry.unrecorded_events, *events]
+    if changed:
+        write_registry(registry, path)
+    try:
+        record_model_events(registry.unrecorded_events)
+    except Exception as exc:  # the database is unreachable (or refused): the events wait
+        log.warning(
+            "model_events cannot be written (%s): %d registry event(s) stay queued in %s "
+            "and are written at the next change",
+            exc,
+            len(registry.unrecorded_events),
+            path,
+        )
+        if not changed:
+            write_registry(registry, path)
+        return
+    if not (changed or had_queue):
+        return
+    registry.unrecorded_events = []
+    try:
+        write_registry(registry, path)
+    except OSError as exc:  # stored once: the next change finds them in the table already
+        log.warning("%s keeps events stored in model_events queued: %s", path, exc)
 
 
 def pin(
@@ -318,17 +327,9 @@ def pin(
         else:
             registry.pinned = [v for v in registry.pinned if v != version]
         champion = registry.champion.version if registry.champion else None
-        registry.history.append(
-            HistoryEntry(
-                at=_now(),
-                event="pinned" if pinned else "unpinned",
-                version=version,
-                previous=champion,
-                by=by,
-                reason="scores in shadow for comparison" if pinned else "no longer compared",
-            )
-        )
-        write_registry(registry, path)
+        why = "scores in shadow for comparison" if pinned else "no longer compared"
+        event = _event("pinned" if pinned else "unpinned", version, champion, by, why)
+        _record(path, registry, event)
     return registry
 
 
@@ -383,6 +384,8 @@ def _print_status(registry: Registry) -> None:
     print(f"versions on disk: {', '.join(list_versions()) or 'none'}")
     for h in registry.history[-10:]:
         print(f"  {h.at}  {h.event:11} {h.version}  by {h.by}: {h.reason}")
+    if registry.unrecorded_events:
+        print(f"not yet in model_events: {len(registry.unrecorded_events)} event(s)")
 
 
 if __name__ == "__main__":

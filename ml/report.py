@@ -8,7 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.validation import problems
-from ml.metrics import ClassMetrics, EquityCurve, PairedDelta, SignalMetrics
+from ml.bootstrap import PairedDelta
+from ml.metrics import ClassMetrics
+from ml.signal_metrics import EquityCurve, SignalMetrics
 
 Decision = Literal["promote", "provisional", "reject"]
 

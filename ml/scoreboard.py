@@ -8,7 +8,7 @@ every compared version has scored and whose outcomes are known (each version jud
 label definition), and reports per version:
 
 - macro-F1 of the LSTM and of the Transformer, with block-bootstrap intervals;
-- the served signal's figures (`ml.metrics.signal_metrics`, the computation the gate's report
+- the served signal's figures (`ml.signal_metrics.signal_metrics`, the computation the gate's report
   uses): macro-F1 and per-action precision / recall of BUY / SELL / HOLD as calls of UP / DOWN /
   NEUTRAL, the directional hit rate (BUY and SELL calls whose outcome went that way; an outcome
   that stayed NEUTRAL is a miss) with its interval, and the cost-adjusted P&L curve of
@@ -16,7 +16,8 @@ label definition), and reports per version:
 
 and, for each challenger, how often its signal agrees with the champion's and the paired
 bootstrap of its gain on the served signal, on each network and on both networks' mean.
-Every figure comes from `ml.metrics`, as in the gate's report.
+Every figure comes from `ml.metrics`, `ml.signal_metrics` and `ml.bootstrap`, as in the gate's
+report.
 """
 
 from __future__ import annotations
@@ -28,19 +29,11 @@ from pydantic import BaseModel, Field
 from config.settings import Settings, get_settings
 from core.timeutil import iso
 from db.signals import scored_with_outcomes
+from ml.bootstrap import Interval, PairedDelta, block_bootstrap_interval, paired_delta
 from ml.labels import CLASSES
 from ml.metadata import MODEL_NAMES, ModelMetadata
-from ml.metrics import (
-    EquityCurve,
-    Interval,
-    PairedDelta,
-    SignalMetrics,
-    block_bootstrap_interval,
-    paired_delta,
-    signal_classes,
-    signal_metrics,
-)
 from ml.outcomes import label_key
+from ml.signal_metrics import EquityCurve, SignalMetrics, signal_classes, signal_metrics
 
 ACTION_SIGN = {"BUY": 1, "SELL": -1, "HOLD": 0}
 CLASS_INDEX = {c: i for i, c in enumerate(CLASSES)}

@@ -32,9 +32,9 @@ from typing import Any
 import pandas as pd
 
 from config.settings import Settings, get_settings, setup_logging
-from core.loops import Shutdown, backoff_s
-from db.database_manager import DB_ERRORS
-from db.notify import BARS, REGISTRY, Listener, listen
+from core.loops import Shutdown
+from db.connections import DB_ERRORS
+from db.notify import BARS, REGISTRY, Listener, serve_listening
 from db.ops import heartbeat
 from ml.live_scoring import Scorer, ScoreResult
 from ml.model_loader import ModelManager
@@ -172,26 +172,19 @@ class ScoringWorker:
 
     def run(self, max_passes: int | None = None) -> WorkerStats:
         """Serve until shutdown (or `max_passes`), riding out database outages."""
-        attempt = 0
-        while not self.shutdown.requested:
-            try:
-                if self.use_notifications:
-                    with listen([BARS, REGISTRY]) as listener:
-                        attempt = 0
-                        self._serve(listener, max_passes)
-                else:
-                    self._serve(None, max_passes)
-                break
-            except DB_ERRORS as exc:
-                attempt += 1
-                self.stats.errors += 1
-                message = self.settings.redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
-                self.stats.last_error = message[:300]
-                wait = backoff_s(attempt, 1.0, 30.0)
-                log.error("database unavailable (%s); retrying in %.1f s", message, wait)
-                self.shutdown.wait(wait)
+        serve_listening(
+            lambda listener: self._serve(listener, max_passes),
+            channels=[BARS, REGISTRY] if self.use_notifications else None,
+            shutdown=self.shutdown,
+            on_error=self._error,
+            redact=self.settings.redact,
+        )
         self.beat("stopped", force=True)
         return self.stats
+
+    def _error(self, message: str) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = message[:300]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,7 @@ from ml.feature_engineering import FEATURE_COLUMNS, FeatureParams
 from ml.hyperparameters import HYPERPARAMETERS
 from ml.labels import CLASSES, LabelParams
 from ml.metadata import MODEL_NAMES, ModelMetadata, ScalerParams, TrainingMetrics, TrainingRun
-from ml.metrics import classification_metrics
+from ml.metrics import ClassMetrics, classification_metrics
 from ml.progress import PROGRESS_FILE, Progress
 from ml.windows import FeatureScaler
 
@@ -206,23 +206,23 @@ def new_version_dir(models_dir: Path) -> Path:
             now += pd.Timedelta(seconds=1)
 
 
-def train_from_raw(
-    raw: RawData,
-    settings: Settings | None = None,
-    *,
-    quick: bool = False,
-    epochs: int | None = None,
-    progress: Progress | None = None,
-) -> Path:
-    """Train both models on `raw` and write a version folder; returns the folder."""
+@dataclass(frozen=True)
+class _Trained:
+    """Both networks after training, per model name: the epochs run, the fixed-batch .tflite
+    file, the Keras probabilities on the validation windows and the TFLite parity."""
+
+    epochs_run: dict[str, int]
+    files: dict[str, bytes]
+    probs: dict[str, np.ndarray]
+    parity: dict[str, float]
+
+
+def _train_and_convert(data: TrainingData, cfg: TrainConfig, progress: Progress) -> _Trained:
+    """Fit the LSTM and the Transformer, convert each to a fixed-batch .tflite file and check
+    it against Keras on the validation windows."""
     from ml.architectures import BUILDERS
     from ml.tflite_export import check_parity, convert_fixed_batch
 
-    settings = settings or get_settings()
-    progress = progress or Progress(settings.data_dir / PROGRESS_FILE)
-    cfg = TrainConfig.from_settings(settings, quick, epochs)
-    started = time.monotonic()
-    data = build_training_data(raw, cfg, progress)
     models, epochs_run, files, probs, parity = {}, {}, {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="stockpulse-train-") as tmp:
         for name in MODEL_NAMES:
@@ -234,17 +234,57 @@ def train_from_raw(
         probs[name] = models[name].predict(data.val.X, batch_size=1024, verbose=0)
         files[name] = convert_fixed_batch(models[name], BUILDERS[name], cfg.serving_batch)
         parity[name] = check_parity(name, files[name], probs[name], data.val.X)
+    return _Trained(epochs_run, files, probs, parity)
+
+
+def train_from_raw(
+    raw: RawData,
+    settings: Settings | None = None,
+    *,
+    quick: bool = False,
+    epochs: int | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Train both models on `raw` and write a version folder; returns the folder."""
+    settings = settings or get_settings()
+    progress = progress or Progress(settings.data_dir / PROGRESS_FILE)
+    cfg = TrainConfig.from_settings(settings, quick, epochs)
+    started = time.monotonic()
+    data = build_training_data(raw, cfg, progress)
+    trained = _train_and_convert(data, cfg, progress)
     progress.update("baselines", "majority class, logistic regression and boosted trees")
     fitted = fit_baselines(newest_bar(data.train.X), data.train.y, seed=cfg.seed)
     baselines = score_baselines(fitted, newest_bar(data.val.X), data.val.y)
     folder = new_version_dir(settings.models_dir)
     checksums = {}
-    for name, content in files.items():
+    for name, content in trained.files.items():
         (folder / f"{name}.tflite").write_bytes(content)
         checksums[f"{name}.tflite"] = hashlib.sha256(content).hexdigest()
-    metrics = {name: classification_metrics(data.val.y, probs[name]) for name in MODEL_NAMES}
-    metadata = ModelMetadata(
-        version=folder.name,
+    metadata = _trained_metadata(
+        folder.name, raw, data, cfg, trained, baselines, checksums, started
+    )
+    metadata.write(folder / "metadata.json")
+    progress.update("done", f"version {folder.name} in {metadata.training.seconds} s")
+    return folder
+
+
+def _trained_metadata(
+    version: str,
+    raw: RawData,
+    data: TrainingData,
+    cfg: TrainConfig,
+    trained: _Trained,
+    baselines: dict[str, ClassMetrics],
+    checksums: dict[str, str],
+    started: float,
+) -> ModelMetadata:
+    """The metadata.json of a version trained on `raw` (`started`: `time.monotonic()` at the
+    start of the run)."""
+    metrics = {
+        name: classification_metrics(data.val.y, trained.probs[name]) for name in MODEL_NAMES
+    }
+    return ModelMetadata(
+        version=version,
         created_at=iso(utc_now()),
         features=list(FEATURE_COLUMNS),
         scaler=ScalerParams(**data.scaler.to_dict()),
@@ -265,17 +305,14 @@ def train_from_raw(
             quick=cfg.quick,
             config=asdict(cfg),
             hyperparameters=HYPERPARAMETERS,
-            epochs_run=epochs_run,
+            epochs_run=trained.epochs_run,
             seconds=round(time.monotonic() - started, 1),
             n_train=len(data.train),
             n_val=len(data.val),
-            tflite_parity_max_abs_diff=parity,
+            tflite_parity_max_abs_diff=trained.parity,
         ),
         sentiment_models=sentiment_models_of(raw),
     )
-    metadata.write(folder / "metadata.json")
-    progress.update("done", f"version {folder.name} in {metadata.training.seconds} s")
-    return folder
 
 
 def sentiment_models_of(raw: RawData) -> list[str]:

@@ -1,6 +1,6 @@
 """What a comparison says, in words: the gate's reasons and the model lab's verdict cards.
 
-A comparison is a `ml.metrics.PairedDelta`: the challenger's macro-F1 minus another's (the
+A comparison is a `ml.bootstrap.PairedDelta`: the challenger's macro-F1 minus another's (the
 champion's, a baseline's) on the same bars, with the (alpha, 1 - alpha) quantiles of its paired
 block bootstrap. Its word follows the interval alone:
 
@@ -28,9 +28,10 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field
 
 from ml.baselines import BASELINE_NAMES, BASELINES
-from ml.metrics import PairedDelta, SignalMetrics
+from ml.bootstrap import PairedDelta
 from ml.report import ValidationReport
 from ml.scoreboard import MIN_BARS, Scoreboard
+from ml.signal_metrics import SignalMetrics
 
 Word = Literal["better", "worse", "not distinguishable", "no interval", "too early", "not compared"]
 Tone = Literal["better", "worse", "mixed", "open"]

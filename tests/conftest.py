@@ -22,15 +22,16 @@ from config.settings import get_settings
 @pytest.fixture(scope="session", autouse=True)
 def test_database() -> Iterator[str]:
     get_settings.cache_clear()
-    from db import database_manager, migrate
+    from db import connections, migrate
+    from tests.db_support import scratch_database
 
-    with database_manager.scratch_database(f"stockpulse_test_{os.getpid()}") as url:
+    with scratch_database(f"stockpulse_test_{os.getpid()}") as url:
         os.environ["DATABASE_URL"] = url
         get_settings.cache_clear()
-        database_manager.dispose_engine()
+        connections.dispose_engine()
         migrate.upgrade()
         yield url
-        database_manager.dispose_engine()
+        connections.dispose_engine()
 
 
 @pytest.fixture(autouse=True)
@@ -39,16 +40,16 @@ def _settings_follow_the_environment() -> Iterator[None]:
     read again and the engine reconnects, so a test that pointed this process elsewhere (a
     database that is down, another universe) cannot leave the next test pointing there."""
     yield
-    from db import database_manager
+    from db import connections
 
     get_settings.cache_clear()
-    database_manager.dispose_engine()
+    connections.dispose_engine()
 
 
 @pytest.fixture
 def clean_tables() -> Iterator[None]:
     """Empty every data table before a test."""
-    from db.database_manager import execute
+    from db.connections import execute
     from db.tables import TABLES
 
     names = ", ".join(list(TABLES) + ["model_events", "model_evaluations", "job_runs"])
@@ -63,10 +64,10 @@ def _no_db_tests_stay_off_the_database(
     """A test marked `no_db` that opens a database connection fails: the marker decides which
     tests the plain-PostgreSQL run may leave out, so it must be true."""
     if request.node.get_closest_marker("no_db") is not None:
-        from db import database_manager
+        from db import connections
 
         def refuse(*_: object, **__: object) -> None:
             raise AssertionError(f"{request.node.nodeid} is marked no_db but opened a connection")
 
-        monkeypatch.setattr(database_manager, "create_db_engine", refuse)
+        monkeypatch.setattr(connections, "create_db_engine", refuse)
     yield

@@ -18,7 +18,8 @@ import pytest
 from config.settings import get_settings
 from core.logs import RedactingFilter
 from core.redact import MASK, redact, redact_values
-from db.database_manager import connect, read_from_db
+from db.connections import connect
+from db.reads import read_from_db
 
 ROOT = Path(__file__).resolve().parents[1]
 NEWS_KEY = "nk-fake-0123456789abcdef"  # in the settings (NEWS_API_KEY)

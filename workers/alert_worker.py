@@ -53,9 +53,9 @@ from core.timeutil import utc_now
 from db import alerts as db_alerts
 from db.alerts import Delivery
 from db.bars import newest_bar_ts
-from db.database_manager import DB_ERRORS, connect
+from db.connections import DB_ERRORS, connect
 from db.health import heartbeats
-from db.notify import REGISTRY, SIGNALS, Listener, listen
+from db.notify import REGISTRY, SIGNALS, Listener, serve_listening
 from db.ops import heartbeat
 from workers.alerts import (
     Channel,
@@ -327,24 +327,14 @@ class AlertWorker:
     def run(self, max_passes: int | None = None) -> WorkerStats:
         """Serve until shutdown (or `max_passes`), riding out database outages; the sends in
         flight finish and are recorded before it returns."""
-        attempt = 0
         threading.Thread(target=self._relay_shutdown, daemon=True).start()
-        while not self.shutdown.requested:
-            try:
-                if self.use_notifications:
-                    with listen([SIGNALS, REGISTRY]) as listener:
-                        attempt = 0
-                        self._serve(listener, max_passes)
-                else:
-                    self._serve(None, max_passes)
-                break
-            except DB_ERRORS as exc:
-                attempt += 1
-                message = self.settings.redact(f"{type(exc).__name__}: {exc}").splitlines()[0]
-                self._error(message)
-                wait = backoff_s(attempt, 1.0, 30.0)
-                log.error("database unavailable (%s); retrying in %.1f s", message, wait)
-                self.shutdown.wait(wait)
+        serve_listening(
+            lambda listener: self._serve(listener, max_passes),
+            channels=[SIGNALS, REGISTRY] if self.use_notifications else None,
+            shutdown=self.shutdown,
+            on_error=self._error,
+            redact=self.settings.redact,
+        )
         self._pool.shutdown(wait=True)
         self.beat("stopped", force=True)
         return self.stats

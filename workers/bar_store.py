@@ -7,8 +7,11 @@ source and write path; see `config.market_calendar.regular_session_mask`) as the
 them: prices are stored raw and adjusted for splits and dividends when read (`db.bars`), so a
 bar that arrives late for a date before an applied action needs no special care.
 
-The guard (`workers.quality_guard.judge_bars`) judges the bars against the stored bars around
-them (raw) and the corporate-action ledger, in the transaction that stores them:
+What makes a bar valid is the bar rule (`db.bar_rule`): the guard quarantines the bars it
+refuses (`zero_or_negative`, `ohlc_inconsistent`), and the gateway (`db.writes.write_to_db`)
+refuses a batch holding one. The guard (`workers.quality_guard.judge_bars`) judges the bars
+against the stored bars around them (raw) and the corporate-action ledger, in the transaction
+that stores them:
 
 - a suspect bar (a reason of `QUARANTINE_REASONS`) goes to `quarantined_bars` with its raw
   values, source, reason and detail instead of `bars_1m`, so no feature, signal, outcome or
@@ -34,6 +37,7 @@ re-materialized right after the commit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,26 +47,27 @@ from sqlalchemy import Connection
 from config.market_calendar import regular_session_mask, xnys
 from db import quality
 from db.alerts import enqueue_event
+from db.bar_rule import BAR_COLUMNS
 from db.bars import ledger_actions, read_raw_neighbours
-from db.database_manager import connect, reads_on, refresh_aggregates, write_to_db
+from db.connections import connect, reads_on
+from db.flavour import refresh_aggregates
 from db.notify import BARS, notify
 from db.queue import queue_gaps
-from workers.guard_arrays import Bars, arrange
+from db.writes import write_to_db
+from workers.guard_rules import GuardParams
+from workers.guard_tail import GuardTail
 from workers.quality_guard import (
     LEVEL_SHIFT,
     QUARANTINE_REASONS,
-    GuardParams,
+    GuardResult,
     judge_arranged,
     judge_bars,
 )
-from workers.sources.base import BAR_COLUMNS
 
 log = logging.getLogger(__name__)
 MINUTE = pd.Timedelta(minutes=1)
 GUARD = GuardParams()
 KEY = ["ticker", "ts"]
-OHLCV_FIELDS = ["open", "high", "low", "close", "volume"]
-GUARD_FIELDS = ["ticker", "ts", *OHLCV_FIELDS]
 
 
 @dataclass(frozen=True)
@@ -78,118 +83,16 @@ class GuardOutcome:
     history: pd.DataFrame | None  # the stored bars read from the database (None: from a tail)
 
 
-def _ohlcv(bars: pd.DataFrame) -> np.ndarray:
-    """(n, 5) open, high, low, close, volume as float64 (column by column: cheaper than
-    selecting the five as a frame)."""
-    return np.column_stack([bars[c].to_numpy(np.float64) for c in OHLCV_FIELDS])
-
-
-class GuardTail:
-    """The last `depth` raw bars of each ticker as this process stored them, kept by a process
-    that writes the newest bars over and over (the live price ingestor: `write_bars(...,
-    tail=...)`), so its guard reads no history from the database: the poll of 500 tickers would
-    otherwise read 61,000 stored bars each minute.
-
-    Trusted only while no other write of `bars_1m` came between two of this process's own: every
-    write draws a number from the `bar_writes` sequence (`db.quality.open_bars`), and a number
-    that is not the last one plus one means another write (a backfill, seeding, an analyst's
-    decision) or a failed one came between. Such a write, one with more than one bar of a
-    ticker, a bar not after the newest kept, a ticker not kept, a bar in quarantine, or anything
-    the guard flags reads its history from the database, and the tail is rebuilt from it.
-    """
-
-    def __init__(self, depth: int | None = None) -> None:
-        self.depth = depth or GUARD.history_bars
-        self.seq: int | None = None
-        self.index: dict[str, int] = {}
-        self.ts = np.zeros((0, self.depth), np.int64)
-        self.values = np.zeros((0, self.depth, 5))
-        self.count = np.zeros(0, np.int64)  # bars kept per ticker, right-aligned in its row
-
-    def _rows(self, new: pd.DataFrame, stamp: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The tail rows of `new`'s tickers and its bar times, when the tail stands in for the
-        stored bars of this write."""
-        if self.seq is None or stamp != self.seq + 1:
-            return None
-        rows = np.fromiter((self.index.get(t, -1) for t in new["ticker"]), np.int64, len(new))
-        if (rows < 0).any() or len(np.unique(rows)) != len(rows) or (self.count[rows] == 0).any():
-            return None
-        ts = np.asarray(new["ts"].array.asi8, np.int64)
-        if (ts <= self.ts[rows, -1]).any():
-            return None
-        return rows, ts
-
-    def arranged(self, new: pd.DataFrame, stamp: int) -> Bars | None:
-        """The bars to judge (each ticker's tail, then its new bar), or None: read them."""
-        found = self._rows(new, stamp)
-        if found is None:
-            return None
-        rows, ts_new = found
-        d = self.depth
-        ts = np.concatenate([self.ts[rows], ts_new[:, None]], axis=1)
-        values = np.concatenate([self.values[rows], _ohlcv(new)[:, None, :]], axis=1)
-        valid = (np.arange(d + 1)[None, :] >= (d - self.count[rows])[:, None]).ravel()
-        code = np.repeat(np.arange(len(rows)), d + 1)[valid]
-        is_new = np.tile(np.arange(d + 1) == d, len(rows))[valid]
-        names = new["ticker"].to_numpy(object)
-        return arrange(code, names, ts.ravel()[valid], values.reshape(-1, 5)[valid], is_new)
-
-    def advance(self, new: pd.DataFrame, stamp: int) -> bool:
-        """Add a write's stored bars (one per ticker, after the tail); False if they do not fit."""
-        found = self._rows(new, stamp)
-        if found is None:
-            return False
-        rows, ts = found
-        self.ts[rows] = np.concatenate([self.ts[rows, 1:], ts[:, None]], axis=1)
-        new_values = _ohlcv(new)[:, None, :]
-        self.values[rows] = np.concatenate([self.values[rows, 1:], new_values], axis=1)
-        self.count[rows] = np.minimum(self.count[rows] + 1, self.depth)
-        self.seq = stamp
-        return True
-
-    def rebuild(self, history: pd.DataFrame, stored: pd.DataFrame, stamp: int) -> None:
-        """Keep the last bars of the tickers of a write from the stored bars read for it and the
-        bars it stored; other tickers' tails stay when no other write came between."""
-        if self.seq is None or stamp != self.seq + 1:
-            self.forget()
-        frame = pd.concat([history[GUARD_FIELDS], stored[GUARD_FIELDS]], ignore_index=True)
-        frame = (
-            frame.sort_values(["ticker", "ts"], kind="stable").groupby("ticker").tail(self.depth)
-        )
-        ts = np.asarray(pd.DatetimeIndex(frame["ts"]).asi8, np.int64)
-        values = frame[OHLCV_FIELDS].to_numpy(np.float64)
-        tickers = frame["ticker"].to_numpy(object)
-        bounds = np.flatnonzero(np.r_[True, tickers[1:] != tickers[:-1], True])
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            row = self._row(str(tickers[lo]))
-            n = hi - lo
-            self.ts[row, self.depth - n :] = ts[lo:hi]
-            self.values[row, self.depth - n :] = values[lo:hi]
-            self.count[row] = n
-        self.seq = stamp
-
-    def _row(self, ticker: str) -> int:
-        row = self.index.get(ticker)
-        if row is None:
-            row = self.index[ticker] = len(self.index)
-            self.ts = np.vstack([self.ts, np.zeros((1, self.depth), np.int64)])
-            self.values = np.concatenate([self.values, np.zeros((1, self.depth, 5))])
-            self.count = np.r_[self.count, 0]
-        return row
-
-    def forget(self) -> None:
-        self.__init__(self.depth)  # type: ignore[misc]
-
-    def after_write(self, outcome: GuardOutcome, written: int) -> None:
-        """Follow a committed write of this process."""
-        good = outcome.good
-        if not outcome.clean or written != len(good):
-            self.forget()
-        elif outcome.history is None:
-            if not self.advance(good, outcome.stamp):
-                self.forget()
-        else:
-            self.rebuild(outcome.history, good, outcome.stamp)
+def _follow(tail: GuardTail, outcome: GuardOutcome, written: int) -> None:
+    """Bring the writer's tail up to a committed write (or drop it when it cannot follow)."""
+    good = outcome.good
+    if not outcome.clean or written != len(good):
+        tail.forget()
+    elif outcome.history is None:
+        if not tail.advance(good, outcome.stamp):
+            tail.forget()
+    else:
+        tail.rebuild(outcome.history, good, outcome.stamp)
 
 
 def _alert(conn: Connection, quarantined: pd.DataFrame, shifts: pd.DataFrame) -> None:
@@ -223,44 +126,106 @@ def _guard(
     conn: Connection, bars: pd.DataFrame, source: str, tail: GuardTail | None
 ) -> GuardOutcome:
     """Judge `bars` (regular-session, raw, BAR_COLUMNS + source) and record what the guard
-    keeps out, in `conn`'s
-    transaction; returns the bars to store (see the module docstring). A write with nothing
-    suspect and nothing in quarantine for its tickers costs one statement, the stored bars
-    around it (none with a `tail` that stands in for them) and the judgement."""
+    keeps out, in `conn`'s transaction; returns the bars to store (see the module docstring). A
+    write with nothing suspect and nothing in quarantine for its tickers costs one statement,
+    the stored bars around it (none with a `tail` that stands in for them) and the judgement."""
     tickers = sorted(set(bars["ticker"]))
     stamp, in_quarantine = quality.open_bars(conn, tickers)
+    arranged = tail.arranged(bars, stamp) if tail is not None and in_quarantine.empty else None
+    history = None
+    if arranged is not None:
+        verdict = judge_arranged(arranged, _ledger_reader(conn, bars, tickers), GUARD)
+    else:
+        bars = _with_pending(conn, bars, in_quarantine)
+        history = _stored_neighbours(conn, bars)
+        verdict = judge_bars(bars, history, _ledger_reader(conn, bars, tickers), GUARD)
+    if verdict.flags.empty and verdict.pending.empty and in_quarantine.empty:
+        stored = bars if arranged is not None else bars[[*BAR_COLUMNS, "source"]]
+        return GuardOutcome(stored, 0, 0, (), stamp, True, history)
+    return _keep_out(conn, bars, verdict, in_quarantine, source, stamp)
 
-    def ledger() -> pd.DataFrame:  # read only when a level shift is a candidate
+
+def _ledger_reader(
+    conn: Connection, bars: pd.DataFrame, tickers: list[str]
+) -> Callable[[], pd.DataFrame]:
+    """The corporate-action ledger of the days of `bars`, read only when the guard asks for it
+    (a level shift is a candidate)."""
+
+    def ledger() -> pd.DataFrame:
         with reads_on(conn):
             first_day = (bars["ts"].min() - pd.Timedelta(days=1)).date()
             return ledger_actions(tickers, first_day, bars["ts"].max().date())
 
-    arranged = tail.arranged(bars, stamp) if tail is not None and in_quarantine.empty else None
-    history = None
-    if arranged is not None:
-        verdict = judge_arranged(arranged, ledger, GUARD)
-    else:
-        bars = bars.assign(pending_id=-1)
-        waiting = in_quarantine[in_quarantine["status"] == quality.PENDING]
-        if not waiting.empty:
-            keys = pd.MultiIndex.from_frame(waiting[KEY])
-            resent = keys.isin(pd.MultiIndex.from_frame(bars[KEY]))
-            if resent.any():  # a re-sent print of a waiting minute takes its place
-                quality.settle_pending(conn, waiting.loc[resent, "id"].tolist())
-            waiting = waiting[~resent].rename(columns={"id": "pending_id"})
-            bars = pd.concat([waiting[bars.columns], bars], ignore_index=True)
-        span = bars.groupby("ticker")["ts"].agg(["min", "max"])
-        with reads_on(conn):
-            history = read_raw_neighbours(
-                span.index.tolist(), span["min"], span["max"], GUARD.history_bars, GUARD.shift_bars
-            )
-        verdict = judge_bars(bars, history, ledger, GUARD)
-    flags, wait = verdict.flags, verdict.pending
-    if flags.empty and wait.empty and in_quarantine.empty:
-        stored = bars if arranged is not None else bars[[*BAR_COLUMNS, "source"]]
-        return GuardOutcome(stored, 0, 0, (), stamp, True, history)
+    return ledger
+
+
+def _with_pending(
+    conn: Connection, bars: pd.DataFrame, in_quarantine: pd.DataFrame
+) -> pd.DataFrame:
+    """`bars` (`pending_id` -1) after the bars of their tickers that wait for their next bar
+    (`pending_id` their quarantine row), to be judged again with them. A re-sent print of a
+    waiting minute takes its place: the waiting one is settled."""
+    bars = bars.assign(pending_id=-1)
+    waiting = in_quarantine[in_quarantine["status"] == quality.PENDING]
+    if waiting.empty:
+        return bars
+    keys = pd.MultiIndex.from_frame(waiting[KEY])
+    resent = keys.isin(pd.MultiIndex.from_frame(bars[KEY]))
+    if resent.any():
+        quality.settle_pending(conn, waiting.loc[resent, "id"].tolist())
+    waiting = waiting[~resent].rename(columns={"id": "pending_id"})
+    return pd.concat([waiting[bars.columns], bars], ignore_index=True)
+
+
+def _stored_neighbours(conn: Connection, bars: pd.DataFrame) -> pd.DataFrame:
+    """The stored bars around `bars` that the guard judges them on (raw, in `conn`)."""
+    span = bars.groupby("ticker")["ts"].agg(["min", "max"])
+    with reads_on(conn):
+        return read_raw_neighbours(
+            span.index.tolist(), span["min"], span["max"], GUARD.history_bars, GUARD.shift_bars
+        )
+
+
+def _keep_out(
+    conn: Connection,
+    bars: pd.DataFrame,
+    verdict: GuardResult,
+    in_quarantine: pd.DataFrame,
+    source: str,
+    stamp: int,
+) -> GuardOutcome:
+    """Record what the guard keeps out of `bars_1m` (quarantine, bars waiting for their next
+    bar, held tickers, their alerts) and return the bars to store."""
     if "pending_id" not in bars.columns:
         bars = bars.assign(pending_id=-1)
+    fresh_bad, moved, settled = _quarantine_flagged(conn, bars, verdict.flags)
+    wait = _wait_for_next_bar(conn, bars, verdict.pending)
+    kept_out = pd.concat([fresh_bad[KEY], wait[KEY]], ignore_index=True)
+    good = _release(conn, bars, kept_out, settled)
+    quarantined = pd.concat([fresh_bad[KEY], moved[KEY]], ignore_index=True)
+    quality.retry_minutes(conn, quarantined)
+    if (in_quarantine["status"] == quality.QUARANTINED).any():
+        quality.mark_replaced(conn, good[KEY])
+    shifts = verdict.flags[verdict.flags["reason"] == LEVEL_SHIFT]
+    _hold(conn, shifts, source)
+    _report(conn, pd.concat([fresh_bad, moved], ignore_index=True), wait, shifts)
+    return GuardOutcome(
+        good[[*BAR_COLUMNS, "source"]],
+        len(quarantined),
+        int((wait["pending_id"] < 0).sum()),
+        tuple(sorted(set(shifts["ticker"]))),
+        stamp,
+        False,
+        None,
+    )
+
+
+def _quarantine_flagged(
+    conn: Connection, bars: pd.DataFrame, flags: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Quarantine the flagged bars: the write's own (a waiting one settled with its verdict)
+    and stored ones a later bar showed to be bad (moved out of `bars_1m`). Returns the write's
+    flagged bars, the moved ones and the waiting ones settled (pending_id, reason, detail)."""
     bad = flags[flags["reason"].isin(QUARANTINE_REASONS)]
     fresh_bad = bad[~bad["in_history"]][[*KEY, "reason", "detail"]].merge(bars, on=KEY)
     was_pending = fresh_bad["pending_id"] >= 0
@@ -270,13 +235,25 @@ def _guard(
     moved = quality.take_out_of_bars(conn, stored_bad[KEY])
     moved = moved.merge(stored_bad[[*KEY, "reason", "detail"]], on=KEY)
     quality.quarantine(conn, moved)
+    return fresh_bad, moved, settled
 
-    wait = wait.merge(bars, on=KEY)
+
+def _wait_for_next_bar(conn: Connection, bars: pd.DataFrame, pending: pd.DataFrame) -> pd.DataFrame:
+    """The bars whose spike verdict waits for their next bar (not the last minute of a session:
+    nothing after it can decide); the new ones are quarantined as `pending`."""
+    wait = pending.merge(bars, on=KEY)
     wait = wait[~_last_minute_of_session(wait["ts"])] if len(wait) else wait
     quality.quarantine(
         conn, wait.loc[wait["pending_id"] < 0].assign(reason="spike"), status=quality.PENDING
     )
-    kept_out = pd.concat([fresh_bad[KEY], wait[KEY]], ignore_index=True)
+    return wait
+
+
+def _release(
+    conn: Connection, bars: pd.DataFrame, kept_out: pd.DataFrame, settled: pd.DataFrame
+) -> pd.DataFrame:
+    """The bars not kept out; the waiting bars among them, and the waiting bars the guard
+    decided on (`settled`), leave the waiting list."""
     good = bars[~pd.MultiIndex.from_frame(bars[KEY]).isin(pd.MultiIndex.from_frame(kept_out))]
     released = good.loc[good["pending_id"] >= 0, "pending_id"].tolist()
     if released or len(settled):
@@ -285,20 +262,25 @@ def _guard(
             released + settled["pending_id"].tolist(),
             settled.rename(columns={"pending_id": "id"}),
         )
-    quarantined = pd.concat([fresh_bad[KEY], moved[KEY]], ignore_index=True)
-    quality.retry_minutes(conn, quarantined)
-    if (in_quarantine["status"] == quality.QUARANTINED).any():
-        quality.mark_replaced(conn, good[KEY])
+    return good
 
-    shifts = flags[flags["reason"] == LEVEL_SHIFT]
+
+def _hold(conn: Connection, shifts: pd.DataFrame, source: str) -> None:
+    """Hold the tickers whose level shifted with nothing in the ledger to explain it."""
     quality.hold_tickers(
         conn,
         shifts.rename(columns={"ts": "onset_ts"}).assign(source=source)[
             ["ticker", "onset_ts", "reason", "detail", "source"]
         ],
     )
-    _alert(conn, pd.concat([fresh_bad, moved], ignore_index=True), shifts)
-    for row in pd.concat([fresh_bad, moved], ignore_index=True).itertuples(index=False):
+
+
+def _report(
+    conn: Connection, quarantined: pd.DataFrame, wait: pd.DataFrame, shifts: pd.DataFrame
+) -> None:
+    """Alert events and log lines for the bars quarantined, waiting and the tickers held."""
+    _alert(conn, quarantined, shifts)
+    for row in quarantined.itertuples(index=False):
         log.warning(
             "quarantined %s %s from %s: %s (%s)",
             row.ticker,
@@ -311,15 +293,6 @@ def _guard(
         log.info("bar %s %s waits for its next bar: %s", row.ticker, row.ts, row.detail)
     for row in shifts.itertuples(index=False):
         log.warning("holding %s from %s: %s", row.ticker, row.ts, row.detail)
-    return GuardOutcome(
-        good[[*BAR_COLUMNS, "source"]],
-        len(quarantined),
-        int((wait["pending_id"] < 0).sum()),
-        tuple(sorted(set(shifts["ticker"]))),
-        stamp,
-        False,
-        None,
-    )
 
 
 def write_bars(
@@ -358,7 +331,7 @@ def write_bars(
             assert gaps is not None
             queue_gaps(conn, gaps)
     if tail is not None and outcome is not None:
-        tail.after_write(outcome, written)
+        _follow(tail, outcome, written)
     if written:
         refresh_aggregates(good["ts"].min(), good["ts"].max() + MINUTE)
     return written

@@ -54,8 +54,9 @@ from db.bars import (
     raw_close_before,
     stored_actions,
 )
-from db.database_manager import connect, write_to_db
+from db.connections import connect
 from db.quality import explain_holds
+from db.writes import write_to_db
 from workers.sources import SOURCE_KINDS, make_source
 from workers.sources.base import ACTION_COLUMNS, MarketDataSource
 

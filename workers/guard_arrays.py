@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-BAR_FIELDS = ["ticker", "ts", "open", "high", "low", "close", "volume"]
-PRICES = ("open", "high", "low", "close")
+from db.bar_rule import BAR_COLUMNS, VALUE_FIELDS
+
 NS_PER_DAY = 86_400 * 10**9
 
 
@@ -37,7 +37,7 @@ def _columns(part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     ts = part["ts"]
     if str(ts.dtype) != "datetime64[ns, UTC]":
         ts = pd.to_datetime(ts, utc=True).dt.as_unit("ns")
-    values = [part[c].to_numpy(np.float64, na_value=np.nan) for c in (*PRICES, "volume")]
+    values = [part[c].to_numpy(np.float64, na_value=np.nan) for c in VALUE_FIELDS]
     return np.asarray(ts.array.asi8), np.column_stack(values)
 
 
@@ -54,9 +54,9 @@ def _codes(parts: list[pd.DataFrame]) -> tuple[np.ndarray, np.ndarray]:
 
 def prepare(new: pd.DataFrame, history: pd.DataFrame | None) -> Bars:
     parts = [new] if history is None or history.empty else [history, new]
-    missing = [c for c in BAR_FIELDS if any(c not in part.columns for part in parts)]
+    missing = [c for c in BAR_COLUMNS if any(c not in part.columns for part in parts)]
     if missing:
-        raise ValueError(f"bars lack the column(s) {missing}: expected {BAR_FIELDS}")
+        raise ValueError(f"bars lack the column(s) {missing}: expected {BAR_COLUMNS}")
     code, names = _codes(parts)
     columns = [_columns(part) for part in parts]
     ts = np.concatenate([t for t, _ in columns])

@@ -25,9 +25,9 @@ import pandas as pd
 from config.cli import job_parser
 from config.settings import Settings, get_settings, setup_logging
 from db.context import newest_macro_observation, newest_macro_values
-from db.database_manager import write_to_db
 from db.ops import job_run
 from db.quality import InputFlag, record_input_flags
+from db.writes import write_to_db
 from workers.common import with_retries
 from workers.http_fetch import PayloadError
 from workers.macro_sources import (

@@ -26,11 +26,12 @@ from config.cli import job_parser
 from config.settings import get_settings, setup_logging
 from core.timeutil import utc_now
 from db.context import newest_article_time, stored_article_pairs
-from db.database_manager import write_to_db
 from db.ops import heartbeat
 from db.quality import InputFlag, record_input_flags
+from db.writes import write_to_db
 from workers.common import Shutdown, with_retries
-from workers.news_sources import NewsSource, make_news_source
+from workers.news_source_base import NewsSource
+from workers.news_sources import make_news_source
 from workers.news_text import shown
 from workers.sentiment import SentimentModel, article_texts, load_sentiment_model
 from workers.sources.base import SourceError

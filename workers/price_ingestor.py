@@ -34,12 +34,14 @@ from config.market_calendar import xnys
 from config.settings import Settings, get_settings, setup_logging
 from core.locks import LockBusyError
 from db.bars import newest_bar_per_ticker
-from db.database_manager import DB_ERRORS, DataValidationError
+from db.connections import DB_ERRORS
+from db.errors import DataValidationError
 from db.ops import heartbeat
 from workers.backfill import drain_queue
-from workers.bar_store import GuardTail, write_bars
+from workers.bar_store import write_bars
 from workers.common import Shutdown, backoff_s
 from workers.gaps import find_gaps
+from workers.guard_tail import GuardTail
 from workers.sources import SOURCE_KINDS, make_source
 from workers.sources.base import (
     MarketDataSource,

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config.settings import Settings, get_settings, setup_logging
+from db.registry_store import RegistryError, champion_version
 
 log = logging.getLogger("workers.startup")
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,19 +82,14 @@ FIRST_MODEL = Step(
 )
 
 
-def has_champion(env: dict[str, str]) -> bool:
-    """Whether the registry names a champion (`python -m ml.registry status`; workers do not
-    import ml). A registry that cannot be read counts as one: a person has to look at it, and
-    no first training overwrites it."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "ml.registry", "status"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    first = proc.stdout.splitlines()[0] if proc.stdout else ""
-    if proc.returncode != 0 or not first.startswith("champion: "):
-        log.warning("the model registry cannot be read: %s", (proc.stderr or proc.stdout)[-300:])
+def has_champion(settings: Settings) -> bool:
+    """Whether the registry names a champion. A registry that cannot be read counts as one: a
+    person has to look at it, and no first training overwrites it."""
+    try:
+        return champion_version(settings.model_config_path) is not None
+    except RegistryError as exc:
+        log.warning("the model registry cannot be read: %s", exc)
         return True
-    return first.removeprefix("champion: ").split(" ")[0] not in ("", "none")
 
 
 def run_step(step: Step, env: dict[str, str]) -> bool:
@@ -114,7 +110,7 @@ def start(settings: Settings, env: dict[str, str]) -> int:
     for step in steps(settings, database_url_set=bool(env.get("DATABASE_URL"))):
         if not run_step(step, env) and step.required:
             return 1
-    if has_champion(env):
+    if has_champion(settings):
         log.info("a champion is serving: no first training")
     elif not run_step(FIRST_MODEL, env):
         log.warning(

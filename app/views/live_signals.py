@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app import data, live, quality_view, ui
+from app import data, live, live_data, quality_view, ui
 from app.text import escape_markdown
 from config.settings import get_settings
 
@@ -55,7 +55,7 @@ def columns(spark_range: tuple[float, float] | None) -> dict[str, Any]:
         ),
         "confidence": st.column_config.ProgressColumn(
             "Confidence (bar from chance 0.33)",
-            min_value=data.CHANCE,
+            min_value=live_data.CHANCE,
             max_value=1.0,
             format="%.2f",
             color="blue",
@@ -137,7 +137,7 @@ def feed_view(feed: pd.DataFrame) -> pd.DataFrame:
             "when": feed["bar_ts"].map(ui.fmt_market),
             "ticker": feed["ticker"],
             "change": feed["previous"].astype(str) + " → " + feed["action"].astype(str),
-            "confidence": data.explain(feed)["class_confidence"],
+            "confidence": live_data.explain(feed)["class_confidence"],
             "reason": feed["reason"],
         }
     )
@@ -145,10 +145,10 @@ def feed_view(feed: pd.DataFrame) -> pd.DataFrame:
 
 def signal_feed(stamp: data.LiveStamp, version: str | None, tickers: tuple[str, ...]) -> None:
     st.subheader("Signal changes")
-    feed = data.signal_feed(data.signal_changes(stamp, version, tickers))
+    feed = live_data.signal_feed(live_data.signal_changes(stamp, version, tickers))
     if feed.empty:
         st.caption(
-            f"No change of signal in the last {data.SIGNAL_LOOKBACK.days} days of market time."
+            f"No change of signal in the last {live_data.SIGNAL_LOOKBACK.days} days of market time."
         )
         return
     st.caption(
@@ -264,7 +264,7 @@ def live_board() -> None:
         scorer = live.scorer_state(stamp.bars_ts, stamp.signal_ts) if version else None
         if scorer is not None:
             scorer_notice(scorer)
-        frame = data.live_table(stamp, version, tuple(settings.universe))
+        frame = live_data.live_table(stamp, version, tuple(settings.universe))
         if frame["bar_ts"].isna().all():
             st.info(
                 "No bars in the database yet: start the price ingestor "

@@ -5,7 +5,7 @@ with that role, or anyone in the local profile, where the analyst password guard
 
 import streamlit as st
 
-from app import data, lab_data, lab_view, live, sign_in, ui
+from app import data, lab_data, lab_forms, lab_view, live, sign_in, ui, verdict_view
 from app.retrain_view import retrain_panel
 from app.text import code_span, escape_markdown
 from config.settings import get_settings
@@ -32,6 +32,22 @@ def champion_card() -> str | None:
     return champ.version
 
 
+def skipped_challengers() -> None:
+    """The challengers left out of shadow scoring, each with why (no verdict card for them)."""
+    problems = lab_data.challenger_problems()
+    if not problems:
+        return
+    lines = [
+        f"`{code_span(version)}`: {escape_markdown(data.redact(why), max_chars=400)}"
+        for version, why in problems.items()
+    ]
+    st.warning(
+        "Not scoring in shadow, so no verdict for them (the champion serves on):\n\n- "
+        + "\n- ".join(lines),
+        icon=":material/block:",
+    )
+
+
 @st.fragment(run_every=get_settings().app_refresh_s)
 def verdict_section() -> None:
     """One verdict card per challenger scoring in shadow (refreshing with the scoreboard)."""
@@ -40,6 +56,7 @@ def verdict_section() -> None:
         if serving.champion is None:
             st.info("Verdicts start once a champion serves and a challenger scores beside it.")
             return
+        skipped_challengers()
         challengers = tuple(m.version for m in serving.challengers)
         if not challengers:
             st.info(
@@ -57,7 +74,7 @@ def verdict_section() -> None:
             except ReportError as exc:
                 st.warning(f"The held-out report of {version} cannot be shown: {exc}.")
                 report = None
-            lab_view.verdict_card(card(version, report, board, champion))
+            verdict_view.verdict_card(card(version, report, board, champion))
 
 
 @st.fragment(run_every=get_settings().app_refresh_s)
@@ -133,11 +150,11 @@ def challenger_actions(champion: str | None) -> None:
     with st.expander("Promote a challenger from its verdict, or pin a version"):
         left, right = st.columns(2)
         with left:
-            lab_view.promote_form(
+            lab_forms.promote_form(
                 champion, challengers, key="promote_challenger", label="Promote challenger"
             )
         with right:
-            lab_view.pin_form(champion, lab_data.registry().pinned)
+            lab_forms.pin_form(champion, lab_data.registry().pinned)
 
 
 def champion_actions(champion: str | None) -> None:
@@ -146,10 +163,10 @@ def champion_actions(champion: str | None) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Promote")
-        lab_view.promote_form(champion)
+        lab_forms.promote_form(champion)
     with right:
         st.subheader("Roll back")
-        lab_view.rollback_form(champion)
+        lab_forms.rollback_form(champion)
 
 
 def page() -> None:

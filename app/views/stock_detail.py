@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from app import charts, data, live, quality_view, ui
+from app import chart_data, charts, data, live, live_data, macro_data, quality_view, ui
 from app.indicators import OVERLAYS
 from app.text import escape_markdown
 from config.settings import get_settings
@@ -65,7 +65,7 @@ def resolve_range(
     stamp: data.LiveStamp,
 ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     """The range to draw: a relative span ends at the newest bar, so it moves as bars arrive."""
-    first, last = data.bar_extent(ticker, stamp.bars_ts)
+    first, last = chart_data.bar_extent(ticker, stamp.bars_ts)
     if last is None or first is None:
         st.info(f"No bars stored for {ticker} yet: the price ingestor has not delivered any.")
         return None
@@ -78,11 +78,12 @@ def resolve_range(
     return (first if days is None else end - pd.Timedelta(days=days)), end
 
 
-def cap_notice(window: data.ChartRange) -> None:
+def cap_notice(window: chart_data.ChartRange) -> None:
     """Say plainly that a 1-minute range is too long to draw whole, and what to do."""
+    cap = chart_data.MAX_MINUTE_BARS
     st.warning(
         f"This range holds {window.minute_bars:,} 1-minute bars, more than the "
-        f"{data.MAX_MINUTE_BARS:,} one chart reads: showing the last {data.MAX_MINUTE_BARS:,}, "
+        f"{cap:,} one chart reads: showing the last {cap:,}, "
         f"from {ui.fmt_ts(window.start)}. Choose a coarser interval (5m, 1h or 1d) or a "
         "shorter range to see all of it.",
         icon=":material/timer:",
@@ -90,7 +91,7 @@ def cap_notice(window: data.ChartRange) -> None:
 
 
 def signal_card(ticker: str, version: str | None, stamp: data.LiveStamp) -> None:
-    signal = data.explained_signal(ticker, version, stamp)
+    signal = live_data.explained_signal(ticker, version, stamp)
     if signal is None:
         st.caption("No signal for this ticker yet.")
         return
@@ -117,7 +118,7 @@ def signal_card(ticker: str, version: str | None, stamp: data.LiveStamp) -> None
 def macro_panel(right: DeltaGenerator, end: pd.Timestamp) -> None:
     """The latest macro figures released before `end`, two to a row, each with its release."""
     right.subheader("Macro context")
-    figures = data.macro_figures(data.macro_context(end.floor("h")))
+    figures = macro_data.macro_figures(macro_data.macro_context(end.floor("h")))
     if not figures:
         right.caption("No macro observations released before this range ends.")
         return
@@ -135,7 +136,7 @@ def macro_panel(right: DeltaGenerator, end: pd.Timestamp) -> None:
 
 def news_and_macro(ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
     left, right = st.columns([3, 2])
-    headlines = data.news(ticker, start, end)
+    headlines = chart_data.news(ticker, start, end)
     left.subheader("News")
     if headlines.empty:
         left.caption("No headlines in this range.")
@@ -182,11 +183,11 @@ def detail(ticker: str, interval: str, span: str, custom: Custom, opts: Options)
         if picked is None:
             return
         start, end = picked
-        window = data.chart_range(interval, start, end, stamp.bars_ts)
+        window = chart_data.chart_range(interval, start, end, stamp.bars_ts)
         if window.capped:
             cap_notice(window)
             start = window.start
-        bars = data.bars(ticker, interval, start, end, stamp)
+        bars = chart_data.bars(ticker, interval, start, end, stamp)
         if bars.empty:
             st.info(
                 f"No {interval} bars for {ticker} between {ui.fmt_ts(start)} and "
@@ -196,8 +197,8 @@ def detail(ticker: str, interval: str, span: str, custom: Custom, opts: Options)
         labels = serving.champion.metadata.labels if serving.champion else None
         key = "" if labels is None else label_key(labels)
         markers = None if all_versions else version
-        signals = data.signal_markers(ticker, start, end, markers, key, stamp)
-        headlines = data.news(ticker, start, end)
+        signals = chart_data.signal_markers(ticker, start, end, markers, key, stamp)
+        headlines = chart_data.news(ticker, start, end)
         fig = charts.price_figure(
             bars, signals, headlines, overlays, show_rsi, f"{ticker} · {interval}", STEP_S[interval]
         )

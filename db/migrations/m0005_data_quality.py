@@ -18,7 +18,7 @@ flagged news/macro inputs.
   range, with what was wrong; the rest of their batch is stored.
 - `bar_writes`: a sequence every write of `bars_1m` draws a number from, so a process that keeps
   the stored bars it wrote (the live poller's guard) knows when another write came between two
-  of its own (`workers.bar_store.GuardTail`).
+  of its own (`workers.guard_tail.GuardTail`).
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def baseline_signals(
     OpenMP and BLAS pools are held to one thread (more threads than cores only contend)."""
     from threadpoolctl import threadpool_limits
 
-    from ml.validate_model import baseline_predictions
+    from ml.evaluation import baseline_predictions
 
     targets = bar_targets(paths, None)
     features = check_feature_list(meta.features)

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from config.settings import get_settings
 from db.alerts import enqueue
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from tests.app.support import APP_DIR, alerts, table_with, texts
 from workers.alert_worker import AlertWorker
 

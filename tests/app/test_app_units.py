@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import auth, charts, data, indicators, retrain, ui
+from app import auth, chart_data, charts, data, indicators, live_data, macro_data, retrain, ui
 from config.settings import get_settings, load_settings
 from db.ops import training_lock
 from ml.generate_recommendation import dual_actions, trigger_distance
@@ -140,7 +140,7 @@ def test_explain_confidence_stands_for_the_signal_class():
             row[f"{model}_label"] = ("DOWN", "NEUTRAL", "UP")[int(np.argmax(p))]
         rows.append(row)
     rows.append({"action": None} | {k: np.nan for k in rows[0] if k != "action"})
-    out = data.explain(pd.DataFrame(rows), get_settings())
+    out = live_data.explain(pd.DataFrame(rows), get_settings())
     assert out["class_confidence"].tolist()[:2] == [0.65, 0.5]  # P(UP); P(NEUTRAL) for HOLD
     assert np.isnan(out["class_confidence"].iloc[2])  # a HOLD leaning UP: none stands for it
     assert out["lean"].tolist() == ["both UP", "both NEUTRAL", "both UP", None]
@@ -160,7 +160,7 @@ def test_marker_verdicts_judge_buy_by_up_and_sell_by_down():
             "realised": [True, True, True, True, True, False],
         }
     )
-    assert data.marker_verdicts(frame).tolist() == [
+    assert chart_data.marker_verdicts(frame).tolist() == [
         "right",
         "wrong",  # NEUTRAL: no clear move
         "right",
@@ -184,7 +184,7 @@ def test_macro_figures_say_what_a_rise_means_and_show_cpi_year_on_year():
             "previous_year_ago": [314.5, np.nan, np.nan, np.nan],
         }
     )
-    cpi, unrate, dgs10, no_year = data.macro_figures(snapshot)
+    cpi, unrate, dgs10, no_year = macro_data.macro_figures(snapshot)
     assert cpi.value == f"{(324 / 315 - 1) * 100:.2f}%" and cpi.delta_color == "inverse"
     assert cpi.delta == f"{(324 / 315 - 323 / 314.5) * 100:+.2f} pp"
     assert (unrate.value, unrate.delta, unrate.delta_color) == ("4.4%", "+0.1%", "inverse")

@@ -181,7 +181,7 @@ def test_two_app_servers_show_the_same_signals_and_call_no_model(app_env, browse
     of servers and sessions."""
     import time
 
-    from db.database_manager import read_from_db
+    from db.reads import read_from_db
 
     feed = app_env.feed()
     feed.seed(hold_back=3)

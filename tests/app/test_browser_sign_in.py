@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from config.settings import get_settings
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from ml.registry import read_registry
 from tests.app.support import APP_DIR, CHROMIUM, CHROMIUM_ARGS, free_port
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from db import quality
-from db.database_manager import connect, read_from_db
+from db.connections import connect
+from db.reads import read_from_db
 from tests.app.support import alerts, open_page, table_with
 
 PASSWORD = "stockpulse-demo"  # the local profile's default analyst password

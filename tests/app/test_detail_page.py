@@ -7,7 +7,7 @@ import pytest
 from streamlit.proto.Metric_pb2 import Metric
 
 from db.bars import interval_bars
-from db.database_manager import write_to_db
+from db.writes import write_to_db
 from ml.generate_recommendation import DISCLAIMER
 from tests.app.support import alerts, figures, open_page, table_with, texts
 
@@ -174,28 +174,28 @@ def test_empty_range_and_empty_database_get_clear_messages(app_env):
 
 @pytest.mark.no_db
 def test_a_long_one_minute_range_is_capped_to_its_last_sessions():
-    from app import data
+    from app import chart_data
 
     start, end = pd.Timestamp("2025-03-03", tz="UTC"), pd.Timestamp("2025-04-12", tz="UTC")
-    window = data.chart_range("1m", start, end)
+    window = chart_data.chart_range("1m", start, end)
     assert window.capped and window.minute_bars == 30 * 390  # 30 sessions, none short
     # the last 20 sessions: from the week of March 17 (New York on daylight time: 13:30 UTC)
     assert window.end == end and window.start == pd.Timestamp("2025-03-17 13:30", tz="UTC")
     newest = pd.Timestamp("2025-04-04 19:59", tz="UTC")  # bars stop before the range ends
-    assert data.chart_range("1m", start, end, newest).start == pd.Timestamp(
+    assert chart_data.chart_range("1m", start, end, newest).start == pd.Timestamp(
         "2025-03-10 13:30", tz="UTC"
     )
-    week = data.chart_range("1m", start, start + pd.Timedelta(days=7))
+    week = chart_data.chart_range("1m", start, start + pd.Timedelta(days=7))
     assert not week.capped and week.start == start and week.minute_bars == 5 * 390
-    assert not data.chart_range("5m", start, end).capped
+    assert not chart_data.chart_range("5m", start, end).capped
 
 
 def test_a_custom_one_minute_range_over_the_cap_says_so_and_reads_no_more(app_env, monkeypatch):
-    from app import data
+    from app import chart_data
     from db import bars as db_bars
 
     cap = 300
-    monkeypatch.setattr(data, "MAX_MINUTE_BARS", cap)
+    monkeypatch.setattr(chart_data, "MAX_MINUTE_BARS", cap)
     fetched: list[int] = []
 
     def counted(*args, **kwargs):

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from config.settings import get_settings
-from db.database_manager import dispose_engine, execute, write_to_db
+from db.connections import dispose_engine, execute
 from db.ops import heartbeat, job_run
+from db.writes import write_to_db
 from tests.app.support import alerts, figures, open_page, table_with, texts
 
 
@@ -109,7 +110,7 @@ def test_data_health_shows_tickers_gaps_workers_and_jobs(app_env):
         raise RuntimeError("source unreachable")
     at = open_page("health")
     assert not at.exception
-    from db.database_manager import database_flavour
+    from db.flavour import database_flavour
 
     assert f"Database: {database_flavour()}" in texts(at)  # which flavour serves
     assert all("corporate_action_handler" in e for e in alerts(at, "error"))

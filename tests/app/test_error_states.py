@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config.settings import get_settings
-from db.database_manager import dispose_engine
+from db.connections import dispose_engine
 from ml.generate_recommendation import DISCLAIMER
 from tests.app.support import PAGES, alerts, open_page, texts
 

@@ -8,7 +8,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from app.text import WORD_JOINER, escape_html, escape_markdown
-from db.database_manager import write_to_db
+from db.writes import write_to_db
 from tests.app.support import alerts, figures, open_page, texts
 
 LINK = "[click](http://evil.example)"

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app import data
-from db.database_manager import write_to_db
+from app import data, live_data
+from app.chart_data import marker_verdicts
 from db.signals import signal_markers
+from db.writes import write_to_db
 from ml.generate_recommendation import get_trade_recommendation
 from tests.app.support import MarketFeed
 
@@ -60,7 +61,7 @@ def test_the_board_explains_each_signal(board):
     t = board
     stamp = data.live_stamp(VERSION)
     assert stamp.signal_ts == t
-    frame = data.live_table(stamp, VERSION, TICKERS).set_index("ticker")
+    frame = live_data.live_table(stamp, VERSION, TICKERS).set_index("ticker")
     minute = pd.Timedelta(minutes=1)
 
     aapl = frame.loc["AAPL"]
@@ -84,12 +85,12 @@ def test_the_board_explains_each_signal(board):
     # split: the nearer trigger, BUY (weaker P(UP) 0.20) over SELL (weaker P(DOWN) 0.10)
     assert jpm["trigger_text"] == "0.35 short of BUY ≥ 0.55"
     # HOLD through the whole search window: it began before the window's start
-    assert jpm["since_before"] and jpm["signal_since"] == t - data.SIGNAL_LOOKBACK
+    assert jpm["since_before"] and jpm["signal_since"] == t - live_data.SIGNAL_LOOKBACK
 
     ko = frame.loc["KO"]
     assert ko["signal_since"] == t and not ko["since_before"]  # its first signal
 
-    feed = data.signal_feed(data.signal_changes(stamp, VERSION, TICKERS))
+    feed = live_data.signal_feed(live_data.signal_changes(stamp, VERSION, TICKERS))
     assert list(zip(feed["ticker"], feed["previous"], feed["action"], strict=True)) == [
         ("MSFT", "SELL", "HOLD"),
         ("AAPL", "HOLD", "BUY"),
@@ -110,14 +111,14 @@ def test_markers_are_run_starts_with_their_outcomes(board):
     aapl = signal_markers("AAPL", start, end, VERSION, key)
     # one marker for the run of three BUYs, at its first bar, right (UP followed)
     assert list(aapl["bar_ts"]) == [t - 2 * minute] and aapl["run_bars"].tolist() == [3]
-    assert data.marker_verdicts(aapl).tolist() == ["right"]
+    assert marker_verdicts(aapl).tolist() == ["right"]
     # a range starting inside the run: no marker (the run began before it)
     assert signal_markers("AAPL", t - minute, end, VERSION, key).empty
     msft = signal_markers("MSFT", start, end, VERSION, key)
-    assert list(msft["action"]) == ["SELL"] and data.marker_verdicts(msft).tolist() == ["pending"]
+    assert list(msft["action"]) == ["SELL"] and marker_verdicts(msft).tolist() == ["pending"]
     write_to_db(
         pd.DataFrame([outcome | {"ticker": "MSFT", "bar_ts": t - 3 * minute, "label": 1}]),
         table="outcomes",
     )
     msft = signal_markers("MSFT", start, end, VERSION, key)
-    assert data.marker_verdicts(msft).tolist() == ["wrong"]  # NEUTRAL: no clear move
+    assert marker_verdicts(msft).tolist() == ["wrong"]  # NEUTRAL: no clear move

@@ -10,9 +10,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from app import data, live
+from app import live, live_data
 from config.settings import get_settings
-from db.database_manager import dispose_engine, read_from_db, write_to_db
+from db.connections import dispose_engine
+from db.reads import read_from_db
+from db.writes import write_to_db
 from ml.generate_recommendation import DISCLAIMER, get_trade_recommendation
 from tests.app.support import alerts, open_page, table_with, texts
 
@@ -119,7 +121,7 @@ def test_sessions_only_read_what_the_scoring_worker_stored(app_env):
 
 def test_the_page_says_when_the_scoring_worker_is_down_or_behind(app_env):
     """Signals older than the newest bar are not shown as current."""
-    from db.database_manager import execute
+    from db.connections import execute
 
     feed = app_env.feed()
     feed.seed(hold_back=5)
@@ -202,8 +204,8 @@ def test_warm_rerun_reuses_the_cached_table(app_env, monkeypatch: pytest.MonkeyP
     app_env.promote()
     at = open_page("home")
     calls = []
-    original = data._live_frame
-    monkeypatch.setattr(data, "_live_frame", lambda *a: calls.append(a) or original(*a))
+    original = live_data._live_frame
+    monkeypatch.setattr(live_data, "_live_frame", lambda *a: calls.append(a) or original(*a))
     at.run()
     open_page("home")
     assert calls == []  # same newest bar and signals: both sessions reused the cached table

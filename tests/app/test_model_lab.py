@@ -13,8 +13,9 @@ import pytest
 from app import retrain
 from app.ui import fmt_ts
 from config.settings import get_settings
-from db.database_manager import execute, read_from_db
+from db.connections import execute
 from db.ops import training_lock
+from db.reads import read_from_db
 from ml.registry import read_registry
 from tests.app.conftest import TRAINING_ENV
 from tests.app.support import alerts, figures, open_page, table_with, texts
@@ -434,3 +435,81 @@ def test_the_live_scoreboard_fills_as_bars_arrive_and_offers_the_challenger(app_
     registry = read_registry()
     assert registry.champion.version == challenger
     assert registry.history[-1].reason == "ahead on the live scoreboard"
+
+
+OTHER = "20260201T000000Z"
+
+
+def test_a_promotion_drawn_before_the_champion_changed_is_refused_then_goes_through(app_env):
+    """The champion replaced elsewhere (another session, the gate, the command line) between
+    drawing the page and the click: the promotion is refused with the plain conflict message
+    and nothing changes; the next click, on the page as drawn now, goes through."""
+    from ml.registry import RegistryConflict, promote
+
+    app_env.copy_version(CHAMPION)
+    app_env.copy_version(OTHER)
+    app_env.promote(CHAMPION)
+    at = open_page("lab")
+    promote(OTHER, by="cli", reason="replaced elsewhere")
+    stored = get_settings().model_config_path.read_bytes()
+    fill_form(at, "promote", "alice", PASSWORD, "better on the last week")
+    submit(at, "Promote")
+    assert not at.exception
+    conflict = RegistryConflict(f"promotion of {app_env.version}", app_env.version, CHAMPION, OTHER)
+    assert alerts(at, "error") == [f"Not changed: {conflict}"]
+    assert get_settings().model_config_path.read_bytes() == stored
+    assert any(f"**Champion:** `{OTHER}`" in t for t in texts(at))
+    fill_form(at, "promote", "alice", PASSWORD, "better on the last week")
+    submit(at, "Promote")
+    assert not alerts(at, "error")
+    registry = read_registry()
+    assert registry.champion.version == app_env.version
+    assert (registry.history[-1].previous, registry.history[-1].by) == (OTHER, "analyst:alice")
+
+
+def test_a_rollback_drawn_before_the_champion_changed_is_refused_then_goes_through(app_env):
+    from ml.registry import RegistryConflict, promote
+
+    app_env.copy_version(CHAMPION)
+    app_env.copy_version(OTHER)
+    app_env.promote(CHAMPION)
+    app_env.promote(app_env.version)
+    at = open_page("lab")
+    promote(OTHER, by="cli", reason="replaced elsewhere")
+    stored = get_settings().model_config_path.read_bytes()
+    fill_form(at, "rollback", "bob", PASSWORD, "live accuracy fell")
+    submit(at, "Roll back")
+    assert not at.exception
+    action = "rollback to the previous stable champion"
+    conflict = RegistryConflict(action, None, app_env.version, OTHER)
+    assert alerts(at, "error") == [f"Not changed: {conflict}"]
+    assert get_settings().model_config_path.read_bytes() == stored
+    fill_form(at, "rollback", "bob", PASSWORD, "live accuracy fell")
+    submit(at, "Roll back")
+    assert not alerts(at, "error")
+    registry = read_registry()
+    assert registry.champion.version == app_env.version  # the champion before OTHER
+    last = registry.history[-1]
+    assert (last.event, last.previous, last.by) == ("rolled_back", OTHER, "analyst:bob")
+
+
+def test_a_challenger_with_undecodable_metadata_is_listed_with_its_reason(app_env):
+    """The newest version, which would score in shadow, has a metadata.json that is not UTF-8:
+    the verdict section names it with the reason (escaped), the champion serves on and the
+    page shows everything else."""
+    from app.text import escape_markdown
+
+    app_env.copy_version(CHAMPION)
+    app_env.promote(CHAMPION)
+    challenger = app_env.version  # the newest trained version
+    meta = app_env.models_dir / challenger / "metadata.json"
+    meta.write_bytes(meta.read_bytes().replace(b"{", b"{\xff", 1))
+    at = open_page("lab")
+    assert not at.exception and not alerts(at, "error")
+    [notice] = [w for w in alerts(at, "warning") if w.startswith("Not scoring in shadow")]
+    assert f"`{challenger}`: " in notice
+    assert escape_markdown(f"{challenger}/metadata.json is not UTF-8 text") in notice
+    assert any("No challenger to judge" in i for i in alerts(at, "info"))
+    assert any(f"**Champion:** `{CHAMPION}`" in t for t in texts(at))
+    versions = table_with(at, "version", "problem").set_index("version")
+    assert "is not UTF-8 text" in versions.loc[challenger, "problem"]

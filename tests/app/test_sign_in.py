@@ -20,8 +20,9 @@ from streamlit.testing.v1 import AppTest
 from app import auth, launch, retrain, sign_in
 from config.settings import get_settings, load_settings
 from db import identity
-from db.database_manager import dispose_engine, execute, read_from_db
+from db.connections import dispose_engine, execute
 from db.ops import STARTED_BY_ENV, job_run, training_lock
+from db.reads import read_from_db
 from ml.registry import read_registry
 from tests.app.support import APP_DIR, PAGES, alerts, table_with, texts
 

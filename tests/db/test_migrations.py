@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from db import migrate
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from db.tables import TABLES
 
 

@@ -22,18 +22,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
 from config.settings import get_settings
-from db import database_manager
-from db.database_manager import (
-    connect,
-    database_flavour,
-    dispose_engine,
-    primary_reads,
-    read_columns,
-    read_from_db,
-    read_rows,
-    route_reads_to_replica,
-)
+from db import connections
+from db.connections import connect, dispose_engine, primary_reads, route_reads_to_replica
+from db.flavour import database_flavour
 from db.ops import heartbeat
+from db.reads import read_columns, read_from_db, read_rows
 from db.replication import replica_state
 from tests.app.support import alerts, free_port, open_page, table_with, texts
 
@@ -185,7 +178,7 @@ def read_url(
 ) -> Iterator[Callable[[bool], Standby]]:
     """`read_url(routed)`: DATABASE_READ_URL points at the standby and this process's reads
     are routed to it (the app) or not (a worker); the switch is restored afterwards."""
-    previous = database_manager._reads_to_replica
+    previous = connections._reads_to_replica
 
     def configure(routed: bool) -> Standby:
         monkeypatch.setenv("DATABASE_READ_URL", standby.read_url())
@@ -332,7 +325,7 @@ def test_data_health_shows_the_replica_and_its_lag(read_url, app_session):
 def test_data_health_says_when_the_replica_cannot_be_reached(monkeypatch, app_session):
     dead = f"postgresql://reader:{READ_PASSWORD}@127.0.0.1:{free_port()}/stockpulse"
     monkeypatch.setenv("DATABASE_READ_URL", dead)
-    previous = database_manager._reads_to_replica
+    previous = connections._reads_to_replica
     route_reads_to_replica(True)
     try:
         get_settings.cache_clear()

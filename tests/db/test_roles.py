@@ -25,17 +25,12 @@ from sqlalchemy.exc import DBAPIError
 from config.settings import get_settings
 from db import alert_channels, quality, roles
 from db.bars import interval_bars, read_bars
-from db.database_manager import (
-    autocommit_cursor,
-    connect,
-    dispose_engine,
-    execute,
-    has_aggregates,
-    read_from_db,
-    write_to_db,
-)
+from db.connections import autocommit_cursor, connect, dispose_engine, execute
+from db.flavour import has_aggregates
 from db.models import model_events, record_model_event, store_evaluation
 from db.ops import heartbeat, job_run
+from db.reads import read_from_db
+from db.writes import write_to_db
 from workers.bar_store import write_bars
 from workers.sources.simulated import SimulatedMarket
 

@@ -17,15 +17,11 @@ import pytest
 from config.market_calendar import xnys
 from config.settings import get_settings
 from db.bars import interval_bars, read_bars
-from db.database_manager import (
-    autocommit_cursor,
-    database_flavour,
-    execute,
-    has_aggregates,
-    read_from_db,
-    write_to_db,
-)
+from db.connections import autocommit_cursor, execute
+from db.flavour import database_flavour, has_aggregates
+from db.reads import read_from_db
 from db.signals import signal_markers
+from db.writes import write_to_db
 from tests.workers.price_support import queue, stored_bars
 from workers import backfill
 from workers import corporate_action_handler as handler

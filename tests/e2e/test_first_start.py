@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import get_settings
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from ml.registry import read_registry
 
 ROOT = Path(__file__).resolve().parents[2]

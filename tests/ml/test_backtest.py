@@ -248,7 +248,7 @@ def test_registry_times_are_put_on_the_market_clock(model_env) -> None:
 
 # --------------------------------------------------------------------------- through serving
 def store_bars() -> pd.DataFrame:
-    from db.database_manager import write_to_db
+    from db.writes import write_to_db
     from workers.sources.simulated import SimulatedMarket
 
     bars = SimulatedMarket(seed=3).history(

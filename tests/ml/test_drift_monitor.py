@@ -9,7 +9,8 @@ import pytest
 
 from config.market_calendar import sessions_between
 from config.settings import get_settings
-from db.database_manager import read_from_db, write_to_db
+from db.reads import read_from_db
+from db.writes import write_to_db
 from ml.registry import promote, read_registry
 from workers.sources.simulated import SimulatedMarket
 

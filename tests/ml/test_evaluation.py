@@ -5,18 +5,16 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix
 
-from ml.generate_recommendation import dual_actions
-from ml.metrics import (
+from ml.bootstrap import (
     block_bootstrap_interval,
     block_index,
-    classification_metrics,
-    equity_curve,
     f1_from_confusion,
-    hit_rate,
     hits_from_confusion,
-    macro_f1,
     paired_block_bootstrap,
 )
+from ml.generate_recommendation import dual_actions
+from ml.metrics import classification_metrics, hit_rate, macro_f1
+from ml.signal_metrics import equity_curve
 
 pytestmark = pytest.mark.no_db
 

@@ -11,7 +11,7 @@ the LiteRT interpreter that serving uses.
   above the band.
 - The planted signal: both models beat the majority class and logistic regression on the same
   features (the product's baselines, `ml.baselines`) by a clear margin, and the margin over
-  logistic regression holds in the product's paired block bootstrap (`ml.metrics`).
+  logistic regression holds in the product's paired block bootstrap (`ml.bootstrap`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ import pytest
 
 from config.settings import load_settings
 from ml.baselines import fit_baselines, newest_bar
+from ml.bootstrap import paired_block_bootstrap
 from ml.dataset import RawData, build_samples
 from ml.labels import NEUTRAL
 from ml.metadata import MODEL_NAMES, read_metadata_file
-from ml.metrics import hit_rate, macro_f1, paired_block_bootstrap
+from ml.metrics import hit_rate, macro_f1
 from ml.progress import Progress
 from ml.tflite_export import tflite_predict
 from ml.train_model import train_from_raw

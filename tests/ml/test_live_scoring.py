@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from config.settings import get_settings
-from db.database_manager import read_from_db, write_to_db
+from db.reads import read_from_db
+from db.writes import write_to_db
 from ml.model_loader import load_active_models
 from ml.registry import promote
 from workers.sources.simulated import SimulatedMarket
@@ -91,7 +92,7 @@ def test_concurrent_scorers_never_duplicate(model_env, clean_tables, monkeypatch
 def test_a_ticker_the_data_guard_holds_serves_hold_with_the_reason(
     model_env, clean_tables, monkeypatch
 ):
-    from db.database_manager import connect
+    from db.connections import connect
     from db.quality import decide_hold, hold_tickers
     from ml.live_scoring import score_new_bars
 

@@ -149,7 +149,7 @@ def label_lookahead_frame(bars: pd.DataFrame, params: LabelParams) -> pd.DataFra
 
 
 def test_command_line_on_database_data(clean_tables: None, capsys: pytest.CaptureFixture) -> None:
-    from db.database_manager import write_to_db
+    from db.writes import write_to_db
 
     write_to_db(BARS.assign(source="simulated"), table="bars_1m")
     code = main(

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from config.settings import get_settings
-from db.database_manager import write_to_db
+from db.writes import write_to_db
 from ml.feature_engineering import FEATURE_COLUMNS, NEWS_FEATURES, create_features
 from ml.registry import promote
 from workers.sources.simulated import SimulatedMarket

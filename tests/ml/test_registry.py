@@ -4,10 +4,11 @@ import json
 import multiprocessing as mp
 import time
 
+import pandas as pd
 import pytest
 
 from config.settings import get_settings
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from ml.registry import (
     EXIT_CONFLICT,
     RegistryConflict,
@@ -245,3 +246,99 @@ def test_cli_refuses_a_change_when_the_champion_is_not_the_one_given(
     assert read_registry().champion.version == v2
     assert main(["promote", v3, "--reason", "r", "--expected-champion", v2]) == 0
     assert read_registry().champion.version == v3
+
+
+def _use_database(monkeypatch, url: str) -> None:
+    from db.connections import dispose_engine
+
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    dispose_engine()
+
+
+def test_changes_made_while_the_database_is_down_reach_model_events_at_the_next_change(
+    tiny_versions, clean_tables, monkeypatch
+):
+    """The registry serves on without the database: a promotion (and a refusal) made while it
+    is unreachable waits in the file's queue, and the next change writes it to model_events,
+    in order and with the time of the change; afterwards the file's history and the table
+    agree and nothing is queued."""
+    import os
+
+    v1, v2, v3 = tiny_versions()
+    promote(v1, by="cli", reason="start")
+    reachable = os.environ["DATABASE_URL"]
+    _use_database(monkeypatch, "postgresql://nobody:secret@127.0.0.1:1/stockpulse")
+    assert promote(v2, by="analyst:ana", reason="better").champion.version == v2
+    with pytest.raises(RegistryConflict):
+        promote(v3, by="validation", reason="gate passed", expected_champion=v1)
+    queued = read_registry().unrecorded_events
+    assert [(e.event, e.version, e.by) for e in queued] == [
+        ("promoted", v2, "analyst:ana"),
+        ("refused", v3, "validation"),
+    ]
+    _use_database(monkeypatch, reachable)
+    assert _events() == [["promoted", v1, None, "cli"]]
+    pin(v3, by="analyst:ana")
+    assert _events() == [
+        ["promoted", v1, None, "cli"],
+        ["promoted", v2, v1, "analyst:ana"],
+        ["refused", v3, v2, "validation"],
+        ["pinned", v3, v2, "analyst:ana"],
+    ]
+    registry = read_registry()
+    assert registry.unrecorded_events == []
+    stored = read_from_db("SELECT at FROM model_events WHERE event <> 'refused' ORDER BY id")
+    history_at = [pd.Timestamp(h.at) for h in registry.history]
+    assert stored["at"].tolist() == history_at
+    assert [[h.event, h.version, h.previous, h.by] for h in registry.history] == [
+        e for e in _events() if e[0] != "refused"
+    ]
+
+
+def test_a_registry_file_that_cannot_be_written_leaves_both_stores_unchanged(
+    tiny_versions, clean_tables, monkeypatch
+):
+    v1, v2, _ = tiny_versions()
+    promote(v1, by="cli", reason="start")
+    path = get_settings().model_config_path
+    before, events = path.read_bytes(), _events()
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("ml.registry.write_text_atomic", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        promote(v2, by="analyst:ana", reason="better")
+    assert path.read_bytes() == before and _events() == events
+    assert read_registry().champion.version == v1
+
+
+def test_an_event_already_in_model_events_is_not_stored_twice(
+    tiny_versions, clean_tables, monkeypatch
+):
+    """The file could not be rewritten after the table was: the event stays queued, and the
+    next change finds it stored already."""
+    from core.files import write_text_atomic
+
+    v1, v2, v3 = tiny_versions()
+    promote(v1, by="cli", reason="start")
+    writes: list[str] = []
+
+    def second_write_fails(path, text, **kwargs):
+        writes.append(text)
+        if len(writes) == 2:
+            raise OSError(5, "Input/output error")
+        write_text_atomic(path, text, **kwargs)
+
+    monkeypatch.setattr("ml.registry.write_text_atomic", second_write_fails)
+    assert promote(v2, by="analyst:ana", reason="better").champion.version == v2
+    assert [e.version for e in read_registry().unrecorded_events] == [v2]
+    monkeypatch.undo()
+    promote(v3, by="validation", reason="gate passed")
+    assert _events() == [
+        ["promoted", v1, None, "cli"],
+        ["promoted", v2, v1, "analyst:ana"],
+        ["promoted", v3, v2, "validation"],
+    ]
+    assert read_registry().unrecorded_events == []

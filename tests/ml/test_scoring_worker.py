@@ -23,8 +23,9 @@ import pytest
 
 from config.settings import get_settings
 from core.timeutil import utc
-from db.database_manager import read_from_db, write_to_db
 from db.notify import SIGNALS, listen
+from db.reads import read_from_db
+from db.writes import write_to_db
 from ml.registry import promote
 from tests.workers.test_supervisord import program_only_config, wait_for
 from workers.bar_store import write_bars
@@ -184,7 +185,7 @@ def test_a_challenger_with_undecodable_metadata_leaves_the_champion_scoring(scor
 
 def _scoring_lock_held() -> bool:
     """A scorer of this database holds the scorers' advisory lock (a pass is writing)."""
-    from db.database_manager import ADVISORY_LOCKS
+    from db.connections import ADVISORY_LOCKS
 
     rows = read_from_db(
         "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = :k "

@@ -15,7 +15,8 @@ from sklearn.metrics import f1_score
 
 from config.settings import get_settings
 from core.timeutil import iso
-from db.database_manager import read_from_db, write_to_db
+from db.reads import read_from_db
+from db.writes import write_to_db
 from ml.labels import LabelParams, triple_barrier_labels
 from ml.registry import promote
 from workers.sources.simulated import SimulatedMarket

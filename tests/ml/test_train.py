@@ -181,7 +181,8 @@ def test_split_purges_and_embargoes_the_label_horizon() -> None:
 def test_train_from_the_database_records_the_job(
     clean_tables: None, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from db.database_manager import read_from_db, write_to_db
+    from db.reads import read_from_db
+    from db.writes import write_to_db
     from ml.train_model import train
 
     write_to_db(sim_bars().assign(source="simulated"), table="bars_1m")

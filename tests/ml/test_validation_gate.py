@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from config.settings import get_settings
-from db.database_manager import read_from_db, write_to_db
+from db.reads import read_from_db
+from db.writes import write_to_db
 from ml.dataset import RawData
 from ml.registry import promote, read_registry
 from ml.report import parse_report
@@ -51,7 +52,7 @@ def trained(tmp_path_factory):
         for key, value in env.items():
             mp.setenv(key, value)
         get_settings.cache_clear()
-        from db.database_manager import execute
+        from db.connections import execute
 
         execute("TRUNCATE bars_1m, signals, outcomes, model_evaluations, model_events")
         start, end = pd.Timestamp("2026-10-19", tz="UTC"), pd.Timestamp("2026-11-07", tz="UTC")
@@ -81,7 +82,7 @@ def _know_nothing(meta, tickers, window, X_eval, settings):
 
 @pytest.fixture
 def baselines_that_know_nothing(monkeypatch):
-    monkeypatch.setattr("ml.validate_model.baseline_predictions", _know_nothing)
+    monkeypatch.setattr("ml.evaluation.baseline_predictions", _know_nothing)
 
 
 def test_a_truly_better_challenger_is_promoted(trained, baselines_that_know_nothing):
@@ -174,7 +175,7 @@ def test_first_model_without_an_edge_serves_provisionally_until_one_proves_itsel
         {"c": trained["worse"]},
     )
     assert row["promoted"].tolist() == [False]  # served, not promoted on evidence
-    monkeypatch.setattr("ml.validate_model.baseline_predictions", _know_nothing)
+    monkeypatch.setattr("ml.evaluation.baseline_predictions", _know_nothing)
     second = validate(trained["better"])
     assert second.gate.decision == "promote", second.gate.reason
     assert "baselines" in second.gate.reason  # judged against the baselines, not the unproven
@@ -205,7 +206,7 @@ def test_a_promotion_made_while_validation_ran_is_not_overwritten(trained, monke
         promote(b, by="analyst:ana", reason="promoted while validation ran")
         return _know_nothing(*args)
 
-    monkeypatch.setattr("ml.validate_model.baseline_predictions", analyst_promotes_meanwhile)
+    monkeypatch.setattr("ml.evaluation.baseline_predictions", analyst_promotes_meanwhile)
     try:
         promote(a, by="cli", reason="start from the weak model")
         report = validate(c)
@@ -235,8 +236,8 @@ def test_a_promotion_made_while_validation_ran_is_not_overwritten(trained, monke
 
 
 def test_overlapping_window_is_refused(trained):
+    from ml.evaluation import ValidationRefused, check_no_overlap, evaluate
     from ml.model_loader import load_version
-    from ml.validate_model import ValidationRefused, check_no_overlap, evaluate
 
     _reset_registry()
     meta = load_version(trained["better"]).metadata

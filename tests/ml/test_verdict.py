@@ -13,10 +13,10 @@ import pytest
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from config.settings import Settings
+from ml.bootstrap import PairedDelta, block_index, pick_counts
 from ml.dataset import Samples
 from ml.generate_recommendation import ACTIONS, dual_actions
 from ml.labels import CLASSES
-from ml.metrics import PairedDelta, block_index, pick_counts
 from ml.report import Gate, ValidationReport, Window
 from ml.scoreboard import Scoreboard, _compare, score_version
 from ml.verdict import MIN_BLOCKS, card, more_bars, passes, word_for
@@ -59,7 +59,7 @@ def actions_of(probs: dict[str, np.ndarray]) -> np.ndarray:
 def held_out_report(case: str) -> ValidationReport:
     """The gate's report, scored by its own code (`_version_result`, `_vs_champion`) with the
     networks' outputs given."""
-    from ml.validate_model import _version_result, _vs_champion
+    from ml.evaluation import _version_result, _vs_champion
 
     y, fwd, ts = market(1)
     n = len(y)
@@ -251,7 +251,7 @@ def test_the_card_equals_an_offline_computation_and_its_words_follow_the_interva
 
 
 def test_the_gate_says_worse_when_the_interval_lies_below_zero():
-    from ml.validate_model import decide
+    from ml.gate import decide
 
     def d(delta: float, low: float, high: float) -> PairedDelta:
         return PairedDelta(delta=delta, low=low, high=high, p_not_better=0.5, blocks=40, n=4000)
@@ -279,7 +279,7 @@ def test_proven_needs_every_baseline_gradient_boosted_trees_included():
     """The rule on the served signal: a pair that gradient-boosted trees beat is not proven (it
     serves provisionally when nothing serves, and does not replace a proven champion); a pair
     past every baseline is."""
-    from ml.validate_model import decide
+    from ml.gate import decide
 
     def d(delta: float, low: float, high: float) -> PairedDelta:
         return PairedDelta(delta=delta, low=low, high=high, p_not_better=0.5, blocks=40, n=4000)

@@ -21,7 +21,7 @@ from croniter import croniter
 
 from config.market_calendar import is_session_day
 from core.locks import EXIT_BUSY
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 
 ROOT = Path(__file__).resolve().parents[2]
 NY = ZoneInfo("America/New_York")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from db.database_manager import execute, read_from_db
+from db.connections import execute
+from db.reads import read_from_db
 
 ROOT = Path(__file__).resolve().parents[2]
 TICKERS = "AAPL,MSFT,KO,JPM"

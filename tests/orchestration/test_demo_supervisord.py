@@ -21,7 +21,8 @@ import pandas as pd
 import pytest
 
 from config.settings import get_settings
-from db.database_manager import execute, read_from_db
+from db.connections import execute
+from db.reads import read_from_db
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

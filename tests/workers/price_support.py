@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy.engine import make_url
 
 from config.market_clock import SessionClock
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from workers.sources.base import MarketDataSource, SourceLimits
 from workers.sources.simulated import SimulatedMarket
 
@@ -237,15 +237,15 @@ class DbProxy:
 def database_through(url: str) -> Iterator[None]:
     """Point this process's engine at `url` (e.g. a proxy) for the duration."""
     from config.settings import get_settings
-    from db import database_manager
+    from db import connections
 
     old = os.environ["DATABASE_URL"]
     os.environ["DATABASE_URL"] = url
     get_settings.cache_clear()
-    database_manager.dispose_engine()
+    connections.dispose_engine()
     try:
         yield
     finally:
         os.environ["DATABASE_URL"] = old
         get_settings.cache_clear()
-        database_manager.dispose_engine()
+        connections.dispose_engine()

@@ -23,8 +23,10 @@ from config.settings import get_settings
 from db import alerts as db_alerts
 from db.alert_channels import EVERY_CHANNEL, Rule, add_channel, add_rule
 from db.alerts import Event, enqueue, enqueue_signals
-from db.database_manager import connect, read_from_db, write_to_db
+from db.connections import connect
 from db.notify import SIGNALS, notify
+from db.reads import read_from_db
+from db.writes import write_to_db
 from tests.workers.alert_receivers import SmtpReceiver, WebhookReceiver
 from workers.alert_worker import AlertWorker
 from workers.alerts import Channel, render, route, stale_prices, url_secrets, with_fields

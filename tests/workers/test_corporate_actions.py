@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from db.bar_rule import BAR_COLUMNS
 from db.bars import read_bars
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from tests.workers.price_support import stored_bars
 from workers import corporate_action_handler as handler
 from workers.backfill import drain_queue
 from workers.bar_store import write_bars
-from workers.sources.base import ACTION_COLUMNS, BAR_COLUMNS, MarketDataSource, empty_bars
+from workers.sources.base import ACTION_COLUMNS, MarketDataSource, empty_bars
 
 SESSIONS = ["2024-06-05", "2024-06-06", "2024-06-07", "2024-06-10"]
 TODAY = date(2024, 6, 11)  # before Tuesday's open

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from config.settings import get_settings
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from tests.workers.context_http import RecordedServer, recorded_server_fixture  # noqa: F401
 from workers import macro_ingestor
 from workers.macro_ingestor import ingest_all, make_macro_source

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from db.context import macro_for_features
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from tests.workers.context_http import DATA, RecordedServer, recorded_server_fixture  # noqa: F401
 from workers.macro_ingestor import ingest_all
 from workers.macro_sources import SERIES, FredCsvSource, SimulatedMacroSource

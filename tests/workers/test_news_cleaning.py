@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from config.settings import get_settings
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from tests.workers.context_http import DATA, RecordedServer, recorded_server_fixture  # noqa: F401
 from workers.news_ingestor import NewsIngestor, store_articles
 from workers.news_sources import NewsApiSource, RequestBudget

@@ -16,7 +16,7 @@ import pytest
 
 from config.market_clock import SessionClock
 from config.settings import get_settings
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from tests.workers.context_http import RecordedServer, recorded_server_fixture  # noqa: F401
 from tests.workers.test_sentiment import build_tiny_classifier
 from workers import news_ingestor, news_sources, sentiment

@@ -13,7 +13,7 @@ import pytest
 from config.market_calendar import xnys
 from config.market_clock import SessionClock
 from config.settings import get_settings
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from workers import seed_context
 from workers.news_ingestor import NewsIngestor
 from workers.news_sources import SimulatedNewsSource

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from config.market_calendar import xnys
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from tests.workers.price_support import (
     FaultySource,
     assert_same_bars,

@@ -19,6 +19,7 @@ import pytest
 
 from config.market_calendar import session_minutes, sessions_between
 from config.settings import DEFAULT_UNIVERSE
+from workers.guard_rules import GuardParams
 from workers.quality_guard import (
     LEVEL_SHIFT,
     OHLC_INCONSISTENT,
@@ -28,7 +29,6 @@ from workers.quality_guard import (
     STALE,
     UNIT_ERROR,
     ZERO_OR_NEGATIVE,
-    GuardParams,
     check_bars,
 )
 from workers.sources.base import ACTION_COLUMNS

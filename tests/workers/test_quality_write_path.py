@@ -20,11 +20,14 @@ from sqlalchemy import text
 import workers.bar_store
 from config.market_calendar import session_minutes, sessions_between
 from db import quality
+from db.bar_rule import BAR_COLUMNS
 from db.bars import interval_bars, read_bars
-from db.database_manager import connect, read_from_db
+from db.connections import connect
+from db.reads import read_from_db
 from workers.backfill import drain_queue
-from workers.bar_store import GuardTail, write_bars
-from workers.sources.base import BAR_COLUMNS, MarketDataSource
+from workers.bar_store import write_bars
+from workers.guard_tail import GuardTail
+from workers.sources.base import MarketDataSource
 from workers.sources.simulated import SimulatedMarket
 
 pytestmark = pytest.mark.usefixtures("clean_tables")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from workers.sources import replay_file
 from workers.sources.replay import ReplayFileError, load_bars_file
 from workers.sources.simulated import SimulatedMarket

@@ -70,7 +70,7 @@ def test_a_simulated_session_boundary_runs_the_guarded_jobs_with_the_market_date
     clean_tables, tmp_path, monkeypatch
 ):
     from config.market_clock import anchored_clock
-    from db.database_manager import read_from_db
+    from db.reads import read_from_db
 
     monkeypatch.setenv("MARKET_SOURCE", "simulated")
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "var"))

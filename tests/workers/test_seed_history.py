@@ -11,7 +11,7 @@ import pytest
 from config.market_calendar import xnys
 from config.settings import get_settings
 from db.bars import read_bars
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from tests.workers.price_support import stored_bars
 from workers import seed_history
 from workers.sources import make_source

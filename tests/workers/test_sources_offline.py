@@ -17,9 +17,10 @@ from config.market_clock import (
     reset_clock,
 )
 from config.settings import load_settings
+from db.bar_rule import BAR_COLUMNS
 from workers.quality_guard import check_bars
 from workers.sources import make_source
-from workers.sources.base import BAR_COLUMNS, clean_bars, current_session, final_only
+from workers.sources.base import clean_bars, current_session, final_only
 from workers.sources.replay import ReplayFileError, ReplaySource, load_bars_file
 from workers.sources.simulated import SimulatedMarket
 from workers.sources.yfinance_source import YFinanceSource

@@ -12,8 +12,9 @@ from datetime import date
 import pandas as pd
 import pytest
 
+from db.bar_rule import BAR_COLUMNS
 from tests.workers.fake_yahoo import FakeYahoo, install, session_bars
-from workers.sources.base import BAR_COLUMNS, HistoryOutOfReachError, RateLimitError, SourceError
+from workers.sources.base import HistoryOutOfReachError, RateLimitError, SourceError
 from workers.sources.yfinance_source import YFinanceSource, normalise_download
 
 pytestmark = pytest.mark.no_db

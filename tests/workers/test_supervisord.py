@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from db.database_manager import read_from_db
+from db.reads import read_from_db
 from tests.workers.price_support import assert_same_bars, queue, source_truth, stored_bars
 from workers.gaps import missing_minutes
 from workers.sources.simulated import SimulatedMarket

@@ -23,8 +23,8 @@ from config.market_calendar import (  # noqa: F401 - re-exported for sources
     xnys,
 )
 from core.timeutil import NEW_YORK
+from db.bar_rule import BAR_COLUMNS, PRICE_FIELDS, VALUE_FIELDS, has_key
 
-BAR_COLUMNS = ["ticker", "ts", "open", "high", "low", "close", "volume"]
 DAILY_COLUMNS = ["ticker", "session", "open", "high", "low", "close", "volume"]
 ACTION_COLUMNS = ["ticker", "ex_date", "action_type", "value"]
 
@@ -194,10 +194,10 @@ def clean_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     malformed), rows without a time or a ticker dropped, and rows without any price left out
     (a minute without trades: Yahoo serves those as rows of NaN).
 
-    Bars with impossible values (a price that is not a finite positive number, high below low,
-    a negative volume) are kept: the write path's data-quality guard
-    (`workers.bar_store.write_bars`) quarantines them with their reason, so a bad print is
-    recorded and retried rather than silently lost.
+    Bars the bar rule (`db.bar_rule`) refuses for their values are kept: the write path's
+    data-quality guard (`workers.bar_store.write_bars`) quarantines them with their reason, so a
+    bad print is recorded and retried rather than silently lost. Only the rows the rule refuses
+    for want of a key (`has_key`: no ticker or no time) are dropped: they cannot be judged.
 
     Returns the kept bars and how many rows were dropped for lacking a time or a ticker.
     """
@@ -207,14 +207,14 @@ def clean_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     ts = frame["ts"]
     if not (isinstance(ts.dtype, pd.DatetimeTZDtype) and str(ts.dtype) == "datetime64[ns, UTC]"):
         frame["ts"] = pd.to_datetime(ts, utc=True).dt.as_unit("ns")
-    cols = ["open", "high", "low", "close", "volume"]
+    cols = list(VALUE_FIELDS)
     if not all(pd.api.types.is_float_dtype(frame[c]) for c in cols):
         frame[cols] = frame[cols].apply(pd.to_numeric, errors="coerce").astype("float64")
     if frame["volume"].isna().any():
         frame["volume"] = frame["volume"].fillna(0.0)
-    ok = frame["ts"].notna().to_numpy() & frame["ticker"].notna().to_numpy()
+    ok = has_key(frame)
     dropped = int((~ok).sum())
-    ok &= frame[["open", "high", "low", "close"]].notna().any(axis=1).to_numpy()  # no trade
+    ok &= frame[list(PRICE_FIELDS)].notna().any(axis=1).to_numpy()  # no trade
     if dropped:
         frame = frame[ok]
     regular = regular_session_mask(frame["ts"])

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from pandas.errors import ParserWarning
 
-from workers.sources.base import BAR_COLUMNS, clean_bars
+from db.bar_rule import BAR_COLUMNS
+from workers.sources.base import clean_bars
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from scipy.signal import lfilter
 
 from config.market_calendar import session_minutes, sessions_between
 from config.market_clock import SessionClock
+from db.bar_rule import BAR_COLUMNS
 from workers.sources.base import (
     ACTION_COLUMNS,
-    BAR_COLUMNS,
     MarketDataSource,
     SourceLimits,
     current_session,

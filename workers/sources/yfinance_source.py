@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 
 from core.timeutil import NEW_YORK
+from db.bar_rule import BAR_COLUMNS
 from workers.common import with_retries
 from workers.sources.base import (
     ACTION_COLUMNS,
-    BAR_COLUMNS,
     DAILY_COLUMNS,
     HistoryOutOfReachError,
     MarketDataSource,
@@ -140,7 +140,7 @@ def normalise_download(frame: pd.DataFrame | None, tickers: list[str]) -> pd.Dat
         return empty_bars()
     bars, dropped = clean_bars(pd.concat(parts, ignore_index=True))
     if dropped:
-        log.warning("Yahoo: dropped %d malformed bar(s) (NaN, non-positive, high < low)", dropped)
+        log.warning("Yahoo: dropped %d bar(s) without a ticker or a time", dropped)
     return bars.sort_values(["ticker", "ts"]).reset_index(drop=True)
 
 

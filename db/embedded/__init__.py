@@ -2,20 +2,18 @@
 
 With `DATABASE_URL` unset, StockPulse starts (or reuses) a server whose data folder lives under
 `settings.data_dir / "pg"`. The server outlives the process that started it, so the workers, the
-app and the jobs share one server; `python -m db.embedded stop` stops it.
-
-    python -m db.embedded start|stop|status|url
+app and the jobs share one server; `python -m db.embedded stop` stops it (the command line is
+`db/embedded/__main__.py`).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import subprocess
-import sys
 from pathlib import Path
 
 from config.settings import Settings, get_settings
+from core.locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +95,6 @@ def ensure_running(settings: Settings | None = None, database: str = DATABASE_NA
     settings = settings or get_settings()
     pgdata = pgdata_path(settings)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    from core.locks import file_lock
-
     # One process at a time starts, configures and restarts the server: a second process that
     # looked at it mid-restart would find it neither stopped nor ready.
     with file_lock(pgdata.parent / "pg-config.lock", "embedded server set-up", wait=True):
@@ -172,49 +168,3 @@ def _data_owner(pgdata: Path) -> str | None:
     if os.geteuid() != 0:
         return None
     return pwd.getpwuid(pgdata.stat().st_uid).pw_name
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m db.embedded",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("action", choices=["start", "stop", "status", "url"])
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    if args.action in ("start", "url"):
-        url = ensure_running(settings)
-        print(url if args.action == "url" else f"embedded PostgreSQL running: {url}")
-    elif args.action == "stop":
-        print("stopped" if stop(settings) else "not running")
-    else:
-        print(status(settings))
-    return 0
-
-
-def status(settings: Settings) -> str:
-    """Where the embedded server lives, whether it runs, and which flavour it serves."""
-    running = is_running(settings)
-    installed = timescaledb_installed()
-    preload = settings.timescaledb != "off" and installed
-    lines = [
-        f"embedded PostgreSQL at {pgdata_path(settings)}: {'running' if running else 'stopped'}",
-        "TimescaleDB: "
-        + (
-            f"{installed} installed, preloaded"
-            if preload
-            else f"{installed} installed, off (TIMESCALEDB=off)"
-            if installed
-            else "not installed (make timescaledb builds it)"
-        ),
-    ]
-    if running:
-        from db.database_manager import database_flavour
-
-        lines.append(f"database {DATABASE_NAME}: {database_flavour()}")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
