@@ -16,7 +16,7 @@ from db import bars as db_bars
 from db import context as db_context
 from db import signals as db_signals
 from db.signals import LiveStamp
-from ml.labels import DOWN, UP
+from ml.features.labels import DOWN, UP
 
 INTERVALS = db_bars.INTERVALS
 

@@ -17,8 +17,8 @@ from plotly.subplots import make_subplots
 from app.indicators import overlay_lines, rsi
 from app.text import escape_html
 from core.timeutil import NEW_YORK
-from ml.labels import CLASSES
-from ml.metrics import Calibration
+from ml.features.labels import CLASSES
+from ml.models.metrics import Calibration
 
 ACTION_SYMBOL = {"BUY": "triangle-up", "SELL": "triangle-down"}
 # a signal marker's fill by how the signal turned out (`app.chart_data.marker_verdicts`)

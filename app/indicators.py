@@ -1,6 +1,6 @@
 """Chart overlays computed from the displayed bars with pandas-ta (`pandas_ta_classic`), the
-library the model's features use (`ml.feature_engineering`); causal: each value uses past bars
-only. Standard definitions: the EMA is seeded with the SMA of its first `n` values, RSI uses
+library the model's features use (`ml.features.feature_engineering`); causal: each value uses past
+bars only. Standard definitions: the EMA is seeded with the SMA of its first `n` values, RSI uses
 Wilder's smoothing (seeded the same way), the Bollinger bands are the SMA ± k population
 standard deviations, the VWAP restarts each UTC day (each session)."""
 

@@ -11,11 +11,11 @@ from app import live
 from app.data import cached_data, from_db
 from config.settings import get_settings
 from db import models
-from ml.metadata import MetadataError, ModelMetadata, Provenance, version_metadata
-from ml.registry import Registry, RegistryError, list_versions, read_registry, version_dir
-from ml.report import ValidationReport, parse_report
-from ml.scoreboard import Scoreboard
-from ml.scoreboard import scoreboard as live_scoreboard
+from ml.lifecycle.report import ValidationReport, parse_report
+from ml.lifecycle.scoreboard import Scoreboard
+from ml.lifecycle.scoreboard import scoreboard as live_scoreboard
+from ml.models.metadata import MetadataError, ModelMetadata, Provenance, version_metadata
+from ml.models.registry import Registry, RegistryError, list_versions, read_registry, version_dir
 
 
 class LabStamp(NamedTuple):

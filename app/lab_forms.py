@@ -12,7 +12,14 @@ import streamlit as st
 
 from app import auth, lab_data, sign_in, ui
 from app.data import redact
-from ml.registry import RegistryError, list_versions, pin, previous_champion, promote, rollback
+from ml.models.registry import (
+    RegistryError,
+    list_versions,
+    pin,
+    previous_champion,
+    promote,
+    rollback,
+)
 
 PREVIOUS = "previous stable champion"
 

@@ -18,13 +18,13 @@ import streamlit as st
 
 from app import charts, lab_data, ui
 from core.timeutil import NEW_YORK, utc
-from ml.baselines import BASELINE_NAMES
-from ml.bootstrap import Interval, PairedDelta
-from ml.metadata import MODEL_NAMES, Provenance
-from ml.metrics import ClassMetrics
-from ml.report import ValidationReport
-from ml.scoreboard import MIN_BARS, Scoreboard
-from ml.verdict import in_order, passes, signal_row, word_for
+from ml.lifecycle.bootstrap import Interval, PairedDelta
+from ml.lifecycle.report import ValidationReport
+from ml.lifecycle.scoreboard import MIN_BARS, Scoreboard
+from ml.lifecycle.verdict import in_order, passes, signal_row, word_for
+from ml.models.metadata import MODEL_NAMES, Provenance
+from ml.models.metrics import ClassMetrics
+from ml.training.baselines import BASELINE_NAMES
 
 METRIC_COLUMNS = ("macro_f1", "accuracy", "log_loss", "ece")
 

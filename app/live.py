@@ -1,11 +1,12 @@
 """What serves, as the app sees it: the registry's versions and the scoring worker's state.
 
-The app only reads. Every bar is scored by the scoring worker (`python -m ml.scoring_worker`,
-supervisord's `scoring_worker` program) the moment it is stored, whether or not a page is open;
-pages read the signals it wrote. `model_manager()` loads the serving versions' metadata and files
-once per server (to show which versions serve, their provisional state and their inputs) and
-never calls a model. `scorer_state()` says whether the signals shown are current: the worker's
-heartbeat, the newest bar it scored and how far behind the newest stored bar that is.
+The app only reads. Every bar is scored by the scoring worker (`python -m
+ml.serving.scoring_worker`, supervisord's `scoring_worker` program) the moment it is stored,
+whether or not a page is open; pages read the signals it wrote. `model_manager()` loads the serving
+versions' metadata and files once per server (to show which versions serve, their provisional state
+and their inputs) and never calls a model. `scorer_state()` says whether the signals shown are
+current: the worker's heartbeat, the newest bar it scored and how far behind the newest stored bar
+that is.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from app.data import from_db, redact
 from config.settings import get_settings
 from core.timeutil import utc_now
 from db.health import heartbeats
-from ml.model_loader import LoadedModels, ModelManager, Serving
+from ml.models.model_loader import LoadedModels, ModelManager, Serving
 
-SCORER = "scoring_worker"  # its heartbeat's name (ml.scoring_worker.WORKER)
+SCORER = "scoring_worker"  # its heartbeat's name (ml.serving.scoring_worker.WORKER)
 STALE_AFTER_S = 30.0  # no heartbeat for this long: the worker is down
 BEHIND_AFTER = pd.Timedelta(minutes=2)  # stored bars this far past the newest signal: behind
 

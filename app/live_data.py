@@ -16,7 +16,7 @@ from app.data import cached_data, from_db
 from config.settings import Settings, get_settings
 from db import signals as db_signals
 from db.signals import LiveStamp
-from ml.generate_recommendation import trigger_distance
+from ml.serving.generate_recommendation import trigger_distance
 
 CHANCE = 1.0 / 3.0  # three classes: a network guessing at random
 SIGNAL_LOOKBACK = pd.Timedelta(days=3)  # market time searched back for signal changes
@@ -39,7 +39,7 @@ def explain(frame: pd.DataFrame, settings: Settings | None = None) -> pd.DataFra
     - `lean`: "both UP" / "both NEUTRAL" / "both DOWN" / "split".
     - `trigger_side`, `trigger_level`, `trigger_weaker`, `trigger_distance`: the trigger
       (BUY or SELL) the rule is judged against, its threshold, the weaker network's
-      probability of its class and their difference (`ml.generate_recommendation
+      probability of its class and their difference (`ml.serving.generate_recommendation
       .trigger_distance`: >= 0 with a shared lean is exactly when the rule fires).
     - `trigger_text`: e.g. "0.04 short of BUY ≥ 0.55".
     """

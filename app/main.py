@@ -4,8 +4,8 @@ demo` runs it for you).
 
 The one entry point: page set-up shared by every page (page config, settings check, the account
 panel and the disclaimer in the sidebar) and the navigation between the pages in `app/views/`.
-The app only reads: the scoring worker (`python -m ml.scoring_worker`) scores every bar as it is
-stored.
+The app only reads: the scoring worker (`python -m ml.serving.scoring_worker`) scores every bar as
+it is stored.
 """
 
 import streamlit as st

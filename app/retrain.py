@@ -1,4 +1,5 @@
-"""The retrain button: `python -m ml.pipeline` (train, then validate) as a background process.
+"""The retrain button: `python -m ml.lifecycle.pipeline` (train, then validate) as a background
+process.
 
 The process runs outside the Streamlit script run, in its own session, so closing the page or
 restarting the app does not stop it. The pipeline takes the shared training lock
@@ -26,11 +27,12 @@ from config.settings import PROJECT_ROOT, Settings, get_settings
 from core.locks import lock_holder
 from db.identity import job_runs_started
 from db.ops import STARTED_BY_ENV
-from ml import progress as progress_file
-from ml.progress import TrainingProgress
+from ml.training import progress as progress_file
+from ml.training.progress import TrainingProgress
 
-PIPELINE_MODULE = "ml.pipeline"
-TRAINING_JOBS = ("pipeline",)  # the job `python -m ml.pipeline` records, from here or the schedule
+PIPELINE_MODULE = "ml.lifecycle.pipeline"
+# the job `python -m ml.lifecycle.pipeline` records, from here or the schedule
+TRAINING_JOBS = ("pipeline",)
 NOT_FROM_THE_APP = "schedule or command line"
 
 
@@ -75,7 +77,8 @@ class RetrainLauncher:
         return None
 
     def start(self, *, by: str, quick: bool = False) -> int:
-        """Start `python -m ml.pipeline` detached; returns its pid or raises RetrainRefused."""
+        """Start `python -m ml.lifecycle.pipeline` detached; returns its pid or raises
+        RetrainRefused."""
         with self._lock:
             reason = self.busy_reason()
             if reason is not None:

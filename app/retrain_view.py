@@ -7,14 +7,14 @@ import pandas as pd
 import streamlit as st
 
 from app import auth, retrain, sign_in, ui
-from ml.progress import TrainingProgress
+from ml.training.progress import TrainingProgress
 
 SEEN_BUSY = "_stockpulse_retrain_seen_busy"
 
 
 def retrain_panel() -> None:
-    """Start `python -m ml.pipeline` in the background (the form only for those allowed to);
-    show its progress and outcome to everyone."""
+    """Start `python -m ml.lifecycle.pipeline` in the background (the form only for those allowed
+    to); show its progress and outcome to everyone."""
     launcher = retrain.launcher()
     if sign_in.shows_actions("analyst"):
         with st.form("retrain_form", clear_on_submit=True):

@@ -18,9 +18,9 @@ from config.feeds import feeds
 from config.market_clock import market_time
 from config.settings import Settings, SettingsError, get_settings
 from core.timeutil import NEW_YORK, utc
-from ml.generate_recommendation import DISCLAIMER
-from ml.model_loader import Serving
-from ml.registry import RegistryError
+from ml.models.model_loader import Serving
+from ml.models.registry import RegistryError
+from ml.serving.generate_recommendation import DISCLAIMER
 
 log = logging.getLogger(__name__)
 ERROR_SHOWN_AT = "_stockpulse_error_shown_at"

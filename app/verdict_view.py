@@ -8,8 +8,8 @@ import streamlit as st
 
 from app import lab_data
 from app.lab_view import SIGNAL_FORMAT, listed, market_time, provenance_text
-from ml.baselines import BASELINE_NAMES
-from ml.verdict import FIGURES, Card
+from ml.lifecycle.verdict import FIGURES, Card
+from ml.training.baselines import BASELINE_NAMES
 
 TONE = {"better": st.success, "worse": st.error, "mixed": st.warning, "open": st.info}
 

@@ -95,7 +95,7 @@ def _measure(receiver: Any, first_bar: pd.Timestamp, jitter_s: float) -> list[fl
         action = "BUY" if i % 2 == 0 else "SELL"  # each one a change of signal: a new alert
         rows = pd.DataFrame([{**ROW, "bar_ts": bar, "action": action}])
         seen = len(receiver.posts)
-        with connect() as conn:  # as `ml.live_scoring.Scorer.score` commits a pass
+        with connect() as conn:  # as `ml.serving.live_scoring.Scorer.score` commits a pass
             write_to_db(rows, table="signals", on_conflict="nothing", conn=conn)
             enqueue_signals(conn, rows)
             notify(conn, SIGNALS_CHANNEL, iso(bar))

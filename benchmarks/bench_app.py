@@ -44,8 +44,8 @@ TRAINING_ENV = {"TRAIN_MAX_WINDOWS": "3000", "TRAIN_EPOCHS": "1", "TRAIN_LOOKBAC
 def app_environment() -> Iterator[dict[str, Any]]:
     """A bench database with simulated bars, one quick-trained champion, settings in env."""
     from config.settings import get_settings
-    from ml.registry import promote
-    from ml.train_model import train
+    from ml.models.registry import promote
+    from ml.training.train_model import train
     from tests.app.support import MarketFeed
 
     with bench_database(), tempfile.TemporaryDirectory(prefix="bench_app_") as tmp:
@@ -71,7 +71,7 @@ def _challenger(version: str, trained_until: Any) -> str:
     import shutil
 
     from config.settings import get_settings
-    from ml.metadata import read_metadata_file
+    from ml.models.metadata import read_metadata_file
 
     models = get_settings().models_dir
     name = "20991231T000000Z"
@@ -110,10 +110,10 @@ def naive_live_page() -> None:
     from benchmarks import bench_app
     from config.settings import get_settings
     from db.bars import adjustment_stamp
-    from ml.generate_recommendation import get_trade_recommendation
-    from ml.live_scoring import Scorer
-    from ml.model_loader import ModelManager
-    from ml.predict import predict_batch
+    from ml.models.model_loader import ModelManager
+    from ml.models.predict import predict_batch
+    from ml.serving.generate_recommendation import get_trade_recommendation
+    from ml.serving.live_scoring import Scorer
 
     started = time.perf_counter()
     settings = get_settings()
@@ -147,7 +147,7 @@ def _clear_caches() -> None:
 def rerun_live() -> list[dict[str, Any]]:
     from streamlit.testing.v1 import AppTest
 
-    from ml.scoring_worker import ScoringWorker
+    from ml.serving.scoring_worker import ScoringWorker
     from tests.app.support import open_page
 
     ScoringWorker().run_pass()  # the newest bars scored, as the scoring worker keeps them
@@ -217,7 +217,7 @@ class Feeder:
 def _scorer_counts() -> tuple[int, int]:
     """Rows stored and model calls made by the scoring worker so far (its heartbeat)."""
     from db.reads import read_from_db
-    from ml.scoring_worker import WORKER
+    from ml.serving.scoring_worker import WORKER
 
     frame = read_from_db("SELECT details FROM worker_heartbeats WHERE worker = :w", {"w": WORKER})
     if frame.empty:

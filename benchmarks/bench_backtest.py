@@ -1,10 +1,10 @@
 """The backtest: `backtest_20x25`.
 
 One trained version (quick training on the 6 sessions before the range) over 20 tickers x 25
-simulated sessions with news, the whole run of `ml.backtest.run_backtest`: reading the bars, the
-live features advanced through the range, the version's windows and both TFLite models in padded
-batches, the dual-model rule, the three baselines fitted on the sessions before the range, the
-execution rule and every figure beside buy-and-hold (target <= 15 s on 2 cores).
+simulated sessions with news, the whole run of `ml.lifecycle.backtest.run_backtest`: reading the
+bars, the live features advanced through the range, the version's windows and both TFLite models in
+padded batches, the dual-model rule, the three baselines fitted on the sessions before the range,
+the execution rule and every figure beside buy-and-hold (target <= 15 s on 2 cores).
 
 Baseline, in the same run: the same whole run with the bars scored one call per bar (each bar's
 window built alone, each model called on it alone, the recommendation built per bar, as a loop of
@@ -35,9 +35,9 @@ THRESHOLDS = {"BUY_THRESHOLD": "0.4", "SELL_THRESHOLD": "0.4"}  # so the quick v
 
 def _per_bar(models: Any, features: Any, targets: dict[str, np.ndarray], settings: Any) -> int:
     """Score `targets` one bar at a time; returns the bars scored."""
-    from ml.generate_recommendation import get_trade_recommendation
-    from ml.live_scoring import version_windows
-    from ml.predict import to_prediction
+    from ml.models.predict import to_prediction
+    from ml.serving.generate_recommendation import get_trade_recommendation
+    from ml.serving.live_scoring import version_windows
 
     scored = 0
     for ticker, stamps in targets.items():
@@ -62,10 +62,10 @@ def _scoring_alone(request: Any, settings: Any) -> tuple[float, float, int, int]
     """The batched scoring of the run's bars (windows, models, rule) and the per-bar scoring of
     the first sessions' bars, on one feature state: seconds of each and bars of each."""
     from db.bars import read_bars, read_last_bars
-    from ml.feature_engineering import required_history_bars
-    from ml.labels import session_codes
-    from ml.live_scoring import features_over, score_range
-    from ml.model_loader import load_version
+    from ml.features.feature_engineering import required_history_bars
+    from ml.features.labels import session_codes
+    from ml.models.model_loader import load_version
+    from ml.serving.live_scoring import features_over, score_range
 
     models = load_version(request.versions[0], settings)
     tickers = list(request.tickers)
@@ -94,8 +94,8 @@ def _scoring_alone(request: Any, settings: Any) -> tuple[float, float, int, int]
 def run() -> list[dict[str, Any]]:
     from config.settings import DEFAULT_UNIVERSE, get_settings
     from db.writes import write_to_db
-    from ml.backtest import BacktestRequest, Costs, run_backtest
-    from ml.train_model import train
+    from ml.lifecycle.backtest import BacktestRequest, Costs, run_backtest
+    from ml.training.train_model import train
 
     universe = list(DEFAULT_UNIVERSE)[:TICKERS]
     bars, news = simulated_inputs(universe, TRAIN_SESSIONS + SESSIONS)

@@ -3,9 +3,9 @@
 - features_full: bars/s of `create_features` over 20 tickers x 25 simulated sessions (the batch
   path of training).
 - features_live: ms from a new bar of 20 tickers stored in the database to the scaled input
-  windows of the serving version, through `ml.live_scoring.Scorer` (read the new bars, advance
-  the incremental feature state, build the windows of the bars not scored yet); baseline: the
-  same database read of the bounded history (`required_history_bars` per ticker) with the
+  windows of the serving version, through `ml.serving.live_scoring.Scorer` (read the new bars,
+  advance the incremental feature state, build the windows of the bars not scored yet); baseline:
+  the same database read of the bounded history (`required_history_bars` per ticker) with the
   features recomputed on it by `create_features`, then scaled and windowed. The two results
   are compared (max |diff|) in the conditions.
 - The whole path from a stored bar to its stored signals, through the scoring worker, is
@@ -77,9 +77,9 @@ def serving_environment(universe: list[str], history: pd.DataFrame) -> Iterator[
     20 tickers), and `universe` as the settings' universe. Yields the ModelManager."""
     from config.settings import get_settings
     from db.writes import write_to_db
-    from ml.model_loader import ModelManager
-    from ml.registry import promote
-    from ml.train_model import train
+    from ml.models.model_loader import ModelManager
+    from ml.models.registry import promote
+    from ml.training.train_model import train
 
     with bench_database("stockpulse_bench_live"), tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -104,8 +104,8 @@ def _recomputed_windows(models: Any, need: int) -> tuple[np.ndarray, np.ndarray]
     from config.settings import get_settings
     from db.bars import read_last_bars
     from db.context import macro_for_features, news_for_features
-    from ml.feature_engineering import MACRO_SERIES, create_features
-    from ml.windows import gather_windows
+    from ml.features.feature_engineering import MACRO_SERIES, create_features
+    from ml.features.windows import gather_windows
 
     meta = models.metadata
     bars = read_last_bars(get_settings().universe, need, pd.Timestamp("2262-01-01", tz="UTC"))
@@ -126,8 +126,8 @@ def features_live() -> dict[str, Any]:
     from db.bars import adjustment_stamp
     from db.signals import last_scored
     from db.writes import write_to_db
-    from ml.feature_engineering import required_history_bars
-    from ml.live_scoring import Scorer
+    from ml.features.feature_engineering import required_history_bars
+    from ml.serving.live_scoring import Scorer
 
     universe = list(DEFAULT_UNIVERSE)[:TICKERS]
     bars, news = simulated_inputs(universe, 8)
@@ -178,7 +178,7 @@ def features_live() -> dict[str, Any]:
 
 def run() -> list[dict[str, Any]]:
     from config.settings import DEFAULT_UNIVERSE
-    from ml.feature_engineering import create_features
+    from ml.features.feature_engineering import create_features
 
     bars, news = simulated_inputs(list(DEFAULT_UNIVERSE)[:TICKERS], SESSIONS)
     create_features(bars.head(5000), news)  # warm imports and caches

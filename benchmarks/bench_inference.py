@@ -20,9 +20,9 @@ WINDOW, TICKERS, REPEATS = 32, 20, 200
 
 
 def _build(folder: Path) -> int:
-    from ml.architectures import BUILDERS
-    from ml.feature_engineering import FEATURE_COLUMNS
-    from ml.tflite_export import convert_fixed_batch
+    from ml.features.feature_engineering import FEATURE_COLUMNS
+    from ml.models.architectures import BUILDERS
+    from ml.models.tflite_export import convert_fixed_batch
 
     n_features = len(FEATURE_COLUMNS)
     _BUILT[folder] = []
@@ -57,10 +57,10 @@ from pathlib import Path
 folder = Path(sys.argv[1])
 before = psutil.Process().memory_info().rss
 if sys.argv[2] == "tflite":
-    from ml.predict import TFLiteModel
+    from ml.models.predict import TFLiteModel
     models = [TFLiteModel(folder / f"{n}.tflite") for n in ("lstm", "transformer")]
 else:
-    from ml.architectures import BUILDERS
+    from ml.models.architectures import BUILDERS
     models = [b(int(sys.argv[3]), int(sys.argv[4])) for b in BUILDERS.values()]
 print(json.dumps({"rss_mb": psutil.Process().memory_info().rss / 2**20}))
 """
@@ -78,7 +78,7 @@ def _rss_mb(folder: Path, kind: str, n_features: int) -> float:
 
 
 def run() -> list[dict[str, Any]]:
-    from ml.predict import TFLiteModel
+    from ml.models.predict import TFLiteModel
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -1,9 +1,9 @@
 """From a stored bar to its stored signals, through the scoring worker: `bar_to_signal_20` and
 `bar_to_signal_500`.
 
-The scoring worker runs as supervisord runs it (`python -m ml.scoring_worker`, its own process)
-against a bench database with a trained champion and a trained challenger. For each of >= 30
-minutes, a bar of every ticker is stored through the product's write path
+The scoring worker runs as supervisord runs it (`python -m ml.serving.scoring_worker`, its own
+process) against a bench database with a trained champion and a trained challenger. For each of >=
+30 minutes, a bar of every ticker is stored through the product's write path
 (`workers.bar_store.write_bars`, whose transaction sends `db.notify.BARS`); the worker scores
 it for both versions and commits the champion's signals and the challenger's shadow rows in one
 transaction that sends `db.notify.SIGNALS`. The benchmark listens on both channels on one
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _worker(log: Path, *args: str) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "ml.scoring_worker", *args],
+            [sys.executable, "-m", "ml.serving.scoring_worker", *args],
             cwd=ROOT,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
             stdout=out,
@@ -114,7 +114,7 @@ def _rows_per_bar(minutes: list[pd.Timestamp]) -> dict[str, int]:
 
 
 def _run(name: str, universe: list[str], sessions: int) -> dict[str, Any]:
-    from ml.train_model import train
+    from ml.training.train_model import train
 
     bars, _ = simulated_inputs(universe, sessions)
     stamps = [utc(t) for t in np.sort(bars["ts"].unique())]

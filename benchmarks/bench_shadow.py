@@ -1,16 +1,16 @@
 """Champion and challenger scoring every new bar: `shadow_scoring_20`.
 
 Twenty tickers, a trained champion and a challenger (a second trained version) serving: after
-each new bar of every ticker is stored, one pass of the serving scorer (`ml.live_scoring.Scorer`,
-the object the scoring worker runs) reads the bars, advances the features, runs both
-models of both versions and stores 20 signals and 20 shadow predictions, then stores the
-outcomes whose horizon has passed. Reported: server time per new bar; the model time within it
-(target <= 5 ms); model invocations per bar (2 versions x 2 models, one padded batch each,
+each new bar of every ticker is stored, one pass of the serving scorer
+(`ml.serving.live_scoring.Scorer`, the object the scoring worker runs) reads the bars, advances the
+features, runs both models of both versions and stores 20 signals and 20 shadow predictions, then
+stores the outcomes whose horizon has passed. Reported: server time per new bar; the model time
+within it (target <= 5 ms); model invocations per bar (2 versions x 2 models, one padded batch each,
 however many sessions are open). Baseline: the same bars scored by a fresh scorer each time
 (features rebuilt from the bounded history), as a process without the shared state would.
 
-`scoreboard_figures_20`: the live scoreboard's figures (`ml.scoreboard.score_version` and the
-champion-vs-challenger comparison: macro-F1 of both models and the hit rate with block-bootstrap
+`scoreboard_figures_20`: the live scoreboard's figures (`ml.lifecycle.scoreboard.score_version` and
+the champion-vs-challenger comparison: macro-F1 of both models and the hit rate with block-bootstrap
 intervals, the paired bootstrap, the P&L curve) for two versions on three sessions of 20
 tickers; baseline: the same intervals drawn by resampling rows with one metric call per
 resample, on the same draws.
@@ -37,8 +37,8 @@ def run() -> list[dict[str, Any]]:
     from db.connections import execute
     from db.reads import read_from_db
     from db.writes import write_to_db
-    from ml.live_scoring import Scorer
-    from ml.train_model import train
+    from ml.serving.live_scoring import Scorer
+    from ml.training.train_model import train
 
     universe = list(DEFAULT_UNIVERSE)[:TICKERS]
     bars, _ = simulated_inputs(universe, 8)
@@ -95,9 +95,9 @@ def run() -> list[dict[str, Any]]:
 
 def _naive_intervals(frame: Any, samples: int) -> list[float]:
     """The scoreboard's intervals by resampling rows, one metric call per resample."""
-    from ml.bootstrap import block_index, pick_counts
-    from ml.labels import CLASSES
-    from ml.metrics import hit_rate, macro_f1
+    from ml.features.labels import CLASSES
+    from ml.lifecycle.bootstrap import block_index, pick_counts
+    from ml.models.metrics import hit_rate, macro_f1
 
     y = frame["outcome"].to_numpy(dtype=int)
     block, n_blocks = block_index(frame["bar_ts"].to_numpy())
@@ -115,8 +115,8 @@ def scoreboard_figures() -> list[dict[str, Any]]:
     import pandas as pd
 
     from config.settings import get_settings
-    from ml.labels import CLASSES
-    from ml.scoreboard import _compare, score_version
+    from ml.features.labels import CLASSES
+    from ml.lifecycle.scoreboard import _compare, score_version
 
     settings = get_settings()
     rng = np.random.default_rng(3)

@@ -4,7 +4,7 @@
   (settings.train_max_windows windows of 32 bars x all features, batch settings.train_batch_size;
   median of epochs 2..3, the first one includes graph tracing). Baseline: the same epoch at
   Keras' default batch size of 32, timed on a tenth of the windows and scaled up.
-- train_demo_full, train_demo_quick: wall time of `python -m ml.train_model` and of
+- train_demo_full, train_demo_quick: wall time of `python -m ml.training.train_model` and of
   `--quick` on a database holding the demo's data (20 tickers x 25 simulated sessions of
   1-minute bars, their news and the simulated macro series), process start to version folder.
 """
@@ -32,10 +32,10 @@ EPOCHS = 3
 
 def training_windows() -> tuple[np.ndarray, np.ndarray]:
     from config.settings import get_settings
-    from ml.dataset import RawData, prepare, samples_from
-    from ml.feature_engineering import FEATURE_COLUMNS, FeatureParams
-    from ml.labels import LabelParams
-    from ml.windows import FeatureScaler
+    from ml.features.feature_engineering import FEATURE_COLUMNS, FeatureParams
+    from ml.features.labels import LabelParams
+    from ml.features.windows import FeatureScaler
+    from ml.training.dataset import RawData, prepare, samples_from
 
     settings = get_settings()
     bars, news = simulated_inputs()
@@ -56,7 +56,7 @@ def training_windows() -> tuple[np.ndarray, np.ndarray]:
 def epoch_seconds(name: str, X: np.ndarray, y: np.ndarray, batch: int, epochs: int) -> list[float]:
     import keras
 
-    from ml.architectures import BUILDERS, LEARNING_RATES
+    from ml.models.architectures import BUILDERS, LEARNING_RATES
 
     keras.utils.set_random_seed(0)
     model = BUILDERS[name](X.shape[1], X.shape[2])
@@ -116,7 +116,7 @@ def fill_demo_database() -> pd.Timestamp:
 def cli_seconds(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     t0 = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "ml.train_model", *args],
+        [sys.executable, "-m", "ml.training.train_model", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -124,7 +124,7 @@ def cli_seconds(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     )
     seconds = time.perf_counter() - t0
     if done.returncode != 0:
-        raise RuntimeError(f"ml.train_model {args} failed: {done.stderr[-2000:]}")
+        raise RuntimeError(f"ml.training.train_model {args} failed: {done.stderr[-2000:]}")
     return seconds, done.stdout.strip().splitlines()[-1]
 
 
@@ -158,7 +158,7 @@ def demo_results() -> list[dict[str, Any]]:
                     seconds,
                     "s",
                     None,
-                    " ".join(["python -m ml.train_model", *extra]) + " on 20 tickers x 25 "
+                    " ".join(["python -m ml.training.train_model", *extra]) + " on 20 tickers x 25 "
                     "simulated sessions of 1-minute bars with news and macro; both models, "
                     "TFLite conversion and checks, metadata; whole process",
                     higher_is_better=False,

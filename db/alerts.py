@@ -5,10 +5,10 @@ payload, fingerprint)` *in the transaction that records the cause*, so an alert 
 when its cause was committed (a rolled-back signal alerts nobody; a committed one is never lost,
 whatever crashes afterwards). The writers:
 
-- `ml.live_scoring.Scorer.score`: the champion's new BUY/SELL signals (`enqueue_signals`, in the
-  transaction that stores them and sends `db.notify.SIGNALS`);
+- `ml.serving.live_scoring.Scorer.score`: the champion's new BUY/SELL signals (`enqueue_signals`,
+  in the transaction that stores them and sends `db.notify.SIGNALS`);
 - `db.models.record_model_event`: promotions and rollbacks (with `db.notify.REGISTRY`);
-- `ml.drift_monitor.check`: a drift alarm as it is raised (with its `drift_metrics` rows);
+- `ml.lifecycle.drift_monitor.check`: a drift alarm as it is raised (with its `drift_metrics` rows);
 - `workers.cron_job`: a failed scheduled job, as soon as its command has failed;
 - the alert worker's own check: a stale price feed, judged on the market clock;
 - the data-quality guard's write path: a quarantined bar (`quarantined_bar`) or a held ticker

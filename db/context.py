@@ -1,10 +1,10 @@
 """Reads and bookkeeping of the context tables: news with sentiment, macro releases.
 
 Features join context *as of* when StockPulse could have known it, one rule for training,
-validation and live scoring (`ml.feature_engineering`): an article counts for a bar when it was
-available (`available_at`: the later of its publication and its arrival for articles collected
-live; publication plus `settings.news_seed_delay_min` for seeded history) strictly before the
-bar's close; a macro value when it was released (`realtime_start`, never its observation date)
+validation and live scoring (`ml.features.feature_engineering`): an article counts for a bar when
+it was available (`available_at`: the later of its publication and its arrival for articles
+collected live; publication plus `settings.news_seed_delay_min` for seeded history) strictly before
+the bar's close; a macro value when it was released (`realtime_start`, never its observation date)
 strictly before the bar's close.
 """
 

@@ -5,7 +5,7 @@ hears of a bar, a signal or a registry change only once it is committed, and nev
 was rolled back. PostgreSQL folds identical notifications of one transaction into one.
 
 - `BARS` (`workers.bar_store.write_bars`): payload the newest bar time stored (ISO 8601, UTC);
-- `SIGNALS` (`ml.live_scoring.Scorer.score`): payload the newest bar time scored;
+- `SIGNALS` (`ml.serving.live_scoring.Scorer.score`): payload the newest bar time scored;
 - `REGISTRY` (`db.models.record_model_event`): payload `<event> <version>`.
 
 A notification can be lost (a listener reconnecting, a server restart): listeners also look on a

@@ -4,9 +4,9 @@ The registry file (`settings.model_config_path`, JSON) says what serves: the cha
 files' checksums, the versions pinned for comparison, the history of changes, and the events not
 yet written to `model_events` (`unrecorded_events`: the database was unreachable when they
 happened). Its schema lives here so that every layer reads it the same way: `read_registry` and
-`champion_version` validate the whole file. `ml.registry` alone changes it, under its lock, and
-writes its events to the table with `record_model_events` (see `ml.registry` for the order of
-the two writes).
+`champion_version` validate the whole file. `ml.models.registry` alone changes it, under its lock,
+and writes its events to the table with `record_model_events` (see `ml.models.registry` for the
+order of the two writes).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ ROLES_MIGRATION = 8  # db/migrations/m0008_roles.py
 
 # what the app's actions write (beyond reading everything), per table
 APP_WRITES: dict[str, str] = {
-    "model_events": "INSERT",  # promotions, rollbacks and pins (ml.registry)
+    "model_events": "INSERT",  # promotions, rollbacks and pins (ml.models.registry)
     "model_evaluations": "INSERT",  # the retrain button's validation
     "job_runs": "INSERT, UPDATE",  # the retrain button's run
     "alert_events": "INSERT",  # a promotion's or rollback's alert

@@ -133,7 +133,7 @@ def prepare(env: dict[str, str]) -> None:
         console.print("[green]v[/green] models: a champion is serving")
         return
     # The gate decides: a pair that beats the baselines is promoted; without an edge it still
-    # serves, marked provisional, and every page says so (see `ml.validate_model`).
+    # serves, marked provisional, and every page says so (see `ml.lifecycle.validate_model`).
     proc = step(FIRST_MODEL.title, list(FIRST_MODEL.args), env, FIRST_MODEL.ok_codes, False)
     console.print("  " + "\n  ".join((proc.stdout + proc.stderr).strip().splitlines()[-6:]))
     if not has_champion(settings):

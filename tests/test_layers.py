@@ -45,3 +45,42 @@ def test_each_package_imports_only_the_layers_below_it(package: str) -> None:
 def test_the_rule_is_checked_on_every_package() -> None:
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
     assert packages == set(ALLOWED)
+
+
+ML_ROOMS = ("features", "models", "training", "serving", "lifecycle")  # each imports only earlier
+ML_MAY_IMPORT = {
+    "features": set(),
+    "models": {"features"},
+    "training": {"features", "models"},
+    "serving": {"features", "models"},
+    "lifecycle": {"features", "models", "training", "serving"},
+}
+
+
+def ml_rooms_imported(path: Path) -> set[str]:
+    """The rooms of `ml` a module imports (`ml.<room>...` or `from ml.<room> import ...`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        found |= {n.split(".")[1] for n in names if n.startswith("ml.") and n.count(".") >= 1}
+    return found
+
+
+@pytest.mark.parametrize("room", ML_ROOMS)
+def test_each_room_of_ml_imports_only_the_rooms_before_it(room: str) -> None:
+    wrong = {
+        str(path.relative_to(ROOT)): sorted(bad)
+        for path in sorted((ROOT / "ml" / room).rglob("*.py"))
+        if (bad := ml_rooms_imported(path) - ML_MAY_IMPORT[room] - {room})
+    }
+    assert not wrong, f"imports against the rooms' order: {wrong}"
+
+
+def test_every_module_of_ml_lives_in_a_room() -> None:
+    rooms = {p.name for p in (ROOT / "ml").iterdir() if (p / "__init__.py").exists()}
+    assert rooms == set(ML_ROOMS)
+    assert [p.name for p in (ROOT / "ml").glob("*.py")] == ["__init__.py"]

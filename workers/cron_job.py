@@ -15,7 +15,7 @@
   `python` / `python3` means this interpreter.
 
 Training's own lock (`db.ops.training_lock`, shared with the app's retrain button) is taken by
-`ml.pipeline` itself, not here.
+`ml.lifecycle.pipeline` itself, not here.
 """
 
 from __future__ import annotations

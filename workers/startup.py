@@ -11,8 +11,8 @@ runs the same steps, and it runs as well on any machine:
 4. context: the simulated demo's scored news and macro history (`workers.seed_context`), or
    the configured macro source's series (`workers.macro_ingestor`; news from live feeds starts
    with the news worker);
-5. a first model when none serves (`python -m ml.pipeline --quick`): trained and put through
-   the gate right away instead of at the nightly run; without an edge over the baselines it
+5. a first model when none serves (`python -m ml.lifecycle.pipeline --quick`): trained and put
+   through the gate right away instead of at the nightly run; without an edge over the baselines it
    serves as provisional and every page says so;
 
 then it replaces itself with COMMAND (supervisord in the container). A failed step 1-3 stops
@@ -76,7 +76,7 @@ def steps(settings: Settings, *, database_url_set: bool) -> list[Step]:
 
 FIRST_MODEL = Step(
     "training and validating a first pair of models (quick setting)",
-    ("-m", "ml.pipeline", "--quick"),
+    ("-m", "ml.lifecycle.pipeline", "--quick"),
     required=False,
     ok_codes=(0, 4),  # 4: trained, but the held-out window is too short to judge yet
 )

@@ -1,5 +1,5 @@
 """Backtest: following a version's signals (or the champion's, as served) over out-of-sample
-history, after costs, beside buy-and-hold and the baselines (`ml.backtest`)."""
+history, after costs, beside buy-and-hold and the baselines (`ml.lifecycle.backtest`)."""
 
 import math
 
@@ -11,9 +11,9 @@ from app import charts, data, lab_data, ui
 from app.data import cached_data, from_db
 from app.text import escape_markdown
 from config.settings import get_settings
-from ml import backtest as bt
-from ml.metadata import MetadataError, version_metadata
-from ml.registry import list_versions
+from ml.lifecycle import backtest as bt
+from ml.models.metadata import MetadataError, version_metadata
+from ml.models.registry import list_versions
 
 VERSIONS, SERVED = "Chosen versions", "As served (the champion of each bar)"
 REQUEST = "_backtest_request"

@@ -9,8 +9,8 @@ import streamlit as st
 from app import charts, data, lab_data, lab_view, live, ui
 from app.text import escape_markdown
 from config.settings import get_settings
-from ml.drift import Metric
-from ml.metadata import MODEL_NAMES
+from ml.features.drift import Metric
+from ml.models.metadata import MODEL_NAMES
 
 SPANS = {"1 day": 1, "7 days": 7, "30 days": 30, "90 days": 90}
 PANELS = (
@@ -92,7 +92,9 @@ def alarm_states(frame: pd.DataFrame) -> None:
 def drift_section(frame: pd.DataFrame) -> None:
     st.header("Drift")
     if frame.empty:
-        st.info("No drift checks in this period: `python -m ml.drift_monitor` records them.")
+        st.info(
+            "No drift checks in this period: `python -m ml.lifecycle.drift_monitor` records them."
+        )
         return
     latest = frame["checked_at"].max()
     st.caption(

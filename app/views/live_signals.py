@@ -171,7 +171,7 @@ def model_notice(version: str | None) -> None:
     elif version is None:
         st.info(
             "No model is trained yet, so there are no signals: prices below still update live. "
-            "Train one with **Retrain** in the Model lab (or `python -m ml.pipeline`); "
+            "Train one with **Retrain** in the Model lab (or `python -m ml.lifecycle.pipeline`); "
             "signals appear here by themselves once a model is promoted.",
             icon=":material/model_training:",
         )
@@ -201,7 +201,8 @@ def scorer_notice(scorer: live.ScorerState) -> None:
     if scorer.state == "never":
         st.warning(
             "The scoring worker has not reported yet, so new bars are not being scored: start "
-            "it with `python -m ml.scoring_worker` (supervisord's `scoring_worker` program). "
+            "it with `python -m ml.serving.scoring_worker` (supervisord's `scoring_worker` "
+            "program). "
             f"Newest signal: {newest}."
         )
     elif scorer.state in ("down", "stopped"):

@@ -9,8 +9,8 @@ from app import data, lab_data, lab_forms, lab_view, live, sign_in, ui, verdict_
 from app.retrain_view import retrain_panel
 from app.text import code_span, escape_markdown
 from config.settings import get_settings
-from ml.report import ReportError
-from ml.verdict import card
+from ml.lifecycle.report import ReportError
+from ml.lifecycle.verdict import card
 
 
 def champion_card() -> str | None:
@@ -103,8 +103,8 @@ def evaluation_section() -> None:
     runs = lab_data.evaluations(lab_data.lab_stamp())
     if runs.empty:
         st.info(
-            "No validation report yet: `python -m ml.validate_model` (or **Retrain**) scores the "
-            "challenger and the champion on the same held-out window."
+            "No validation report yet: `python -m ml.lifecycle.validate_model` (or **Retrain**) "
+            "scores the challenger and the champion on the same held-out window."
         )
         return
     labels = {

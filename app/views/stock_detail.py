@@ -8,7 +8,7 @@ from app import chart_data, charts, data, live, live_data, macro_data, quality_v
 from app.indicators import OVERLAYS
 from app.text import escape_markdown
 from config.settings import get_settings
-from ml.outcomes import label_key
+from ml.serving.outcomes import label_key
 
 STEP_S = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
 LOOKBACKS: dict[str, dict[str, int | None]] = {

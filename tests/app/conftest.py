@@ -30,9 +30,9 @@ def trained_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real model version (TensorFlow training, real .tflite files) from a quick run on
     simulated bars, trained once per test session (from memory: the database is not touched,
     so a test may ask for it after seeding its own data)."""
-    from ml.dataset import RawData
-    from ml.progress import Progress
-    from ml.train_model import train_from_raw
+    from ml.training.dataset import RawData
+    from ml.training.progress import Progress
+    from ml.training.train_model import train_from_raw
 
     root = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:
@@ -64,9 +64,10 @@ class AppEnv:
 
     @property
     def worker(self) -> Any:
-        """The scoring worker (`ml.scoring_worker.ScoringWorker`) of this test, in-process."""
+        """The scoring worker (`ml.serving.scoring_worker.ScoringWorker`) of this test,
+        in-process."""
         if self._worker is None:
-            from ml.scoring_worker import ScoringWorker
+            from ml.serving.scoring_worker import ScoringWorker
 
             self._worker = ScoringWorker()
         return self._worker
@@ -85,7 +86,7 @@ class AppEnv:
         return self._version
 
     def promote(self, version: str | None = None) -> str:
-        from ml.registry import promote
+        from ml.models.registry import promote
 
         version = version or self.version
         promote(version, by="cli", reason="test fixture")
@@ -93,7 +94,7 @@ class AppEnv:
 
     def copy_version(self, name: str) -> str:
         """Another version named `name` with the same (real) model files."""
-        from ml.metadata import read_metadata_file
+        from ml.models.metadata import read_metadata_file
 
         shutil.copytree(self.models_dir / self.version, self.models_dir / name)
         path = self.models_dir / name / "metadata.json"

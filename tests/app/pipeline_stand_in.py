@@ -1,5 +1,6 @@
-"""Stands in for `python -m ml.pipeline` in the app's retrain tests: records one `pipeline` job
-run the way the pipeline does (who started it comes from the environment), then exits 0."""
+"""Stands in for `python -m ml.lifecycle.pipeline` in the app's retrain tests: records one
+`pipeline` job run the way the pipeline does (who started it comes from the environment), then
+exits 0."""
 
 from db.ops import job_run
 

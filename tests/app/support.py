@@ -170,7 +170,8 @@ class StreamlitServer:
 
 
 class ScoringWorkerProcess:
-    """`python -m ml.scoring_worker` as a real process (what supervisord runs beside the app)."""
+    """`python -m ml.serving.scoring_worker` as a real process (what supervisord runs beside the
+    app)."""
 
     def __init__(self, log_path: Path, env: dict[str, str] | None = None) -> None:
         import os
@@ -186,7 +187,7 @@ class ScoringWorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ml.scoring_worker"],
+                [sys.executable, "-m", "ml.serving.scoring_worker"],
                 cwd=APP_DIR.parent,
                 env=self.env,
                 stdout=log,

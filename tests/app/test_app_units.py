@@ -12,8 +12,8 @@ import pytest
 from app import auth, chart_data, charts, data, indicators, live_data, macro_data, retrain, ui
 from config.settings import get_settings, load_settings
 from db.ops import training_lock
-from ml.generate_recommendation import dual_actions, trigger_distance
-from ml.progress import progress_path
+from ml.serving.generate_recommendation import dual_actions, trigger_distance
+from ml.training.progress import progress_path
 
 pytestmark = pytest.mark.no_db
 

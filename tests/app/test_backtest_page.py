@@ -22,7 +22,13 @@ from tests.app.support import (
     table_with,
     texts,
 )
-from tests.ml.test_backtest import DOWN_BIAS, TICKERS, UP_BIAS, feature_version, store_bars
+from tests.ml.lifecycle.test_backtest import (
+    DOWN_BIAS,
+    TICKERS,
+    UP_BIAS,
+    feature_version,
+    store_bars,
+)
 
 UP, DOWN = "20261031T000000Z", "20261031T000001Z"
 ARTIFACTS = APP_DIR.parent / "test-artifacts"
@@ -64,7 +70,7 @@ def unescaped(values) -> list[str]:
 
 
 def test_the_page_runs_a_backtest_with_figures_charts_and_downloads(backtest_env, monkeypatch):
-    from ml import backtest
+    from ml.lifecycle import backtest
 
     calls = []
     real = backtest.run_backtest

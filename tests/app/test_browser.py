@@ -24,7 +24,7 @@ import sys, time
 from pathlib import Path
 from config.settings import get_settings
 from db.ops import training_lock
-from ml.progress import Progress, progress_path
+from ml.training.progress import Progress, progress_path
 with training_lock():
     Progress(progress_path(get_settings().data_dir), None).update(
         "training", "2189 windows", model="lstm", epoch=2, epochs=3
@@ -145,7 +145,7 @@ def test_detail_and_lab_refresh_in_place_and_show_a_retrain_started_elsewhere(ap
         lab.screenshot(path=str(ARTIFACTS / "model_lab_scoreboard.png"), full_page=True)
 
         # a run started by the schedule: another process holds the training lock and reports
-        # its progress the way ml.pipeline does, until the page has shown it
+        # its progress the way ml.lifecycle.pipeline does, until the page has shown it
         stop = ARTIFACTS / "scheduled-run.stop"
         stop.unlink(missing_ok=True)
         run_env = {**os.environ, **env}

@@ -20,7 +20,7 @@ import pytest
 
 from config.settings import get_settings
 from db.reads import read_from_db
-from ml.registry import read_registry
+from ml.models.registry import read_registry
 from tests.app.support import APP_DIR, CHROMIUM, CHROMIUM_ARGS, free_port
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from streamlit.proto.Metric_pb2 import Metric
 
 from db.bars import interval_bars
 from db.writes import write_to_db
-from ml.generate_recommendation import DISCLAIMER
+from ml.serving.generate_recommendation import DISCLAIMER
 from tests.app.support import alerts, figures, open_page, table_with, texts
 
 
@@ -62,8 +62,8 @@ def macro_rows(newest: pd.Timestamp) -> pd.DataFrame:
 
 
 def test_chart_has_candles_volume_signals_news_and_macro(app_env):
-    from ml.metadata import read_metadata_file
-    from ml.outcomes import label_key
+    from ml.models.metadata import read_metadata_file
+    from ml.serving.outcomes import label_key
 
     feed = app_env.feed()
     newest = feed.seed()

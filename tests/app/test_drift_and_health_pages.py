@@ -17,7 +17,7 @@ from tests.app.support import alerts, figures, open_page, table_with, texts
 def test_drift_page_shows_history_drift_against_thresholds_and_live_confidence(
     app_env, monkeypatch: pytest.MonkeyPatch
 ):
-    from ml.drift_monitor import check
+    from ml.lifecycle.drift_monitor import check
 
     monkeypatch.setenv("DRIFT_WINDOW_BARS", "60")
     get_settings.cache_clear()

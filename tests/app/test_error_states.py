@@ -6,7 +6,7 @@ import pytest
 
 from config.settings import get_settings
 from db.connections import dispose_engine
-from ml.generate_recommendation import DISCLAIMER
+from ml.serving.generate_recommendation import DISCLAIMER
 from tests.app.support import PAGES, alerts, open_page, texts
 
 SECRET = "pa55-word-never-shown"

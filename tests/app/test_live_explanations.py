@@ -12,7 +12,7 @@ from app import data, live_data
 from app.chart_data import marker_verdicts
 from db.signals import signal_markers
 from db.writes import write_to_db
-from ml.generate_recommendation import get_trade_recommendation
+from ml.serving.generate_recommendation import get_trade_recommendation
 from tests.app.support import MarketFeed
 
 VERSION = "v-fixture"

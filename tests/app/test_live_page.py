@@ -15,7 +15,7 @@ from config.settings import get_settings
 from db.connections import dispose_engine
 from db.reads import read_from_db
 from db.writes import write_to_db
-from ml.generate_recommendation import DISCLAIMER, get_trade_recommendation
+from ml.serving.generate_recommendation import DISCLAIMER, get_trade_recommendation
 from tests.app.support import alerts, open_page, table_with, texts
 
 PROBS = {"BUY": ([0.1, 0.2, 0.7], [0.1, 0.2, 0.7]), "SELL": ([0.7, 0.2, 0.1], [0.7, 0.2, 0.1])}

@@ -16,7 +16,7 @@ from config.settings import get_settings
 from db.connections import execute
 from db.ops import training_lock
 from db.reads import read_from_db
-from ml.registry import read_registry
+from ml.models.registry import read_registry
 from tests.app.conftest import TRAINING_ENV
 from tests.app.support import alerts, figures, open_page, table_with, texts
 
@@ -124,7 +124,7 @@ def worse_report(challenger: str, champion: str) -> dict:
 
 
 def test_the_reports_here_are_valid_gate_reports() -> None:
-    from ml.report import parse_report
+    from ml.lifecycle.report import parse_report
 
     parsed = parse_report(report("20260102T000000Z", CHAMPION, decision="provisional"))
     assert parsed.gate.decision == "provisional"
@@ -327,8 +327,8 @@ def test_retrain_runs_the_pipeline_in_the_background_and_shows_the_outcome(
 def test_a_validation_stored_right_after_the_first_render_shows_on_the_next_rerun(app_env):
     """The background pipeline may finish within a second of the page's first render: the
     next rerun shows its report (the lab's reads are keyed on a stamp, not a TTL)."""
-    from ml.report import parse_report
-    from ml.validate_model import store_report as store_validation
+    from ml.lifecycle.report import parse_report
+    from ml.lifecycle.validate_model import store_report as store_validation
 
     app_env.copy_version(CHAMPION)
     app_env.promote(CHAMPION)
@@ -372,7 +372,7 @@ def test_promote_and_rollback_in_one_session_show_in_another_at_its_next_rerun(a
 
 def _trained_until(version: str, ts: pd.Timestamp) -> None:
     """Pretend `version` was trained on bars up to `ts` (its validation range ends there)."""
-    from ml.metadata import read_metadata_file
+    from ml.models.metadata import read_metadata_file
 
     path = get_settings().models_dir / version / "metadata.json"
     meta = read_metadata_file(path)
@@ -444,7 +444,7 @@ def test_a_promotion_drawn_before_the_champion_changed_is_refused_then_goes_thro
     """The champion replaced elsewhere (another session, the gate, the command line) between
     drawing the page and the click: the promotion is refused with the plain conflict message
     and nothing changes; the next click, on the page as drawn now, goes through."""
-    from ml.registry import RegistryConflict, promote
+    from ml.models.registry import RegistryConflict, promote
 
     app_env.copy_version(CHAMPION)
     app_env.copy_version(OTHER)
@@ -468,7 +468,7 @@ def test_a_promotion_drawn_before_the_champion_changed_is_refused_then_goes_thro
 
 
 def test_a_rollback_drawn_before_the_champion_changed_is_refused_then_goes_through(app_env):
-    from ml.registry import RegistryConflict, promote
+    from ml.models.registry import RegistryConflict, promote
 
     app_env.copy_version(CHAMPION)
     app_env.copy_version(OTHER)

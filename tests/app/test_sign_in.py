@@ -23,7 +23,7 @@ from db import identity
 from db.connections import dispose_engine, execute
 from db.ops import STARTED_BY_ENV, job_run, training_lock
 from db.reads import read_from_db
-from ml.registry import read_registry
+from ml.models.registry import read_registry
 from tests.app.support import APP_DIR, PAGES, alerts, table_with, texts
 
 ROOT = APP_DIR.parent
@@ -339,7 +339,7 @@ def test_a_retrain_from_the_app_records_the_analyst_on_its_job_runs(
     app_env, login_records, monkeypatch
 ):
     """The retrain form starts the pipeline process (here a stand-in recording its job run as
-    `python -m ml.pipeline` does): the run names the analyst, and the lab lists it."""
+    `python -m ml.lifecycle.pipeline` does): the run names the analyst, and the lab lists it."""
     from tests.app.test_model_lab import fill_form, submit
 
     monkeypatch.setattr(retrain, "PIPELINE_MODULE", "tests.app.pipeline_stand_in")

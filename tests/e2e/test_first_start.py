@@ -29,7 +29,7 @@ import pytest
 
 from config.settings import get_settings
 from db.reads import read_from_db
-from ml.registry import read_registry
+from ml.models.registry import read_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 TICKERS = ["AAPL", "MSFT", "NVDA"]

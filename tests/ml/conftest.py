@@ -26,8 +26,8 @@ def build_version(
     """Write a model version folder with two tiny real TFLite models and metadata."""
     import tensorflow as tf
 
-    from ml.metadata import ModelMetadata
-    from ml.registry import sha256_file
+    from ml.models.metadata import ModelMetadata
+    from ml.models.registry import sha256_file
 
     folder.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(seed)
@@ -91,10 +91,10 @@ def build_feature_version(
 ) -> Path:
     """A tiny real version whose metadata carries the real feature pipeline (features, scaler,
     feature and label parameters), so it can score real bars."""
-    from ml.feature_engineering import FEATURE_COLUMNS, FeatureParams, create_features
-    from ml.labels import LabelParams
-    from ml.metadata import ScalerParams, read_metadata_file
-    from ml.windows import FeatureScaler
+    from ml.features.feature_engineering import FEATURE_COLUMNS, FeatureParams, create_features
+    from ml.features.labels import LabelParams
+    from ml.features.windows import FeatureScaler
+    from ml.models.metadata import ScalerParams, read_metadata_file
 
     features = list(FEATURE_COLUMNS)
     params = FeatureParams()

@@ -33,8 +33,8 @@ SCHEDULED = {
     "workers.corporate_action_handler": True,
     "workers.backfill": True,
     "workers.reconcile": True,
-    "ml.pipeline": True,
-    "ml.drift_monitor": True,
+    "ml.lifecycle.pipeline": True,
+    "ml.lifecycle.drift_monitor": True,
 }
 ENV_LINE = re.compile(r"^([^\s=]+)\s*=\s*(.*)$")  # supercronic's rule for variable lines
 

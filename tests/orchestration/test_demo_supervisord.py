@@ -63,7 +63,7 @@ def promote_tiny_model(env: dict[str, str]) -> str:
     version = "20261101T000000Z"
     fixtures.build_feature_version(Path(env["MODELS_DIR"]) / version, bars)
     subprocess.run(
-        [sys.executable, "-m", "ml.registry", "promote", version, "--reason", "demo test"],
+        [sys.executable, "-m", "ml.models.registry", "promote", version, "--reason", "demo test"],
         env=env,
         cwd=ROOT,
         check=True,

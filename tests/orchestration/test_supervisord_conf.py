@@ -21,7 +21,7 @@ CONF = ROOT / "supervisord.conf"
 PROGRAMS = {
     "price_ingestor": ["-m", "workers.price_ingestor"],
     "news_ingestor": ["-m", "workers.news_ingestor"],
-    "scoring_worker": ["-m", "ml.scoring_worker"],
+    "scoring_worker": ["-m", "ml.serving.scoring_worker"],
     "alert_worker": ["-m", "workers.alert_worker"],
     "app": None,  # a /bin/sh wrapper, run below
     "cron": None,

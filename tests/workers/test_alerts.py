@@ -185,8 +185,8 @@ def test_promotions_rollbacks_drift_alarms_and_failed_jobs_enqueue_with_their_re
     alert_env: Env,
 ) -> None:
     from db.models import record_model_event
-    from ml.drift import AlarmState
-    from ml.drift_monitor import DriftReport, _enqueue_alarms
+    from ml.features.drift import AlarmState
+    from ml.lifecycle.drift_monitor import DriftReport, _enqueue_alarms
     from workers.cron_job import guarded_run
 
     record_model_event("promoted", "v2", "v1", "analyst:ann", "beat the champion")

@@ -42,7 +42,7 @@ def test_crossing_a_night_runs_the_after_close_and_before_open_jobs_in_crontab_o
     cmd = with_market_date(entry.command, at.tz_convert(NY).date())
     cut = cmd.index("--")
     assert cmd[cut - 2 : cut] == ["--today", "2026-11-20"] and "--session-day" in cmd[:cut]
-    assert cmd[cut + 1 :] == ["python", "-m", "ml.pipeline"]
+    assert cmd[cut + 1 :] == ["python", "-m", "ml.lifecycle.pipeline"]
 
 
 @pytest.mark.no_db

@@ -36,5 +36,5 @@ def test_real_data_seeds_yahoo_history_and_fetches_macro_without_stopping_on_it(
 
 
 def test_the_first_model_is_gated_and_a_short_holdout_does_not_stop_the_start():
-    assert FIRST_MODEL.args == ("-m", "ml.pipeline", "--quick")
+    assert FIRST_MODEL.args == ("-m", "ml.lifecycle.pipeline", "--quick")
     assert not FIRST_MODEL.required and 4 in FIRST_MODEL.ok_codes
