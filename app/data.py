@@ -41,7 +41,7 @@ def _secret_values() -> list[str]:
         return []
 
 
-# what the app's process logs is redacted as every worker's is (`config.settings.setup_logging`);
+# what the app's process logs is redacted as every worker's is (`config.cli.setup_logging`);
 # the secrets are read per record, so they follow the settings
 logs.install_redaction(_secret_values)
 

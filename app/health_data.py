@@ -11,6 +11,8 @@ import pandas as pd
 from app.data import cached_data, from_db, redact
 from config.market_calendar import session_minutes, xnys
 from db import health, quality, queue
+from db import input_flags as db_input_flags
+from db import reconciliation as db_reconciliation
 from db.flavour import database_flavour
 from db.health import OpsStamp
 
@@ -116,7 +118,7 @@ def quarantined_open() -> pd.DataFrame:
 def input_flags() -> pd.DataFrame:
     """News and macro inputs cleaned, dropped or flagged, their keys (an article's link) and
     details (a provider's error, which may quote a request URL) redacted."""
-    flags = from_db(quality.input_flags)
+    flags = from_db(db_input_flags.input_flags)
     for column in ("item_key", "detail"):
         flags[column] = [None if v is None else redact(str(v)) for v in flags[column]]
     return flags
@@ -125,7 +127,7 @@ def input_flags() -> pd.DataFrame:
 @cached_data(ttl=QUALITY_TTL_S, max_entries=1)
 def reconciliation() -> pd.DataFrame:
     """The latest reconciliation rows (problems first)."""
-    return from_db(quality.reconciliation_results)
+    return from_db(db_reconciliation.reconciliation_results)
 
 
 def forget_quality() -> None:

@@ -3,8 +3,9 @@ data-health page's section (held tickers, quarantined bars, the daily reconcilia
 news and macro inputs) with the analysts' accept/reject forms.
 
 Decisions need the analyst role (`app.sign_in.authorize`); the record names the analyst and
-the reason (`db.quality.decide_hold`, `decide_bar`). Tables are shown with `st.dataframe`, which
-renders text as text; sentences built from stored text escape it (`app.text.escape_markdown`).
+the reason (`db.quality_decisions.decide_hold`, `decide_bar`). Tables are shown with
+`st.dataframe`, which renders text as text; sentences built from stored text escape it
+(`app.text.escape_markdown`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import streamlit as st
 
 from app import auth, health_data, sign_in, ui
 from app.text import escape_markdown
-from db import quality
+from db import quality, quality_decisions
 
 
 def held_notice(tickers: list[str] | None = None) -> None:
@@ -46,7 +47,7 @@ def _decide(name: str, password: str, act: Callable[[str], str]) -> None:
         return
     try:
         said = act(actor)
-    except quality.DecisionError as exc:
+    except quality_decisions.DecisionError as exc:
         st.error(escape_markdown(exc))
         return
     health_data.forget_quality()
@@ -92,7 +93,7 @@ def holds_section() -> None:
             _decide(
                 name,
                 password,
-                lambda by: quality.decide_hold(int(choice), str(decision), by, reason),
+                lambda by: quality_decisions.decide_hold(int(choice), str(decision), by, reason),
             )
     history = health_data.hold_history()
     decided = history[history["status"] != quality.HELD]
@@ -169,7 +170,9 @@ def bar_decision_form(bars: pd.DataFrame, open_ids: list[int]) -> None:
         submitted = st.form_submit_button("Record the decision")
     if submitted:
         _decide(
-            name, password, lambda by: quality.decide_bar(int(choice), str(decision), by, reason)
+            name,
+            password,
+            lambda by: quality_decisions.decide_bar(int(choice), str(decision), by, reason),
         )
 
 

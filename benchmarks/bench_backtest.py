@@ -65,7 +65,7 @@ def _scoring_alone(request: Any, settings: Any) -> tuple[float, float, int, int]
     from ml.features.feature_engineering import required_history_bars
     from ml.features.labels import session_codes
     from ml.models.model_loader import load_version
-    from ml.serving.live_scoring import features_over, score_range
+    from ml.serving.range_scoring import features_over, score_range
 
     models = load_version(request.versions[0], settings)
     tickers = list(request.tickers)

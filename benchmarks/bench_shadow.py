@@ -111,38 +111,43 @@ def _naive_intervals(frame: Any, samples: int) -> list[float]:
     return out
 
 
+def _scored_bars(stamps: Any, skill: float, outcome: np.ndarray, rng: Any) -> Any:
+    """One version's scored bars: each network right with probability `skill`, else random."""
+    import pandas as pd
+
+    from ml.features.labels import CLASSES
+
+    n = len(outcome)
+    cols = {}
+    for m in ("lstm", "transformer"):
+        label = np.where(rng.random(n) < skill, outcome, rng.integers(0, 3, n))
+        cols[f"{m}_label"] = np.asarray(CLASSES)[label]
+    agree = cols["lstm_label"] == cols["transformer_label"]
+    up, down = agree & (cols["lstm_label"] == "UP"), agree & (cols["lstm_label"] == "DOWN")
+    return pd.DataFrame(
+        {
+            "ticker": np.tile([f"T{i}" for i in range(TICKERS)], len(stamps)),
+            "bar_ts": stamps.repeat(TICKERS),
+            "action": np.where(up, "BUY", np.where(down, "SELL", "HOLD")),
+            "outcome": outcome,
+            "fwd_return": rng.normal(0, 0.002, n),
+            **cols,
+        }
+    )
+
+
 def scoreboard_figures() -> list[dict[str, Any]]:
     import pandas as pd
 
     from config.settings import get_settings
-    from ml.features.labels import CLASSES
     from ml.lifecycle.scoreboard import _compare, score_version
 
     settings = get_settings()
     rng = np.random.default_rng(3)
     stamps = pd.date_range("2026-11-02 14:30", periods=3 * 390, freq="min", tz="UTC")
-    n = len(stamps) * TICKERS
-    outcome = rng.integers(0, 3, n)
-
-    def version(skill: float) -> pd.DataFrame:
-        cols = {}
-        for m in ("lstm", "transformer"):
-            label = np.where(rng.random(n) < skill, outcome, rng.integers(0, 3, n))
-            cols[f"{m}_label"] = np.asarray(CLASSES)[label]
-        agree = cols["lstm_label"] == cols["transformer_label"]
-        up, down = agree & (cols["lstm_label"] == "UP"), agree & (cols["lstm_label"] == "DOWN")
-        return pd.DataFrame(
-            {
-                "ticker": np.tile([f"T{i}" for i in range(TICKERS)], len(stamps)),
-                "bar_ts": stamps.repeat(TICKERS),
-                "action": np.where(up, "BUY", np.where(down, "SELL", "HOLD")),
-                "outcome": outcome,
-                "fwd_return": rng.normal(0, 0.002, n),
-                **cols,
-            }
-        )
-
-    champ, chall = version(0.3), version(0.4)
+    outcome = rng.integers(0, 3, len(stamps) * TICKERS)
+    champ = _scored_bars(stamps, 0.3, outcome, rng)
+    chall = _scored_bars(stamps, 0.4, outcome, rng)
     runs = []
     for _ in range(5):
         t0 = time.perf_counter()

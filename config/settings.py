@@ -6,11 +6,7 @@ printed; `Settings.redacted()` is the only dump of the settings and it masks the
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import logging
-import re
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -19,7 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core import logs
+from config.alerting import ALERT_KINDS, quiet_hours
+from config.secret_policy import MIN_SECRET_LENGTH, weak_secret
 from core.redact import MASK, redact
 from core.timeutil import NEW_YORK
 
@@ -28,54 +25,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_UNIVERSE = (
     "AAPL MSFT GOOGL AMZN META NVDA TSLA JPM V JNJ WMT PG XOM UNH HD MA BAC KO PEP DIS".split()
 )
-# Values production refuses as secrets (compared case-insensitively): the usual defaults, the
-# demo's password and `.env.example`'s own suggestions.
-PLACEHOLDER_SECRETS = frozenset(
-    {
-        "",
-        "changeme",
-        "change-me",
-        "change_me",
-        "stockpulse",
-        "stockpulse-demo",
-        "password",
-        "secret",
-        "postgres",
-        "admin",
-        "choose-a-password",
-        "choose-a-long-random-password",
-        "choose-another-long-random-password",
-        "choose-a-long-random-secret",
-    }
-)
-MIN_SECRET_LENGTH = 12
-ROLES = ("viewer", "analyst", "admin")
-
-
-ALERT_KINDS = (
-    "signal",
-    "promotion",
-    "rollback",
-    "drift_alarm",
-    "stale_feed",
-    "job_failed",
-    "quarantined_bar",
-    "held_ticker",
-)
-QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-
-
-def quiet_hours(text: str | None) -> tuple[dt.time, dt.time] | None:
-    """`HH:MM-HH:MM` as (start, end) local times (the window may pass midnight); None when
-    empty; ValueError naming the expected form otherwise."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    match = QUIET_HOURS.match(text)
-    if match is None or text[:5] == text[6:]:
-        raise ValueError(f"quiet hours {text!r} are not HH:MM-HH:MM (e.g. 22:00-07:00)")
-    h1, m1, h2, m2 = (int(g) for g in match.groups())
-    return dt.time(h1, m1), dt.time(h2, m2)
 
 
 class SettingsError(RuntimeError):
@@ -364,7 +313,7 @@ class Settings(BaseSettings):
         if self.oidc_enabled:
             cookie = self.auth_cookie_secret
             checked.append(("AUTH_COOKIE_SECRET", cookie.get_secret_value() if cookie else ""))
-        return [env for env, value in checked if _weak(value)]
+        return [env for env, value in checked if weak_secret(value)]
 
     @property
     def oidc_enabled(self) -> bool:
@@ -417,11 +366,6 @@ class Settings(BaseSettings):
         return out
 
 
-def _weak(secret: str | None) -> bool:
-    value = (secret or "").strip()
-    return value.lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH
-
-
 def _format_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
@@ -444,15 +388,3 @@ def load_settings(**overrides: Any) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings (cached). Tests call `get_settings.cache_clear()`."""
     return load_settings()
-
-
-def setup_logging(name: str) -> logging.Logger:
-    """Logging for a worker or job at `LOG_LEVEL`, every secret of the settings (and anything
-    shaped like a credential) masked in what it writes; a bad setting stops it with exit code 2
-    and a message naming the setting."""
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    return logs.setup_logging(name, settings.log_level, secrets=settings.secret_values())

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import text
 
-from config.settings import ALERT_KINDS, quiet_hours
+from config.alerting import ALERT_KINDS, quiet_hours
 from db.alerts import Event
 from db.connections import connect
 from db.reads import read_from_db

@@ -36,7 +36,8 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from config.settings import ALERT_KINDS, get_settings
+from config.alerting import ALERT_KINDS
+from config.settings import get_settings
 from core.redact import redact_values
 from core.timeutil import iso, utc
 from db.connections import connect

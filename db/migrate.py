@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from config.cli import job_parser
-from config.settings import setup_logging
+from config.cli import job_parser, setup_logging
 from db import migrations, timescale
 from db.connections import ADVISORY_LOCKS, autocommit_cursor, create_db_engine
 from db.flavour import database_flavour, forget_schema

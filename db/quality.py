@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, text
 
 from core.timeutil import utc, utc_series
-from db.bar_rule import bar_faults
-from db.connections import connect
 from db.reads import read_from_db
-from db.tables import TABLES
-from db.writes import validate_frame, write_to_db
 
 PENDING = "pending"
 QUARANTINED = "quarantined"
@@ -35,11 +30,6 @@ EXPLAINED = "explained"
 DECISIONS = (ACCEPTED, REJECTED)
 RAW = ["ticker", "ts", "open", "high", "low", "close", "volume", "source"]
 QUARANTINE_COLUMNS = [*RAW, "reason", "detail"]
-
-
-class DecisionError(ValueError):
-    """A decision that cannot be taken (unknown flag, decided already, no reason); the message
-    is safe to show."""
 
 
 def _stamps(values: Any) -> list[Any]:
@@ -275,38 +265,6 @@ def explain_holds(conn: Connection, actions: pd.DataFrame, actor: str) -> int:
     )
 
 
-@dataclass(frozen=True)
-class InputFlag:
-    """One `input_flags` row: a news article cleaned or dropped, a macro value flagged."""
-
-    feed: str  # "news" | "macro"
-    item_key: str  # an article key (or its URL), a macro "SERIES:obs_date"
-    action: str  # "cleaned" | "dropped" | "flagged"
-    reason: str  # short codes, comma-separated: "nul_bytes,too_long"
-    detail: str  # for a person: where the item came from and what was wrong
-
-
-def record_input_flags(flags: Sequence[InputFlag]) -> list[bool]:
-    """Record each flag unless the very same one is already recorded (a bad item that a later
-    fetch serves again is recorded once); True for each flag recorded now, in order."""
-    if not flags:
-        return []
-    with connect() as conn:
-        return [
-            conn.execute(
-                text(
-                    "INSERT INTO input_flags (feed, item_key, action, reason, detail) "
-                    "SELECT :feed, :item_key, :action, :reason, :detail WHERE NOT EXISTS ("
-                    " SELECT 1 FROM input_flags WHERE feed = :feed AND item_key = :item_key"
-                    " AND action = :action AND reason = :reason AND detail = :detail)"
-                ),
-                asdict(flag),
-            ).rowcount
-            == 1
-            for flag in flags
-        ]
-
-
 # --------------------------------------------------------------------- reads
 def held_tickers() -> pd.DataFrame:
     """Open holds: id, ticker, onset_ts, reason, detail, source, flagged_at (oldest first)."""
@@ -348,134 +306,4 @@ def quarantine_counts() -> pd.DataFrame:
         "FROM quarantined_bars WHERE status <> :pending GROUP BY ticker, reason "
         "ORDER BY open DESC, total DESC, ticker",
         {"q": QUARANTINED, "pending": PENDING},
-    )
-
-
-def input_flags(limit: int = 200) -> pd.DataFrame:
-    """News articles cleaned or dropped and macro values flagged, newest first."""
-    return read_from_db(
-        "SELECT flagged_at, feed, item_key, action, reason, detail FROM input_flags "
-        "ORDER BY flagged_at DESC, id DESC LIMIT :n",
-        {"n": limit},
-    )
-
-
-# --------------------------------------------------------------------- decisions
-def _decision(decision: str, actor: str, reason: str) -> str:
-    if decision not in DECISIONS:
-        raise DecisionError(f"decision must be one of {DECISIONS}, not {decision!r}")
-    if not actor:
-        raise DecisionError("a decision needs the name of who takes it")
-    reason = reason.strip()
-    if len(reason) < 3:
-        raise DecisionError("say why (a reason of at least 3 characters is recorded)")
-    return reason[:500]
-
-
-def decide_bar(bar_id: int, decision: str, actor: str, reason: str) -> str:
-    """An analyst's verdict on a quarantined bar: `accepted` stores it in `bars_1m` as served
-    (a real print the guard misjudged), `rejected` keeps it out for good. Returns a sentence
-    saying what was done."""
-    why = _decision(decision, actor, reason)
-    with connect() as conn:
-        row = conn.execute(
-            text(
-                f"SELECT {', '.join(RAW)}, status FROM quarantined_bars WHERE id = :id "  # noqa: S608
-                "FOR UPDATE"
-            ),
-            {"id": int(bar_id)},
-        ).first()
-        if row is None:
-            raise DecisionError(f"no quarantined bar #{bar_id}")
-        if row.status != QUARANTINED:
-            raise DecisionError(f"bar #{bar_id} is {row.status} already: nothing was changed")
-        if decision == ACCEPTED:
-            bar = pd.DataFrame([row[: len(RAW)]], columns=RAW)
-            bar["ts"] = utc_series(bar["ts"])
-            fault = next(bar_faults(bar), None)
-            if fault is not None:
-                raise DecisionError(f"bar #{bar_id} is not a valid bar ({fault}): reject it")
-            validate_frame(bar, TABLES["bars_1m"])
-            # stores the bar and records the decision (`db.roles`: the app's database role
-            # cannot write bars_1m itself)
-            conn.execute(
-                text("SELECT accept_quarantined_bar(:id, :a, :r)"),
-                {"id": int(bar_id), "a": actor, "r": why},
-            )
-        else:
-            conn.execute(
-                text(
-                    "UPDATE quarantined_bars SET status = :s, decided_at = now(), "
-                    "decided_by = :a, decision_reason = :r WHERE id = :id"
-                ),
-                {"s": decision, "a": actor, "r": why, "id": int(bar_id)},
-            )
-    return f"Bar #{bar_id} ({row.ticker} {utc(row.ts):%Y-%m-%d %H:%M} UTC) {decision} by {actor}."
-
-
-def decide_hold(hold_id: int, decision: str, actor: str, reason: str) -> str:
-    """An analyst's verdict on a held ticker: `accepted` (the new price level is real; the hold
-    ends), `rejected` (the bars from the onset on are bad prints: they move to quarantine as
-    `level_shift` and the hold ends). Returns a sentence saying what was done."""
-    why = _decision(decision, actor, reason)
-    with connect() as conn:
-        hold = conn.execute(
-            text("SELECT ticker, onset_ts, status FROM ticker_holds WHERE id = :id FOR UPDATE"),
-            {"id": int(hold_id)},
-        ).first()
-        if hold is None:
-            raise DecisionError(f"no hold #{hold_id}")
-        if hold.status != HELD:
-            raise DecisionError(f"hold #{hold_id} is {hold.status} already: nothing was changed")
-        moved = 0
-        if decision == REJECTED:
-            # moves the bars from the onset on into quarantine and closes the hold (`db.roles`:
-            # the app's database role cannot write bars_1m itself)
-            detail = f"rejected level shift from {utc(hold.onset_ts):%Y-%m-%d %H:%M} UTC: {why}"
-            moved = int(
-                conn.execute(
-                    text("SELECT reject_hold(:id, :a, :r, :d)"),
-                    {"id": int(hold_id), "a": actor, "r": why, "d": detail},
-                ).scalar_one()
-            )
-        else:
-            conn.execute(
-                text(
-                    "UPDATE ticker_holds SET status = :s, decided_at = now(), decided_by = :a, "
-                    "decision_reason = :r WHERE id = :id"
-                ),
-                {"s": decision, "a": actor, "r": why, "id": int(hold_id)},
-            )
-    extra = f"; {moved} bar(s) moved to quarantine" if moved else ""
-    return f"Hold #{hold_id} on {hold.ticker} {decision} by {actor}{extra}."
-
-
-# --------------------------------------------------------------------- the daily reconciliation
-RECONCILIATION_COLUMNS = (
-    "ticker, session_date, source, status, stored_open, stored_high, stored_low, stored_close, "
-    "stored_volume, source_open, source_high, source_low, source_close, source_volume, "
-    "max_price_diff, detail, checked_at"
-)
-
-
-def store_reconciliation(frame: pd.DataFrame) -> int:
-    """Store reconciliation rows (`daily_reconciliation`, one per ticker and session): a
-    session checked again replaces its row, `checked_at` (now unless given) included."""
-    if frame.empty:
-        return 0
-    if "checked_at" not in frame.columns:
-        frame = frame.assign(checked_at=pd.Timestamp.now(tz="UTC"))
-    return write_to_db(frame, table="daily_reconciliation", on_conflict="update")
-
-
-def reconciliation_results(limit: int = 200, only_problems: bool = False) -> pd.DataFrame:
-    """Reconciled ticker-sessions, newest session first and its problems first: ticker,
-    session_date, source, status, the stored and the source's open, high, low, close and
-    volume, max_price_diff (the largest relative price difference, 0.01 = 1%), detail and
-    checked_at. With `only_problems`, every status but `ok`."""
-    return read_from_db(
-        f"SELECT {RECONCILIATION_COLUMNS} FROM daily_reconciliation "  # noqa: S608 (fixed names)
-        "WHERE NOT :only_problems OR status <> 'ok' "
-        "ORDER BY session_date DESC, status = 'ok', ticker LIMIT :n",
-        {"only_problems": only_problems, "n": limit},
     )

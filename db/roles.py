@@ -29,7 +29,6 @@ python -m db.roles create-logins     as the database owner, after `python -m db.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import hmac
@@ -42,7 +41,8 @@ from typing import Any
 
 from psycopg2 import sql
 
-from config.settings import MIN_SECRET_LENGTH, PLACEHOLDER_SECRETS, setup_logging
+from config.cli import job_parser, setup_logging
+from config.secret_policy import MIN_SECRET_LENGTH, PLACEHOLDER_SECRETS
 from db import timescale
 from db.connections import connect
 
@@ -378,11 +378,7 @@ def _scalar(cur: Any, query: str, params: tuple[Any, ...] | None = None) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m db.roles",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = job_parser("db.roles", __doc__)
     parser.add_argument("action", choices=["create-logins"])
     parser.parse_args(argv)
     setup_logging("db.roles")

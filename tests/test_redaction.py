@@ -117,7 +117,7 @@ def test_a_filter_whose_secrets_cannot_be_read_still_masks_shapes() -> None:
 
 LOGGING_WORKER = f"""
 import logging, os
-from config.settings import setup_logging
+from config.cli import setup_logging
 log = setup_logging("workers.example")
 key = os.environ["NEWS_API_KEY"]
 log.info("polling with %s", key)
@@ -131,7 +131,7 @@ logging.getLogger("third.party").warning("Authorization: Bearer {BEARER}")
 
 
 def test_every_process_that_sets_up_logging_writes_no_secret() -> None:
-    """What a worker or job does at start (`config.settings.setup_logging`), in a process of
+    """What a worker or job does at start (`config.cli.setup_logging`), in a process of
     its own: its stderr (supervisord's log, the cron guard's capture) holds no secret."""
     env = {**os.environ, "NEWS_API_KEY": NEWS_KEY, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO"}
     result = subprocess.run(

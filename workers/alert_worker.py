@@ -45,9 +45,9 @@ from typing import Any
 
 import pandas as pd
 
-from config.cli import job_parser
+from config.cli import job_parser, setup_logging
 from config.market_clock import market_time
-from config.settings import Settings, get_settings, setup_logging
+from config.settings import Settings, get_settings
 from core.loops import Shutdown, backoff_s
 from core.timeutil import utc_now
 from db import alerts as db_alerts

@@ -31,9 +31,10 @@ from zoneinfo import ZoneInfo
 import apprise
 import pandas as pd
 
+from config.alerting import quiet_hours
 from config.market_calendar import xnys
 from config.market_clock import MarketTime
-from config.settings import Settings, quiet_hours
+from config.settings import Settings
 from core.redact import redact
 from db.alert_channels import EVERY_CHANNEL, SETTINGS_CHANNEL, Rule, channel_rows, rules
 from db.alerts import Event

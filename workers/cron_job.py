@@ -36,8 +36,9 @@ from typing import IO, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from config.cli import setup_logging
 from config.market_calendar import is_session_day
-from config.settings import get_settings, setup_logging
+from config.settings import get_settings
 from core.locks import EXIT_BUSY, LockBusyError, file_lock
 from core.timeutil import new_york_date
 from db.alerts import enqueue

@@ -22,11 +22,11 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from config.cli import job_parser
-from config.settings import Settings, get_settings, setup_logging
+from config.cli import job_parser, setup_logging
+from config.settings import Settings, get_settings
 from db.context import newest_macro_observation, newest_macro_values
+from db.input_flags import InputFlag, record_input_flags
 from db.ops import job_run
-from db.quality import InputFlag, record_input_flags
 from db.writes import write_to_db
 from workers.common import with_retries
 from workers.http_fetch import PayloadError

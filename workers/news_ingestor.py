@@ -22,12 +22,12 @@ import pandas as pd
 import psycopg2
 import sqlalchemy.exc
 
-from config.cli import job_parser
-from config.settings import get_settings, setup_logging
+from config.cli import job_parser, setup_logging
+from config.settings import get_settings
 from core.timeutil import utc_now
 from db.context import newest_article_time, stored_article_pairs
+from db.input_flags import InputFlag, record_input_flags
 from db.ops import heartbeat
-from db.quality import InputFlag, record_input_flags
 from db.writes import write_to_db
 from workers.common import Shutdown, with_retries
 from workers.news_source_base import NewsSource

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import requests
 
-from db.quality import InputFlag
+from db.input_flags import InputFlag
 from workers.http_fetch import http_get, new_session
 from workers.news_text import ARTICLE_COLUMNS, clean_articles, empty_articles, scrub, shown, to_utc
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pandas as pd
 
 from core.timeutil import utc
-from db.quality import InputFlag
+from db.input_flags import InputFlag
 
 ARTICLE_COLUMNS = ["article_key", "ticker", "published_at", "source", "title", "url", "summary"]
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from config.cli import job_parser
+from config.cli import job_parser, setup_logging
 from config.market_calendar import xnys
-from config.settings import Settings, get_settings, setup_logging
+from config.settings import Settings, get_settings
 from core.locks import LockBusyError
 from db.bars import newest_bar_per_ticker
 from db.connections import DB_ERRORS

@@ -64,7 +64,7 @@ from config.settings import get_settings
 from core.timeutil import NEW_YORK
 from db.bars import raw_daily_bars
 from db.ops import backfill_lock
-from db.quality import store_reconciliation
+from db.reconciliation import store_reconciliation
 from workers.sources import SOURCE_KINDS, make_source
 from workers.sources.base import MarketDataSource, SourceError, closed_sessions
 

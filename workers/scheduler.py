@@ -31,9 +31,9 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from croniter import croniter
 
-from config.cli import job_parser
+from config.cli import job_parser, setup_logging
 from config.market_clock import MarketTime, market_time
-from config.settings import Settings, get_settings, setup_logging
+from config.settings import Settings, get_settings
 from core.timeutil import NEW_YORK
 
 log = logging.getLogger("workers.scheduler")

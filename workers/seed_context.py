@@ -18,8 +18,9 @@ from collections.abc import Sequence
 import pandas as pd
 from rich.progress import Progress
 
+from config.cli import setup_logging
 from config.market_calendar import xnys
-from config.settings import get_settings, setup_logging
+from config.settings import get_settings
 from db.ops import job_run
 from workers.macro_ingestor import ingest_all
 from workers.macro_sources import SimulatedMacroSource

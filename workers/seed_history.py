@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from config.cli import job_parser
+from config.cli import job_parser, setup_logging
 from config.market_calendar import session_minutes, xnys
 from config.market_clock import reset_clock
-from config.settings import Settings, get_settings, setup_logging
+from config.settings import Settings, get_settings
 from core.timeutil import NEW_YORK, new_york_date
 from db.bars import bars_per_session_day
 from workers.bar_store import write_bars

@@ -31,7 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.settings import Settings, get_settings, setup_logging
+from config.cli import setup_logging
+from config.settings import Settings, get_settings
 from db.registry_store import RegistryError, champion_version
 
 log = logging.getLogger("workers.startup")

@@ -15,7 +15,8 @@ import streamlit as st
 
 from app import auth, data, sign_in, ui
 from app.text import escape_markdown
-from config.settings import ALERT_KINDS, Settings, get_settings
+from config.alerting import ALERT_KINDS
+from config.settings import Settings, get_settings
 from db import alert_channels
 from db.alert_channels import EVERY_CHANNEL, SETTINGS_CHANNEL, AlertConfigError
 

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 
-from config.settings import Settings, get_settings, setup_logging
+from config.cli import setup_logging
+from config.settings import Settings, get_settings
 from core.timeutil import utc_now
 from db.alerts import enqueue_event
 from db.bars import read_last_bars

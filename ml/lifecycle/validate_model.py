@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 
-from config.settings import Settings, get_settings, setup_logging
+from config.cli import setup_logging
+from config.settings import Settings, get_settings
 from core.files import write_text_atomic
 from db.models import store_evaluation
 from ml.lifecycle.evaluation import ValidationRefused, evaluate

@@ -32,7 +32,8 @@ from typing import Any
 
 import pandas as pd
 
-from config.settings import Settings, get_settings, setup_logging
+from config.cli import setup_logging
+from config.settings import Settings, get_settings
 from core.loops import Shutdown
 from db.connections import DB_ERRORS
 from db.notify import BARS, REGISTRY, Listener, serve_listening

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from config.settings import get_settings
-from db import alert_channels, quality, roles
+from db import alert_channels, quality, quality_decisions, roles
 from db.bars import interval_bars, read_bars
 from db.connections import autocommit_cursor, connect, dispose_engine, execute
 from db.flavour import has_aggregates
@@ -182,13 +182,15 @@ def test_the_apps_actions_write_what_they_need(clean_tables, login_as, admin):  
 
     # the analysts' decisions, two of which move bars in and out of bars_1m
     hold_id = int(quality.held_tickers()["id"].iloc[0])
-    said = quality.decide_hold(hold_id, "rejected", "analyst:ann", "the source halved its history")
+    said = quality_decisions.decide_hold(
+        hold_id, "rejected", "analyst:ann", "the source halved its history"
+    )
     assert f"{len(bars) - 300} bar(s) moved to quarantine" in said
     first, second = quality.quarantined()["id"].sort_values().tolist()
-    quality.decide_bar(first, "accepted", "analyst:ann", "a real print")
-    quality.decide_bar(second, "rejected", "analyst:ann", "a bad print")
-    with pytest.raises(quality.DecisionError, match="already"):
-        quality.decide_hold(hold_id, "accepted", "analyst:bob", "changed mind")
+    quality_decisions.decide_bar(first, "accepted", "analyst:ann", "a real print")
+    quality_decisions.decide_bar(second, "rejected", "analyst:ann", "a bad print")
+    with pytest.raises(quality_decisions.DecisionError, match="already"):
+        quality_decisions.decide_hold(hold_id, "accepted", "analyst:bob", "changed mind")
 
     admin.execute("SELECT count(*), max(ts) FROM bars_1m WHERE ticker = 'KO'")
     assert admin.fetchone() == (300, bars["ts"].iloc[299].to_pydatetime())

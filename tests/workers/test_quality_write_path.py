@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 import workers.bar_store
 from config.market_calendar import session_minutes, sessions_between
-from db import quality
+from db import quality, quality_decisions
 from db.bar_rule import BAR_COLUMNS
 from db.bars import interval_bars, read_bars
 from db.connections import connect
@@ -213,9 +213,9 @@ def test_an_unrecorded_split_holds_its_ticker_until_an_analyst_decides(guarded) 
     assert holds["onset_ts"].iloc[0] == bad.loc[at(bad, "KO", F), "ts"]
     assert "ledger has nothing" in holds["detail"].iloc[0]
     assert len(stored("KO")) == len(SESSIONS) * 390  # the bars stay: later ones build on them
-    with pytest.raises(quality.DecisionError, match="say why"):
-        quality.decide_hold(int(holds["id"].iloc[0]), "accepted", "analyst:ann", "")
-    said = quality.decide_hold(
+    with pytest.raises(quality_decisions.DecisionError, match="say why"):
+        quality_decisions.decide_hold(int(holds["id"].iloc[0]), "accepted", "analyst:ann", "")
+    said = quality_decisions.decide_hold(
         int(holds["id"].iloc[0]), "rejected", "analyst:ann", "the source halved its history"
     )
     assert "KO rejected by analyst:ann" in said and "moved to quarantine" in said
@@ -224,8 +224,10 @@ def test_an_unrecorded_split_holds_its_ticker_until_an_analyst_decides(guarded) 
     history = quality.hold_history()
     assert history["decided_by"].tolist() == ["analyst:ann"]
     assert history["decision_reason"].tolist() == ["the source halved its history"]
-    with pytest.raises(quality.DecisionError, match="already"):
-        quality.decide_hold(int(holds["id"].iloc[0]), "accepted", "analyst:bob", "changed mind")
+    with pytest.raises(quality_decisions.DecisionError, match="already"):
+        quality_decisions.decide_hold(
+            int(holds["id"].iloc[0]), "accepted", "analyst:bob", "changed mind"
+        )
 
 
 def test_the_pollers_tail_stands_in_for_the_stored_bars_until_another_write_comes_between(

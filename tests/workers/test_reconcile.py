@@ -16,8 +16,8 @@ from config.market_clock import SessionClock
 from config.settings import get_settings
 from core.locks import EXIT_BUSY
 from db.connections import execute
-from db.quality import reconciliation_results
 from db.reads import read_from_db
+from db.reconciliation import reconciliation_results
 from tests.workers.fake_yahoo import DATA, FakeYahoo, install
 from workers import reconcile
 from workers.bar_store import write_bars

@@ -2,7 +2,7 @@
 buy-and-hold and the baselines. `python -m ml.lifecycle.backtest` and the app's Backtest page run
 it.
 
-Signals come from the serving path (`ml.serving.live_scoring.features_over` and `score_range`: the
+Signals come from the serving path (`ml.serving.range_scoring.features_over` and `score_range`: the
 live features, the version's windows and scaler, both TFLite models in padded batches, the
 dual-model rule). A range that touches a version's training or validation data, or the label
 horizon after them (their labels looked that far ahead), is refused.

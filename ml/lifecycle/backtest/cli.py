@@ -24,7 +24,7 @@ def _day_end(value: str) -> pd.Timestamp:
 def main(argv: list[str] | None = None) -> int:
     """Run the backtest the arguments ask for, print its figures; 4 when it is refused."""
 
-    from config.settings import setup_logging
+    from config.cli import setup_logging
     from ml.lifecycle import backtest
 
     settings = get_settings()

@@ -1,6 +1,6 @@
 """The backtest's signals: the range's stored bars, the live features through them, each
-version's scores through the serving path (`ml.serving.live_scoring.score_range`), and the baselines
-fitted on the sessions before the range, each put on every ticker's bars."""
+version's scores through the serving path (`ml.serving.range_scoring.score_range`), and the
+baselines fitted on the sessions before the range, each put on every ticker's bars."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ml.lifecycle.backtest.periods import fmt_utc
 from ml.models.metadata import ModelMetadata
 from ml.models.model_loader import LoadedModels, ModelLoadError, load_version
 from ml.serving.generate_recommendation import dual_actions
-from ml.serving.live_scoring import RangeScores, features_over, score_range
+from ml.serving.range_scoring import RangeScores, features_over, score_range
 
 Progress = Callable[[float, str], None]
 

@@ -93,7 +93,8 @@ def test_a_ticker_the_data_guard_holds_serves_hold_with_the_reason(
     model_env, clean_tables, monkeypatch
 ):
     from db.connections import connect
-    from db.quality import decide_hold, hold_tickers
+    from db.quality import hold_tickers
+    from db.quality_decisions import decide_hold
     from ml.serving.live_scoring import score_new_bars
 
     monkeypatch.setenv("UNIVERSE", ",".join(TICKERS))
@@ -225,7 +226,7 @@ def test_a_range_scored_in_batches_gives_the_per_bar_signals(
     the scorer's signal: the same bars, actions and probabilities as scoring each bar alone
     after a minute-by-minute feature update."""
     from ml.models.model_loader import load_version
-    from ml.serving.live_scoring import features_over, score_range
+    from ml.serving.range_scoring import features_over, score_range
 
     monkeypatch.setenv("BUY_THRESHOLD", "0.34")  # so the small random models trade
     monkeypatch.setenv("SELL_THRESHOLD", "0.34")
