@@ -103,12 +103,46 @@ def _same_document(page) -> None:
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
 
 
+def _open_marked(browser, url: str, height: int, ready):
+    """`url` in a new page, once `ready(page)` (a locator) shows; marked, so `_same_document`
+    tells a reload."""
+    page = browser.new_page(viewport={"width": 1500, "height": height})
+    page.goto(url)
+    ready(page).wait_for(timeout=60_000)
+    page.evaluate("window.__stockpulse_marker = 42")
+    return page
+
+
+def _show_a_scheduled_run(lab, env: dict[str, str]) -> None:
+    """A run started by the schedule: another process holds the training lock and reports its
+    progress the way ml.lifecycle.pipeline does, until the lab page has shown it in place."""
+    import subprocess
+    import sys
+
+    stop = ARTIFACTS / "scheduled-run.stop"
+    stop.unlink(missing_ok=True)
+    run_env = {**os.environ, **env}
+    scheduled = subprocess.Popen(
+        [sys.executable, "-c", SCHEDULED_RUN, str(stop)], env=run_env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        try:
+            lab.get_by_text("Training is already running").wait_for(timeout=90_000)
+            lab.get_by_text("lstm epoch 2/3").wait_for(timeout=30_000)
+        except Exception:
+            lab.screenshot(path=str(ARTIFACTS / "model_lab_retrain_missing.png"), full_page=True)
+            raise
+        _same_document(lab)
+    finally:
+        stop.touch()
+        scheduled.wait(timeout=60)
+
+
 def test_detail_and_lab_refresh_in_place_and_show_a_retrain_started_elsewhere(app_env, browser):
     """Pages opened before new bars, outcomes and a retrain (started by the schedule, not this
     session) show them without a reload: new candles on the detail page, the scoreboard
     filling in the model lab, then the retrain's progress."""
-    import subprocess
-    import sys
     import time
 
     from tests.app.test_model_lab import _trained_until
@@ -125,14 +159,18 @@ def test_detail_and_lab_refresh_in_place_and_show_a_retrain_started_elsewhere(ap
         ScoringWorkerProcess(ARTIFACTS / "scoring-worker-refresh-test.log", env),
         StreamlitServer(ARTIFACTS / "streamlit-refresh-test.log", env) as server,
     ):
-        detail = browser.new_page(viewport={"width": 1500, "height": 1100})
-        detail.goto(f"{server.url}/stock_detail?ticker=AAPL")
-        detail.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-        detail.evaluate("window.__stockpulse_marker = 42")
-        lab = browser.new_page(viewport={"width": 1500, "height": 1400})
-        lab.goto(f"{server.url}/model_lab")
-        lab.get_by_text("scoreboard shows its figures from 30 on").wait_for(timeout=60_000)
-        lab.evaluate("window.__stockpulse_marker = 42")
+        detail = _open_marked(
+            browser,
+            f"{server.url}/stock_detail?ticker=AAPL",
+            1100,
+            lambda page: page.locator(".js-plotly-plot").first,
+        )
+        lab = _open_marked(
+            browser,
+            f"{server.url}/model_lab",
+            1400,
+            lambda page: page.get_by_text("scoreboard shows its figures from 30 on"),
+        )
 
         for _ in range(40):
             ts, _ = feed.next_minute()
@@ -144,28 +182,7 @@ def test_detail_and_lab_refresh_in_place_and_show_a_retrain_started_elsewhere(ap
         _same_document(lab)
         lab.screenshot(path=str(ARTIFACTS / "model_lab_scoreboard.png"), full_page=True)
 
-        # a run started by the schedule: another process holds the training lock and reports
-        # its progress the way ml.lifecycle.pipeline does, until the page has shown it
-        stop = ARTIFACTS / "scheduled-run.stop"
-        stop.unlink(missing_ok=True)
-        run_env = {**os.environ, **env}
-        scheduled = subprocess.Popen(
-            [sys.executable, "-c", SCHEDULED_RUN, str(stop)], env=run_env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            try:
-                lab.get_by_text("Training is already running").wait_for(timeout=90_000)
-                lab.get_by_text("lstm epoch 2/3").wait_for(timeout=30_000)
-            except Exception:
-                lab.screenshot(
-                    path=str(ARTIFACTS / "model_lab_retrain_missing.png"), full_page=True
-                )
-                raise
-            _same_document(lab)
-        finally:
-            stop.touch()
-            scheduled.wait(timeout=60)
+        _show_a_scheduled_run(lab, env)
         assert "Traceback" not in lab.inner_text("body") + detail.inner_text("body")
 
 

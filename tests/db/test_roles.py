@@ -26,7 +26,7 @@ from config.settings import get_settings
 from db import alert_channels, quality, quality_decisions, roles
 from db.bars import interval_bars, read_bars
 from db.connections import autocommit_cursor, connect, dispose_engine, execute
-from db.flavour import has_aggregates
+from db.flavour import has_aggregates, refresh_aggregates
 from db.models import model_events, record_model_event, store_evaluation
 from db.ops import heartbeat, job_run
 from db.reads import read_from_db
@@ -131,11 +131,12 @@ def compress_history() -> None:
 # --------------------------------------------------------------------------- the app
 def test_the_app_reads_everything_and_cannot_write_bars(clean_tables, login_as):  # type: ignore[no-untyped-def]
     stored = write_to_db(session_bars("KO"), table="bars_1m")
+    start, end = SESSION.tz_localize("UTC"), SESSION.tz_localize("UTC") + pd.Timedelta(days=1)
+    refresh_aggregates(start, end)  # as the bar write path does after every write
     compress_history()
     login_as(roles.APP)
     for name in relations():  # every relation the pages could read
         read_from_db(f'SELECT count(*) AS n FROM "{name}"')  # noqa: S608 (catalog names)
-    start, end = SESSION.tz_localize("UTC"), SESSION.tz_localize("UTC") + pd.Timedelta(days=1)
     assert len(read_bars(["KO"], start, end)) == stored  # compressed history
     assert not interval_bars("KO", "1h", start, end).empty  # the aggregates
     refused(lambda: write_to_db(session_bars("AAPL"), table="bars_1m"))
@@ -147,7 +148,9 @@ def test_the_app_reads_everything_and_cannot_write_bars(clean_tables, login_as):
     assert len(read_from_db("SELECT ts FROM bars_1m WHERE ticker = 'KO'")) == stored
 
 
-def test_the_apps_actions_write_what_they_need(clean_tables, login_as, admin):  # type: ignore[no-untyped-def]
+def hold_ko_and_quarantine_two_msft_prints() -> pd.DataFrame:
+    """A session of KO bars stored and KO held from its 301st bar on (a level shift); two MSFT
+    prints quarantined as spikes. Returns KO's bars."""
     bars = session_bars("KO")
     write_to_db(bars, table="bars_1m")
     onset = pd.Timestamp(bars["ts"].iloc[300])
@@ -162,6 +165,11 @@ def test_the_apps_actions_write_what_they_need(clean_tables, login_as, admin):  
     with connect() as conn:
         quality.hold_tickers(conn, hold)
         quality.quarantine(conn, suspect)
+    return bars
+
+
+def test_the_apps_actions_write_what_they_need(clean_tables, login_as, admin):  # type: ignore[no-untyped-def]
+    bars = hold_ko_and_quarantine_two_msft_prints()
     login_as(roles.APP)
 
     # the model lab and the retrain button's pipeline

@@ -202,23 +202,9 @@ def resampled(minute: pd.DataFrame, rule: str) -> pd.DataFrame:
     )
 
 
-def test_a_split_and_a_dividend_on_compressed_history_adjust_every_interval(
-    clean_tables: None,
-) -> None:
-    """A 4:1 split and a dividend applied to compressed history: nothing stored changes, the
-    1-minute bars read back adjusted by the formulas, every aggregate equals resampling them,
-    and signal markers sit on the adjusted scale."""
-    raw = week_bars(["NVDA", "KO"])
-    write_bars(raw, source="simulated")
-    compress_history()
-    close_before = float(
-        raw[(raw["ticker"] == "KO") & (raw["ts"] < "2026-10-07 04:00Z")]["close"].iloc[-1]
-    )
-    actions = pd.DataFrame(
-        [("NVDA", date(2026, 10, 8), "split", 4.0), ("KO", date(2026, 10, 7), "dividend", 0.46)],
-        columns=ACTION_COLUMNS,
-    )
-    signal = {
+def nvda_buy_signal(raw: pd.DataFrame) -> dict[str, object]:
+    """A BUY signal on NVDA's 101st bar of `raw`, at that bar's unadjusted close."""
+    return {
         "ticker": "NVDA",
         "bar_ts": raw[raw["ticker"] == "NVDA"]["ts"].iloc[100],
         "model_version": "v1",
@@ -235,15 +221,11 @@ def test_a_split_and_a_dividend_on_compressed_history_adjust_every_interval(
         "close": float(raw[raw["ticker"] == "NVDA"]["close"].iloc[100]),
         "reason": "test",
     }
-    write_to_db(pd.DataFrame([signal]), table="signals")
-    handler.record_actions(actions, "test")
-    for action in handler.due_actions(date(2026, 10, 9), ["NVDA", "KO"]).itertuples():
-        assert handler.apply_action(action, SimulatedMarket(seed=3))
-    assert handler.due_actions(date(2026, 10, 9), ["NVDA", "KO"]).empty  # once only
-    stored = stored_bars()
-    pd.testing.assert_frame_equal(stored, raw[stored.columns.tolist()], check_dtype=False)
 
-    got = read_bars(["NVDA", "KO"], raw["ts"].min(), FAR)
+
+def adjusted_by_the_formulas(raw: pd.DataFrame, close_before: float) -> pd.DataFrame:
+    """`raw` with NVDA's 4:1 split (2026-10-08) and KO's 0.46 dividend (ex 2026-10-07, the last
+    close before it `close_before`) applied to the bars before them."""
     want = raw.copy()
     split = (want["ticker"] == "NVDA") & (
         want["ts"] < pd.Timestamp("2026-10-08", tz="America/New_York")
@@ -254,6 +236,36 @@ def test_a_split_and_a_dividend_on_compressed_history_adjust_every_interval(
         want["ts"] < pd.Timestamp("2026-10-07", tz="America/New_York")
     )
     want.loc[div, ["open", "high", "low", "close"]] *= 1 - 0.46 / close_before
+    return want
+
+
+def test_a_split_and_a_dividend_on_compressed_history_adjust_every_interval(
+    clean_tables: None,
+) -> None:
+    """A 4:1 split and a dividend applied to compressed history: nothing stored changes, the
+    1-minute bars read back adjusted by the formulas, every aggregate equals resampling them,
+    and signal markers sit on the adjusted scale."""
+    raw = week_bars(["NVDA", "KO"])
+    write_bars(raw, source="simulated")
+    compress_history()
+    close_before = float(
+        raw[(raw["ticker"] == "KO") & (raw["ts"] < "2026-10-07 04:00Z")]["close"].iloc[-1]
+    )
+    actions = pd.DataFrame(
+        [("NVDA", date(2026, 10, 8), "split", 4.0), ("KO", date(2026, 10, 7), "dividend", 0.46)],
+        columns=ACTION_COLUMNS,
+    )
+    signal = nvda_buy_signal(raw)
+    write_to_db(pd.DataFrame([signal]), table="signals")
+    handler.record_actions(actions, "test")
+    for action in handler.due_actions(date(2026, 10, 9), ["NVDA", "KO"]).itertuples():
+        assert handler.apply_action(action, SimulatedMarket(seed=3))
+    assert handler.due_actions(date(2026, 10, 9), ["NVDA", "KO"]).empty  # once only
+    stored = stored_bars()
+    pd.testing.assert_frame_equal(stored, raw[stored.columns.tolist()], check_dtype=False)
+
+    got = read_bars(["NVDA", "KO"], raw["ts"].min(), FAR)
+    want = adjusted_by_the_formulas(raw, close_before)
     for col in ("open", "high", "low", "close", "volume"):
         np.testing.assert_allclose(got[col], want[col], rtol=1e-12, err_msg=col)
 

@@ -7,6 +7,8 @@ and arrival does not contain the article, and equals what live scoring computed 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,11 +48,27 @@ def live_row(features, ticker: str, ts: pd.Timestamp) -> np.ndarray:
     return rows.values[at[0]].copy()
 
 
+def promoted_feature_version(bars: pd.DataFrame) -> tuple[Any, Any]:
+    """A feature version built on `bars`, promoted champion: what serving loads of it, and its
+    feature parameters."""
+    from ml.models.model_loader import ModelManager
+
+    version = "20261102T000000Z"
+    build_feature_version(get_settings().models_dir / version, bars)
+    promote(version, by="cli", reason="test")
+    serving = ModelManager().serving()
+    return serving, serving.champion.metadata.feature_params
+
+
+def features_by_row(raw: Any, news: pd.DataFrame | None, params: Any) -> pd.DataFrame:
+    """The training path's features of `raw`'s bars with `news`, indexed by (ticker, ts)."""
+    return create_features(raw.bars, news, raw.macro, params=params).set_index(["ticker", "ts"])
+
+
 def test_news_that_arrives_late_is_joined_when_it_arrived_in_training_as_in_serving(
     model_env, clean_tables, monkeypatch
 ):
     from db.bars import adjustment_stamp
-    from ml.models.model_loader import ModelManager
     from ml.serving.live_scoring import Scorer
     from ml.training.dataset import load_raw
     from workers.news_ingestor import store_articles
@@ -61,11 +79,7 @@ def test_news_that_arrives_late_is_joined_when_it_arrived_in_training_as_in_serv
     bars = SimulatedMarket(seed=8, missing_rate=0.0).history(
         TICKERS, pd.Timestamp("2026-11-03", tz="UTC"), pd.Timestamp("2026-11-05", tz="UTC")
     )
-    version = "20261102T000000Z"
-    build_feature_version(get_settings().models_dir / version, bars)
-    promote(version, by="cli", reason="test")
-    serving = ModelManager().serving()
-    params = serving.champion.metadata.feature_params
+    serving, params = promoted_feature_version(bars)
     scorer = Scorer()
 
     # live, at BETWEEN: the article is published but has not arrived
@@ -82,12 +96,8 @@ def test_news_that_arrives_late_is_joined_when_it_arrived_in_training_as_in_serv
     )
     assert raw.news is not None and len(raw.news) == 1
     assert raw.news["available_at"].iloc[0] == ARRIVED
-    trained = create_features(raw.bars, raw.news, raw.macro, params=params).set_index(
-        ["ticker", "ts"]
-    )[list(FEATURE_COLUMNS)]
-    without = create_features(raw.bars, None, raw.macro, params=params).set_index(["ticker", "ts"])[
-        list(FEATURE_COLUMNS)
-    ]
+    trained = features_by_row(raw, raw.news, params)[list(FEATURE_COLUMNS)]
+    without = features_by_row(raw, None, params)[list(FEATURE_COLUMNS)]
     news = [FEATURE_COLUMNS.index(f) for f in NEWS_FEATURES]
 
     between = trained.loc[("AAPL", BETWEEN)].to_numpy()
@@ -101,7 +111,7 @@ def test_news_that_arrives_late_is_joined_when_it_arrived_in_training_as_in_serv
     # the check can fail: joined at publication, the row between would contain the article
     assert list(raw.news["available_at"]) == [ARRIVED]  # the one article, known on arrival
     leaky = raw.news.assign(available_at=PUBLISHED)
-    early = create_features(raw.bars, leaky, raw.macro, params=params).set_index(["ticker", "ts"])
+    early = features_by_row(raw, leaky, params)
     assert early.loc[("AAPL", BETWEEN), "news_count"] > 0
     with pytest.raises(AssertionError):
         np.testing.assert_allclose(

@@ -168,6 +168,43 @@ def _metadata(version: str, trained_until: str):
     )
 
 
+def predictions(
+    rng: np.random.Generator, keys: pd.DataFrame, outcome: np.ndarray, version: str, skill: float
+) -> pd.DataFrame:
+    """`version`'s signals on every key: each network right with probability `skill`, the
+    action BUY / SELL where both agree on UP / DOWN."""
+    from ml.features.labels import CLASSES
+
+    n = len(keys)
+    cols = {}
+    for model in ("lstm", "transformer"):
+        label = np.where(rng.random(n) < skill, outcome, rng.integers(0, 3, n))
+        probs = np.full((n, 3), 0.15)
+        probs[np.arange(n), label] = 0.7
+        cols[f"{model}_label"] = np.asarray(CLASSES)[label]
+        for i, c in enumerate(("down", "neutral", "up")):
+            cols[f"{model}_p_{c}"] = probs[:, i]
+    agree = cols["lstm_label"] == cols["transformer_label"]
+    action = np.where(
+        agree & (cols["lstm_label"] == "UP"),
+        "BUY",
+        np.where(agree & (cols["lstm_label"] == "DOWN"), "SELL", "HOLD"),
+    )
+    return keys.assign(model_version=version, action=action, confidence=0.7, **cols)
+
+
+def write_a_champion_bar_the_challenger_never_scored(keys: pd.DataFrame) -> None:
+    write_to_db(
+        keys.head(1).assign(
+            bar_ts=pd.Timestamp("2026-11-02 21:00", tz="UTC"), model_version=CHAMPION,
+            action="HOLD", confidence=0.5, role="champion",
+            **{f"{m}_{c}": v for m in ("lstm", "transformer")
+               for c, v in (("label", "UP"), ("p_down", 0.2), ("p_neutral", 0.2), ("p_up", 0.6))},
+        ),
+        table="signals",
+    )  # fmt: skip
+
+
 def test_the_scoreboard_equals_an_offline_computation(clean_tables, monkeypatch):
     from ml.features.labels import CLASSES
     from ml.lifecycle.scoreboard import scoreboard
@@ -184,24 +221,8 @@ def test_the_scoreboard_equals_an_offline_computation(clean_tables, monkeypatch)
     outcome = rng.integers(0, 3, n)
     fwd = rng.normal(0, 0.002, n)
 
-    def predictions(version: str, skill: float) -> pd.DataFrame:
-        cols = {}
-        for model in ("lstm", "transformer"):
-            label = np.where(rng.random(n) < skill, outcome, rng.integers(0, 3, n))
-            probs = np.full((n, 3), 0.15)
-            probs[np.arange(n), label] = 0.7
-            cols[f"{model}_label"] = np.asarray(CLASSES)[label]
-            for i, c in enumerate(("down", "neutral", "up")):
-                cols[f"{model}_p_{c}"] = probs[:, i]
-        agree = cols["lstm_label"] == cols["transformer_label"]
-        action = np.where(
-            agree & (cols["lstm_label"] == "UP"),
-            "BUY",
-            np.where(agree & (cols["lstm_label"] == "DOWN"), "SELL", "HOLD"),
-        )
-        return keys.assign(model_version=version, action=action, confidence=0.7, **cols)
-
-    champ, chall = predictions(CHAMPION, 0.3), predictions(CHALLENGER, 0.5)
+    champ = predictions(rng, keys, outcome, CHAMPION, 0.3)
+    chall = predictions(rng, keys, outcome, CHALLENGER, 0.5)
     write_to_db(champ.assign(role="champion"), table="signals")
     write_to_db(chall.assign(role="shadow"), table="signals")
     params = LabelParams(1.5, 1.5, 15, 30)
@@ -209,15 +230,7 @@ def test_the_scoreboard_equals_an_offline_computation(clean_tables, monkeypatch)
     rows.loc[rows.index % 97 == 0, "label"] = None  # horizon crossed the close: not judged
     write_to_db(rows.assign(exit_ts=rows["bar_ts"] + pd.Timedelta(minutes=15)), table="outcomes")
     # a bar the challenger never scored, and one before it was trained, are left out
-    write_to_db(
-        keys.head(1).assign(
-            bar_ts=pd.Timestamp("2026-11-02 21:00", tz="UTC"), model_version=CHAMPION,
-            action="HOLD", confidence=0.5, role="champion",
-            **{f"{m}_{c}": v for m in ("lstm", "transformer")
-               for c, v in (("label", "UP"), ("p_down", 0.2), ("p_neutral", 0.2), ("p_up", 0.6))},
-        ),
-        table="signals",
-    )  # fmt: skip
+    write_a_champion_bar_the_challenger_never_scored(keys)
 
     board = scoreboard(
         _metadata(CHAMPION, "2026-10-30T20:00:00+00:00"),
