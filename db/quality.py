@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, text
 
-from core.timeutil import utc, utc_series
+from core.timeutil import NEW_YORK, utc, utc_series
 from db.reads import read_from_db
 
 PENDING = "pending"
@@ -250,9 +250,10 @@ def explain_holds(conn: Connection, actions: pd.DataFrame, actor: str) -> int:
                 "FROM unnest(CAST(:t AS text[]), CAST(:d AS date[]), CAST(:k AS text[]), "
                 "CAST(:v AS float8[])) AS u(ticker, ex_date, kind, value) "
                 "WHERE h.status = :held AND h.ticker = u.ticker "
-                "AND (h.onset_ts AT TIME ZONE 'America/New_York')::date = u.ex_date"
+                "AND (h.onset_ts AT TIME ZONE :tz)::date = u.ex_date"
             ),
             {
+                "tz": NEW_YORK,
                 "explained": EXPLAINED,
                 "held": HELD,
                 "actor": actor,

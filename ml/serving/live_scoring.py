@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from config.settings import Settings, get_settings
-from core.timeutil import utc, utc_now
+from core.timeutil import NEW_YORK, utc, utc_now
 from db.alerts import enqueue_signals
 from db.bars import adjustment_stamp, read_bars, read_last_bars
 from db.connections import connect, reads_on
@@ -275,7 +275,7 @@ class Scorer:
 
 
 def _ny_day(ts: pd.Timestamp) -> int:
-    local = utc(ts).tz_convert("America/New_York")
+    local = utc(ts).tz_convert(NEW_YORK)
     return int(local.year * 10_000 + local.month * 100 + local.day)
 
 
