@@ -87,7 +87,7 @@ def test_live_page_shows_a_new_bars_signal_without_reloading_then_the_model_lab(
 
         page.get_by_role("link", name="Model lab").click()
         page.get_by_role("heading", name="Model lab").wait_for(timeout=30_000)
-        page.get_by_text("Champion:").wait_for()
+        page.get_by_text("Champion:", exact=True).wait_for()
         page.get_by_role("button", name="Retrain now").wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "model_lab.png"), full_page=True)
 

@@ -125,7 +125,7 @@ def sign_out(page: Any) -> None:
 def open_lab(page: Any, url: str) -> None:
     page.goto(f"{url}/model_lab")
     page.get_by_role("heading", name="Model lab").wait_for(timeout=60_000)
-    page.get_by_text("Champion:").wait_for(timeout=60_000)
+    page.get_by_text("Champion:", exact=True).wait_for(timeout=60_000)
 
 
 def test_viewer_and_analyst_sign_in_promote_and_sign_out(app_env, provider, chromium):
