@@ -39,9 +39,14 @@ def pinned_digest() -> str:
 
 
 def tampered(tmp_path: Path) -> Path:
-    """A copy of the vendored tarball with one byte changed."""
+    """A copy of the vendored tarball with one byte changed (without the vendored tarball, any
+    other bytes: the digest differs from the pinned one either way, so these tests always run;
+    only the test that the real tarball passes needs it)."""
     copy = tmp_path / NAME
-    shutil.copyfile(vendored(), copy)
+    try:
+        shutil.copyfile(vendored(), copy)
+    except pytest.skip.Exception:
+        copy.write_bytes(os.urandom(8192))
     with copy.open("r+b") as f:
         f.seek(4000)
         byte = f.read(1)
